@@ -1,0 +1,166 @@
+"""The public API: ``attention``, ``mechanisms``, ``describe``.
+
+Example::
+
+    >>> import torch, longmix
+    >>> q, k, v = torch.randn(3, 2, 128, 4, 32).unbind(0)
+    >>> beta = torch.rand(2, 128, 4)
+    >>> g = torch.nn.functional.logsigmoid(torch.randn(2, 128, 4))
+    >>> k = torch.nn.functional.normalize(k, dim=-1)
+    >>> o, S = longmix.attention(q, k, v, "gated_deltanet", g=g, beta=beta, output_final_state=True)
+    >>> o.shape, S.shape, S.dtype
+    (torch.Size([2, 128, 4, 32]), torch.Size([2, 4, 32, 32]), torch.float32)
+"""
+from __future__ import annotations
+
+import logging
+
+import torch
+
+from . import checks, registry
+from .registry import BACKENDS, FORMS, Mechanism
+
+log = logging.getLogger("longmix")
+
+# Options that belong to some mechanisms only; a mechanism refuses those it does not list.
+MECHANISM_OPTIONS = (
+    "g", "beta", "feature_map", "normalize", "window", "sinks", "alibi_slopes", "softcap", "bias",
+    "block_size", "length_scaling",
+)
+# Dense attention below this many weight entries (B·H·T_q·T_k) runs the parallel form under "auto".
+AUTO_PARALLEL_MAX = 1 << 24
+
+
+def mechanisms() -> list[str]:
+    """Names of every registered mechanism, in registration order."""
+    return registry.names()
+
+
+def describe(name: str) -> Mechanism:
+    """What mechanism ``name`` computes: formula, paper, forms, backends, inputs, state,
+    complexity and noncausal definition (``print(describe(name))`` shows them all)."""
+    return registry.get(name)
+
+
+def _choose_form(mech: Mechanism, form: str, B: int, H: int, T_q: int, T_k: int, causal: bool) -> str:
+    if not isinstance(form, str) or (form != "auto" and form not in FORMS):
+        raise ValueError(f"form must be 'auto' or one of {FORMS}, got {form!r}")
+    if form != "auto":
+        if form not in mech.forms:
+            raise ValueError(f"mechanism {mech.name!r} has no form {form!r}; its forms are {mech.forms}")
+        return form
+    if mech.family == "dense":
+        chosen = "parallel" if B * H * T_q * T_k <= AUTO_PARALLEL_MAX else "chunk"
+        why = f"B·H·T_q·T_k = {B * H * T_q * T_k} {'≤' if chosen == 'parallel' else '>'} {AUTO_PARALLEL_MAX}"
+    elif T_q == 1 and causal:
+        chosen, why = "recurrent", "a single query token (decoding)"
+    else:
+        chosen, why = "chunk", "the chunkwise form is the training/prefill path"
+    log.debug("longmix: %s form=%s (%s)", mech.name, chosen, why)
+    return chosen
+
+
+def _choose_backend(mech: Mechanism, backend: str, q: torch.Tensor) -> str:
+    if not isinstance(backend, str) or (backend != "auto" and backend not in BACKENDS):
+        raise ValueError(f"backend must be 'auto' or one of {BACKENDS}, got {backend!r}")
+    if backend != "auto":
+        if backend not in mech.backends:
+            raise ValueError(f"mechanism {mech.name!r} has no backend {backend!r}; its backends are {mech.backends}")
+        return backend
+    chosen = "triton" if "triton" in mech.backends and q.is_cuda else "reference"
+    log.debug("longmix: %s backend=%s (device %s)", mech.name, chosen, q.device)
+    return chosen
+
+
+def _slice_doc(opts: dict, s: int, e: int) -> dict:
+    """The options of one packed document: time-indexed tensors cut to [s, e)."""
+    out = dict(opts)
+    for name in ("g", "beta"):
+        x = opts.get(name)
+        if x is not None and x.dim() >= 3:
+            out[name] = x[:, s:e]
+    b = opts.get("bias")
+    if torch.is_tensor(b) and b.dim() >= 2:
+        out["bias"] = b[..., s:e if b.shape[-2] > 1 else 1, s:e if b.shape[-1] > 1 else 1]
+    return out
+
+
+def attention(q, k, v, mechanism, *, causal=True, scale=None, g=None, beta=None, feature_map=None,
+              normalize=None, window=None, sinks=None, alibi_slopes=None, softcap=None, bias=None,
+              block_size=None, length_scaling=None, cu_seqlens=None, initial_state=None,
+              output_final_state=False, chunk_size=None, form="auto", backend="auto"):
+    """Run attention mechanism ``mechanism`` on q [B, T_q, H, D_k], k [B, T_k, H_kv, D_k], v [B, T_k, H_kv, D_v].
+
+    Args:
+        mechanism: a name from :func:`mechanisms`; :func:`describe` lists its options.
+        causal: causal (query i sees keys j ≤ i, bottom-right aligned when T_q ≠ T_k) or not.
+        scale: multiplies q (φ(q) for linear attention); default D_k^-½ (F^-½ after a feature map).
+        g, beta, feature_map, normalize, window, sinks, alibi_slopes, softcap, bias, block_size,
+            length_scaling: mechanism options (see ``describe(mechanism).inputs``); an option the
+            mechanism does not take raises ValueError.
+        cu_seqlens: int tensor [N+1] of packed-document boundaries (B must be 1); attention and
+            state never cross a boundary.
+        initial_state: [B, H, D_k, D_v] (or [N, ...] with cu_seqlens) for recurrent mechanisms.
+        output_final_state: also return the final state, float32 (float64 for float64 inputs).
+        chunk_size: chunk length of the chunkwise form (default 64; 128 query/key tiles for dense).
+        form: "auto", "parallel", "chunk" or "recurrent".
+        backend: "auto", "reference" or "triton".
+
+    Returns:
+        o [B, T_q, H, D_v] in q's dtype, or (o, state) with ``output_final_state=True``.
+    """
+    mech = registry.get(mechanism)
+    B, T_q, T_k, H, H_kv, D_k, D_v = checks.qkv(q, k, v)
+    if not isinstance(causal, bool):
+        raise TypeError(f"causal must be a bool, got {type(causal).__name__}")
+    if scale is not None:
+        scale = checks.positive_float(scale, "scale")
+    if chunk_size is not None:
+        checks.positive_int(chunk_size, "chunk_size")
+    if not isinstance(output_final_state, bool):
+        raise TypeError(f"output_final_state must be a bool, got {type(output_final_state).__name__}")
+
+    given = {n: val for n, val in zip(MECHANISM_OPTIONS, (g, beta, feature_map, normalize, window, sinks, alibi_slopes,
+                                                          softcap, bias, block_size, length_scaling)) if val is not None}
+    extra = [n for n in given if n not in mech.inputs]
+    if extra:
+        takes = ", ".join(mech.inputs) or "none"
+        raise ValueError(f"mechanism {mech.name!r} does not take {', '.join(extra)}; its options are: {takes}")
+    missing = sorted(mech.required - set(given))
+    if missing:
+        raise ValueError(f"mechanism {mech.name!r} needs {', '.join(missing)}: " +
+                         "; ".join(f"{n} = {mech.inputs[n]}" for n in missing))
+    if T_q != T_k and not mech.cross:
+        raise ValueError(f"mechanism {mech.name!r} is a recurrence over one sequence: q and k must have the same "
+                         f"length, got T_q={T_q}, T_k={T_k}")
+    recurrent = mech.family != "dense"
+    if not recurrent and (initial_state is not None or output_final_state):
+        raise ValueError(f"mechanism {mech.name!r} carries no recurrent state (its cache is k, v themselves): "
+                         "initial_state and output_final_state are for recurrent mechanisms")
+    if not causal and (initial_state is not None or output_final_state):
+        raise ValueError("noncausal (bidirectional) attention has no recurrent state: initial_state and "
+                         "output_final_state need causal=True")
+    opts = dict(given, causal=causal, scale=scale, chunk_size=chunk_size)
+    mech.check(q, k, v, opts)
+    form = _choose_form(mech, form, B, H, T_q, T_k, causal)
+    backend = _choose_backend(mech, backend, q)
+
+    if cu_seqlens is None:
+        o, state = mech.run(form, backend, q, k, v, opts, initial_state)
+    else:
+        if T_q != T_k:
+            raise ValueError(f"cu_seqlens packs one sequence of documents: T_q must equal T_k, got {T_q} and {T_k}")
+        bounds = checks.cu_seqlens(cu_seqlens, T_k, B, q.device)
+        N = len(bounds) - 1
+        if initial_state is not None and (not torch.is_tensor(initial_state) or initial_state.shape[0] != N):
+            shape = tuple(initial_state.shape) if torch.is_tensor(initial_state) else type(initial_state).__name__
+            raise ValueError(f"with cu_seqlens, initial_state must have shape [N, H, D_k, D_v] with N={N} documents, got {shape}")
+        outs, states = [], []
+        for i, (s, e) in enumerate(zip(bounds, bounds[1:])):
+            o_i, st_i = mech.run(form, backend, q[:, s:e], k[:, s:e], v[:, s:e], _slice_doc(opts, s, e),
+                                 None if initial_state is None else initial_state[i:i + 1])
+            outs.append(o_i)
+            states.append(st_i)
+        o = torch.cat(outs, 1)
+        state = torch.cat(states, 0) if output_final_state else None
+    return (o, state) if output_final_state else o

@@ -1,0 +1,119 @@
+"""Input validation shared by every mechanism: errors name the argument and the shape.
+
+Every check raises ``ValueError`` (wrong shape, value or option) or ``TypeError``
+(wrong type or dtype) before any computation, so bad input never turns into a silent
+broadcast or an illegal memory access in a kernel.
+"""
+from __future__ import annotations
+
+import torch
+
+FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+
+def tensor(x, name: str, *, ndim: int | None = None, shape_doc: str = "") -> torch.Tensor:
+    if not torch.is_tensor(x):
+        raise TypeError(f"{name} must be a torch.Tensor{' of shape ' + shape_doc if shape_doc else ''}, got {type(x).__name__}")
+    if ndim is not None and x.dim() != ndim:
+        raise ValueError(f"{name} must have {ndim} dims {shape_doc}, got shape {tuple(x.shape)}")
+    return x
+
+
+def qkv(q, k, v):
+    """Check q [B, T_q, H, D_k], k [B, T_k, H_kv, D_k], v [B, T_k, H_kv, D_v]; return the sizes."""
+    tensor(q, "q", ndim=4, shape_doc="[B, T_q, H, D_k]")
+    tensor(k, "k", ndim=4, shape_doc="[B, T_k, H_kv, D_k]")
+    tensor(v, "v", ndim=4, shape_doc="[B, T_k, H_kv, D_v]")
+    for name, x in (("q", q), ("k", k), ("v", v)):
+        if x.dtype not in FLOAT_DTYPES:
+            raise TypeError(f"{name} must be float16, bfloat16, float32 or float64, got {x.dtype}")
+    if not (q.dtype == k.dtype == v.dtype):
+        raise TypeError(f"q, k and v must share one dtype, got q {q.dtype}, k {k.dtype}, v {v.dtype}")
+    if not (q.device == k.device == v.device):
+        raise ValueError(f"q, k and v must be on one device, got {q.device}, {k.device}, {v.device}")
+    B, T_q, H, D_k = q.shape
+    if k.shape[0] != B or v.shape[0] != B:
+        raise ValueError(f"batch size mismatch: q has B={B}, k has {k.shape[0]}, v has {v.shape[0]}")
+    if k.shape[1] != v.shape[1]:
+        raise ValueError(f"k and v must have the same length T_k, got {k.shape[1]} and {v.shape[1]}")
+    if k.shape[2] != v.shape[2]:
+        raise ValueError(f"k and v must have the same number of heads H_kv, got {k.shape[2]} and {v.shape[2]}")
+    if k.shape[3] != D_k:
+        raise ValueError(f"k must have q's head dim D_k={D_k} (k is [B, T_k, H_kv, D_k]), got {k.shape[3]}")
+    H_kv = k.shape[2]
+    if H_kv == 0 or H % H_kv:
+        raise ValueError(f"query heads H={H} must be a multiple of key/value heads H_kv={H_kv} (GQA/MQA)")
+    return B, T_q, k.shape[1], H, H_kv, D_k, v.shape[3]
+
+
+def gate(g, name: str, shape: tuple, doc: str, dtype_of: torch.Tensor, *, check_values: bool = True) -> torch.Tensor:
+    """A log-space gate: exact shape, float32 (float64 allowed with float64 inputs), values ≤ 0."""
+    tensor(g, name, shape_doc=doc)
+    if tuple(g.shape) != tuple(shape):
+        raise ValueError(f"{name} must have shape {doc} = {tuple(shape)}, got {tuple(g.shape)}")
+    allowed = (torch.float32, torch.float64) if dtype_of.dtype == torch.float64 else (torch.float32,)
+    if g.dtype not in allowed:
+        raise TypeError(f"{name} (a log-space gate) must be float32{' or float64' if len(allowed) > 1 else ''}, got {g.dtype}")
+    if g.device != dtype_of.device:
+        raise ValueError(f"{name} must be on {dtype_of.device}, got {g.device}")
+    if check_values and g.numel():
+        if torch.isnan(g).any():
+            raise ValueError(f"{name} (log-space gate) contains NaN")
+        if (g > 0).any():
+            raise ValueError(f"{name} is a log-space decay and must be ≤ 0 (α = exp({name}) ≤ 1); max is {g.max().item():.4g}")
+    return g
+
+
+def beta(b, shape: tuple, dtype_of: torch.Tensor) -> torch.Tensor:
+    """Delta-rule step size: shape [B, T, H], q's dtype or float32, values in [0, 2]."""
+    doc = "[B, T, H]"
+    tensor(b, "beta", shape_doc=doc)
+    if tuple(b.shape) != tuple(shape):
+        raise ValueError(f"beta must have shape {doc} = {tuple(shape)}, got {tuple(b.shape)}")
+    if b.dtype not in (dtype_of.dtype, torch.float32):
+        raise TypeError(f"beta must have q's dtype ({dtype_of.dtype}) or float32, got {b.dtype}")
+    if b.numel() and (torch.isnan(b).any() or (b < 0).any() or (b > 2).any()):
+        raise ValueError(f"beta must lie in [0, 2] (the transition I − β k kᵀ is then non-expansive for unit keys); "
+                         f"got values in [{b.min().item():.4g}, {b.max().item():.4g}]")
+    return b
+
+
+def per_head(x, name: str, H: int, device) -> torch.Tensor:
+    """A per-head vector (sinks, ALiBi slopes, constant gates): shape [H]."""
+    tensor(x, name, shape_doc="[H]")
+    if tuple(x.shape) != (H,):
+        raise ValueError(f"{name} must have shape [H] = ({H},), got {tuple(x.shape)}")
+    if not x.is_floating_point():
+        raise TypeError(f"{name} must be a floating tensor, got {x.dtype}")
+    if x.device != device:
+        raise ValueError(f"{name} must be on {device}, got {x.device}")
+    return x
+
+
+def cu_seqlens(cu, T: int, B: int, device) -> list[int]:
+    """Packed documents: an int tensor [N+1], 0 = c_0 ≤ c_1 ≤ … ≤ c_N = T, with B = 1."""
+    tensor(cu, "cu_seqlens", ndim=1, shape_doc="[N+1]")
+    if cu.dtype not in (torch.int32, torch.int64):
+        raise TypeError(f"cu_seqlens must be int32 or int64, got {cu.dtype}")
+    if B != 1:
+        raise ValueError(f"cu_seqlens packs documents along T, so the batch size must be 1, got B={B}")
+    c = cu.tolist()
+    if len(c) < 2 or c[0] != 0 or c[-1] != T or any(b < a for a, b in zip(c, c[1:])):
+        raise ValueError(f"cu_seqlens must be non-decreasing, start at 0 and end at T={T}, got {c if len(c) < 20 else c[:10] + ['…']}")
+    return c
+
+
+def positive_int(x, name: str) -> int:
+    if isinstance(x, bool) or not isinstance(x, int):
+        raise TypeError(f"{name} must be an int, got {type(x).__name__}")
+    if x < 1:
+        raise ValueError(f"{name} must be ≥ 1, got {x}")
+    return x
+
+
+def positive_float(x, name: str) -> float:
+    if isinstance(x, bool) or not isinstance(x, (int, float)):
+        raise TypeError(f"{name} must be a number, got {type(x).__name__}")
+    if not x > 0:
+        raise ValueError(f"{name} must be > 0, got {x}")
+    return float(x)

@@ -1,0 +1,213 @@
+"""Glue shared by the mechanism files: turn a small description into a registry row.
+
+A dense mechanism names its weight (softmax, sigmoid, softplus); a recurrent one
+supplies ``prepare(q, k, v, opts) -> Prepared``, which maps its inputs (feature
+map, constant or data-dependent gates, beta) onto the one shared recurrence in
+``kernels/reference/recurrent.py``. Forms, backends, noncausal mode, initial state
+and precision are handled here once for all of them.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import partial
+from typing import Callable
+
+import torch
+
+from .. import checks
+from ..kernels.reference import chunk as ref_chunk
+from ..kernels.reference import recurrent as ref_recurrent
+from ..kernels.reference.dense import dense
+
+RECURRENT_FORMS = ("parallel", "chunk", "recurrent")
+DEFAULT_CHUNK = {"dense": 128, "recurrent": 64}
+
+
+def compute_dtype(x: torch.Tensor) -> torch.dtype:
+    """References compute in float32 (float64 when the inputs are float64)."""
+    return torch.float64 if x.dtype == torch.float64 else torch.float32
+
+
+def expand_heads(x: torch.Tensor, H: int) -> torch.Tensor:
+    """[B, T, H_kv, D] → [B, T, H, D]: query head h uses key/value head h // (H / H_kv)."""
+    return x if x.shape[2] == H else x.repeat_interleave(H // x.shape[2], dim=2)
+
+
+# ----------------------------------------------------------------------------- dense
+
+
+def dense_run(kind: str, logit_scale: Callable | None = None):
+    """``run`` for a dense mechanism with weight ``kind`` (see kernels/reference/dense.py)."""
+
+    def run(form, backend, q, k, v, opts, initial_state):
+        H, cd = q.shape[2], compute_dtype(q)
+        qc, kc, vc = q.to(cd), expand_heads(k, H).to(cd), expand_heads(v, H).to(cd)
+        scale = opts["scale"] if opts["scale"] is not None else q.shape[-1] ** -0.5
+        bias = opts.get("bias")
+        if kind == "sigmoid" and bias is None:
+            bias = -torch.log(torch.tensor(float(max(k.shape[1], 1)))).item()
+        if torch.is_tensor(bias):
+            bias = bias.to(cd)
+        o = dense(
+            qc, kc, vc, kind=kind, scale=scale, causal=opts["causal"], window=opts.get("window"),
+            block_size=opts.get("block_size"), alibi_slopes=opts.get("alibi_slopes"), softcap=opts.get("softcap"),
+            bias=bias, sinks=opts.get("sinks"),
+            logit_scale=None if logit_scale is None else logit_scale(q.shape[1], k.shape[1], opts),
+            form=form, chunk_size=opts["chunk_size"] or DEFAULT_CHUNK["dense"],
+        )
+        return o.to(q.dtype), None
+
+    return run
+
+
+def check_bias(bias, B, H, T_q, T_k):
+    """``bias``: a number, or a tensor broadcastable to [B, H, T_q, T_k] (each dim full or 1)."""
+    if bias is None or isinstance(bias, (int, float)) and not isinstance(bias, bool):
+        return
+    checks.tensor(bias, "bias", shape_doc="[B, H, T_q, T_k] (each dim may be 1), or a number")
+    full = (B, H, T_q, T_k)
+    if bias.dim() > 4 or any(s not in (1, f) for s, f in zip(bias.shape[::-1], full[::-1])):
+        raise ValueError(f"bias must broadcast to [B, H, T_q, T_k] = {full} with each dim full or 1, got {tuple(bias.shape)}")
+
+
+# ------------------------------------------------------------------------- recurrent
+
+
+@dataclass
+class Prepared:
+    """A mechanism's inputs mapped onto the shared recurrence (compute dtype, H heads).
+
+    q is already multiplied by the scale; ``post`` (normaliser, output norm) is applied
+    to the recurrence's output.
+    """
+
+    q: torch.Tensor
+    k: torch.Tensor
+    v: torch.Tensor
+    g: torch.Tensor | None = None
+    beta: torch.Tensor | None = None
+    post: Callable[[torch.Tensor], torch.Tensor] | None = None
+
+
+# form → kernel(q, k, v, g, beta, initial_state, *, chunk_size) for each backend;
+# kernel packages add their own entries (see longmix.kernels.triton).
+KERNELS: dict[tuple[str, str], Callable] = {
+    ("reference", "parallel"): lambda q, k, v, g, beta, s0, chunk_size: ref_chunk.parallel(q, k, v, g, beta, s0),
+    ("reference", "chunk"): lambda q, k, v, g, beta, s0, chunk_size: ref_chunk.chunk(q, k, v, g, beta, s0, chunk_size=chunk_size),
+    ("reference", "recurrent"): lambda q, k, v, g, beta, s0, chunk_size: ref_recurrent.scan(q, k, v, g, beta, s0),
+}
+
+
+def recurrent_run(prepare: Callable[..., Prepared]):
+    """``run`` for a recurrent mechanism described by ``prepare``."""
+
+    def run(form, backend, q, k, v, opts, initial_state):
+        H, cd = q.shape[2], compute_dtype(q)
+        p = prepare(q.to(cd), expand_heads(k, H).to(cd), expand_heads(v, H).to(cd), opts)
+        B, K, V = q.shape[0], p.k.shape[-1], p.v.shape[-1]
+        if initial_state is not None:
+            checks.tensor(initial_state, "initial_state", shape_doc="[B, H, D_k, D_v]")
+            if tuple(initial_state.shape) != (B, H, K, V):
+                raise ValueError(f"initial_state must have shape [B, H, D_k, D_v] = {(B, H, K, V)} "
+                                 f"(D_k after the feature map; D_v + 1 with normalize=True), got {tuple(initial_state.shape)}")
+            if not initial_state.is_floating_point():
+                raise TypeError(f"initial_state must be floating point (float32), got {initial_state.dtype}")
+            initial_state = initial_state.to(cd)
+        kernel = partial(KERNELS[(backend, form)], chunk_size=opts["chunk_size"] or DEFAULT_CHUNK["recurrent"])
+        if opts["causal"]:
+            o, S = kernel(p.q, p.k, p.v, p.g, p.beta, initial_state)
+        else:
+            o, S = ref_recurrent.bidirectional(kernel, p.q, p.k, p.v, p.g, p.beta), None
+        if p.post is not None:
+            o = p.post(o)
+        return o.to(q.dtype), S
+
+    return run
+
+
+def constant_gate(opts, name, B, T, H, default: Callable[[int], torch.Tensor], like):
+    """A per-head constant log-decay [H] (given or default), expanded to [B, T, H]."""
+    g = opts.get(name)
+    if g is None:
+        g = default(H)
+    return g.to(device=like.device, dtype=like.dtype)[None, None, :].expand(B, T, H)
+
+
+def check_constant_gate(g, H, like):
+    """A constant per-head log-decay: [H], float32, ≤ 0."""
+    if g is not None:
+        checks.gate(g, "g", (H,), "[H]", like)
+
+
+def l2_safe_div(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
+    """num / den with rows whose denominator is exactly 0 returning 0 (they saw no mass)."""
+    return num / torch.where(den == 0, torch.ones_like(den), den)
+
+
+def check_dense(q, k, v, opts):
+    """Options shared by the dense mechanisms."""
+    B, T_q, H, _ = q.shape
+    if opts.get("window") is not None:
+        checks.positive_int(opts["window"], "window")
+    if opts.get("block_size") is not None:
+        checks.positive_int(opts["block_size"], "block_size")
+    if opts.get("softcap") is not None:
+        checks.positive_float(opts["softcap"], "softcap")
+    for name in ("sinks", "alibi_slopes"):
+        if opts.get(name) is not None:
+            checks.per_head(opts[name], name, H, q.device)
+    check_bias(opts.get("bias"), B, H, T_q, k.shape[1])
+
+
+DENSE_COMPLEXITY = {
+    "parallel": "time O(T_q·T_k·D), memory O(T_q·T_k) (the whole weight matrix)",
+    "chunk": "time O(T_q·T_k·D) (O(T·window·D) with a window), memory O(T·C) forward and backward (tiles recomputed)",
+    "recurrent": "per query row against the KV cache: time O(T_k·D), cache memory O(T_k·D)",
+}
+DENSE_STATE = "none returned: a KV cache (the keys/values themselves), O(T_k·H·D)"
+DENSE_NONCAUSAL = "every query sees every key (minus window/block/document limits)"
+
+
+def check_data_gate(q, opts, *, per_key: bool):
+    """A data-dependent log-gate: [B, T, H] (per head) or [B, T, H, D_k] (per key dim)."""
+    B, T, H, K = q.shape
+    shape, doc = ((B, T, H, K), "[B, T, H, D_k]") if per_key else ((B, T, H), "[B, T, H]")
+    checks.gate(opts["g"], "g", shape, doc, q)
+
+
+def check_beta(q, opts):
+    checks.beta(opts["beta"], q.shape[:3], q)
+
+
+def recurrent_complexity(*, per_key: bool = False, delta: bool = False) -> dict:
+    gk = "·D_k" if per_key else ""
+    solve = " + a C×C triangular solve per chunk" if delta else ""
+    return {
+        "parallel": f"time O(T²·D{gk}){' + a T×T triangular solve' if delta else ''}, memory O(T²{gk}) (a single chunk)",
+        "chunk": f"time O(T·C·D{gk} + T·D_k·D_v){solve}, memory O(T·C{gk} + (T/C)·D_k·D_v) with autograd",
+        "recurrent": "time O(T·D_k·D_v), memory O(D_k·D_v) per head (the state); one token per step",
+    }
+
+
+RECURRENT_STATE = "[B, H, D_k, D_v] float32 (S in S_t = A_t S_{t-1} + β_t k_t v_tᵀ; readout o_t = S_tᵀ(scale·q_t))"
+RECURRENT_NONCAUSAL = (
+    "o_i = fwd_i + bwd_i − β_i(scale·q_i·k_i)v_i: the causal recurrence run left→right and right→left with the same "
+    "per-token gates, each token's own term counted once; a decay weighs key j from query i by the gates from i "
+    "(inclusive) toward j (exclusive), γ^|i−j| for a constant decay; no state is returned"
+)
+
+
+def make_recurrent(*, name, family, formula, paper, inputs, required, prepare, check,
+                   per_key=False, delta=False, state=RECURRENT_STATE) -> "Mechanism":
+    """A registry row for a mechanism that maps onto the shared recurrence."""
+    from ..registry import Mechanism
+
+    return Mechanism(
+        name=name, family=family, formula=formula, paper=paper, forms=RECURRENT_FORMS, inputs=inputs,
+        required=frozenset(required), state=state, complexity=recurrent_complexity(per_key=per_key, delta=delta),
+        noncausal=RECURRENT_NONCAUSAL, run=recurrent_run(prepare), check=check, cross=False,
+    )
+
+
+def default_scale(opts, K: int) -> float:
+    return opts["scale"] if opts["scale"] is not None else K ** -0.5

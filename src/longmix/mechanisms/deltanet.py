@@ -1,0 +1,36 @@
+"""``deltanet``: the delta rule (Schlag et al. 2021; parallelised by Yang et al. 2024,
+arXiv 2406.06484).
+
+    S_t = (I − β_t k_t k_tᵀ) S_{t-1} + β_t k_t v_tᵀ,   o_t = S_tᵀ (scale·q_t)
+
+``beta`` [B, T, H] in [0, 2] (β ∈ (1, 2] gives negative eigenvalues, Grazzi et al.
+2024, arXiv 2411.12537). Keys are used as given: DeltaNet L2-normalises them (and q)
+in the layer, which keeps the transition non-expansive.
+
+Example::
+
+    >>> import torch, longmix
+    >>> q, k, v = torch.randn(3, 1, 100, 4, 16).unbind(0)
+    >>> k = torch.nn.functional.normalize(k, dim=-1)
+    >>> longmix.attention(q, k, v, "deltanet", beta=torch.rand(1, 100, 4)).shape
+    torch.Size([1, 100, 4, 16])
+"""
+from ..registry import register
+from .base import Prepared, check_beta, default_scale, make_recurrent
+
+
+def _prepare(q, k, v, opts):
+    return Prepared(q * default_scale(opts, q.shape[-1]), k, v, beta=opts["beta"].to(q.dtype))
+
+
+register(make_recurrent(
+    name="deltanet",
+    family="delta",
+    formula="S_t = (I − β_t k_t k_tᵀ) S_{t-1} + β_t k_t v_tᵀ;  o_t = S_tᵀ(scale·q_t)",
+    paper="Yang et al. 2024, Parallelizing Linear Transformers with the Delta Rule over Sequence Length (arXiv 2406.06484)",
+    inputs={"beta": "[B, T, H] writing strength in [0, 2]"},
+    required=("beta",),
+    prepare=_prepare,
+    check=lambda q, k, v, opts: check_beta(q, opts),
+    delta=True,
+))

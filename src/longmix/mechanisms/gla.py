@@ -1,0 +1,34 @@
+"""``gla``: Gated Linear Attention, a data-dependent decay per key dimension
+(Yang et al. 2023, arXiv 2312.06635).
+
+    S_t = diag(exp(g_t)) S_{t-1} + k_t v_tᵀ,   o_t = S_tᵀ (scale·q_t)
+
+``g`` [B, T, H, D_k] float32 ≤ 0; GLA uses g_t = logsigmoid(x_t W₁W₂ + b)/16.
+
+Example::
+
+    >>> import torch, longmix
+    >>> q, k, v = torch.randn(3, 1, 100, 4, 16).unbind(0)
+    >>> g = torch.nn.functional.logsigmoid(torch.randn(1, 100, 4, 16)) / 16
+    >>> longmix.attention(q, k, v, "gla", g=g).shape
+    torch.Size([1, 100, 4, 16])
+"""
+from ..registry import register
+from .base import Prepared, check_data_gate, default_scale, make_recurrent
+
+
+def _prepare(q, k, v, opts):
+    return Prepared(q * default_scale(opts, q.shape[-1]), k, v, g=opts["g"].to(q.dtype))
+
+
+register(make_recurrent(
+    name="gla",
+    family="decay",
+    formula="S_t = diag(α_t) S_{t-1} + k_t v_tᵀ;  o_t = S_tᵀ(scale·q_t)",
+    paper="Yang et al. 2023, Gated Linear Attention Transformers with Hardware-Efficient Training (arXiv 2312.06635)",
+    inputs={"g": "[B, T, H, D_k] float32 data-dependent per-key log-decay ≤ 0"},
+    required=("g",),
+    prepare=_prepare,
+    check=lambda q, k, v, opts: check_data_gate(q, opts, per_key=True),
+    per_key=True,
+))

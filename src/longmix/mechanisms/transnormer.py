@@ -1,0 +1,42 @@
+"""``transnormer``: TransNormer's NormAttention (Qin et al. 2022, arXiv 2210.10340).
+
+Unnormalised linear attention followed by a parameter-free RMS norm of each head's
+output (the paper's SimpleRMSNorm, x / (‖x‖/√D_v + 1e-8); a model adds its gain)::
+
+    S_t = S_{t-1} + φ(k_t) v_tᵀ,   o_t = SRMSNorm(S_tᵀ (scale·φ(q_t)))
+
+``feature_map`` defaults to ``elu`` as in the paper's code. The paper's other block,
+DiagAttention (attention inside non-overlapping blocks), is ``softmax`` with
+``block_size``. The norm acts per token, so every form and decoding agree.
+
+Example::
+
+    >>> import torch, longmix
+    >>> q, k, v = torch.randn(3, 1, 50, 2, 16).unbind(0)
+    >>> longmix.attention(q, k, v, "transnormer").shape
+    torch.Size([1, 50, 2, 16])
+"""
+from ..registry import register
+from .base import Prepared, default_scale, make_recurrent
+from .linear import apply_feature_map, check_feature_map_option
+
+
+def srms_norm(o, eps=1e-8):
+    return o / (o.norm(dim=-1, keepdim=True) * o.shape[-1] ** -0.5 + eps)
+
+
+def _prepare(q, k, v, opts):
+    fq, fk = apply_feature_map(opts.get("feature_map"), q, k, default="elu")
+    return Prepared(fq * default_scale(opts, fq.shape[-1]), fk, v, post=srms_norm)
+
+
+register(make_recurrent(
+    name="transnormer",
+    family="linear",
+    formula="S_t = S_{t-1} + φ(k_t) v_tᵀ;  o_t = SRMSNorm(S_tᵀ(scale·φ(q_t)))",
+    paper="Qin et al. 2022, The Devil in Linear Transformer (TransNormer, arXiv 2210.10340)",
+    inputs={"feature_map": "elu (default) | any name or callable accepted by linear"},
+    required=(),
+    prepare=_prepare,
+    check=check_feature_map_option,
+))
