@@ -24,8 +24,11 @@ DEFAULT_CHUNK = {"dense": 128, "recurrent": 64}
 
 
 def compute_dtype(x: torch.Tensor) -> torch.dtype:
-    """References compute in float32 (float64 when the inputs are float64)."""
+    """References compute in float32 (float64 when the inputs are float64); so do gates and states."""
     return torch.float64 if x.dtype == torch.float64 else torch.float32
+
+
+gate_dtype = compute_dtype
 
 
 def expand_heads(x: torch.Tensor, H: int) -> torch.Tensor:
@@ -103,7 +106,9 @@ def recurrent_run(prepare: Callable[..., Prepared]):
 
     def run(form, backend, q, k, v, opts, initial_state):
         H, cd = q.shape[2], compute_dtype(q)
-        p = prepare(q.to(cd), expand_heads(k, H).to(cd), expand_heads(v, H).to(cd), opts)
+        # the reference computes in float32/float64; kernels take the inputs' own dtype
+        xd = cd if backend == "reference" else q.dtype
+        p = prepare(q.to(xd), expand_heads(k, H).to(xd), expand_heads(v, H).to(xd), opts)
         B, K, V = q.shape[0], p.k.shape[-1], p.v.shape[-1]
         if initial_state is not None:
             checks.tensor(initial_state, "initial_state", shape_doc="[B, H, D_k, D_v]")
@@ -119,7 +124,7 @@ def recurrent_run(prepare: Callable[..., Prepared]):
         else:
             o, S = ref_recurrent.bidirectional(kernel, p.q, p.k, p.v, p.g, p.beta), None
         if p.post is not None:
-            o = p.post(o)
+            o = p.post(o.to(cd))
         return o.to(q.dtype), S
 
     return run
@@ -130,7 +135,7 @@ def constant_gate(opts, name, B, T, H, default: Callable[[int], torch.Tensor], l
     g = opts.get(name)
     if g is None:
         g = default(H)
-    return g.to(device=like.device, dtype=like.dtype)[None, None, :].expand(B, T, H)
+    return g.to(device=like.device, dtype=gate_dtype(like))[None, None, :].expand(B, T, H)
 
 
 def check_constant_gate(g, H, like):

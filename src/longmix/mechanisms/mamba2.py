@@ -15,11 +15,11 @@ Example::
     torch.Size([1, 100, 4, 16])
 """
 from ..registry import register
-from .base import Prepared, check_data_gate, default_scale, make_recurrent
+from .base import Prepared, gate_dtype, check_data_gate, default_scale, make_recurrent
 
 
 def _prepare(q, k, v, opts):
-    return Prepared(q * default_scale(opts, q.shape[-1]), k, v, g=opts["g"].to(q.dtype))
+    return Prepared(q * default_scale(opts, q.shape[-1]), k, v, g=opts["g"].to(gate_dtype(q)))
 
 
 register(make_recurrent(

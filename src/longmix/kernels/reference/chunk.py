@@ -46,10 +46,14 @@ def _to_chunks(x: torch.Tensor, C: int, N: int) -> torch.Tensor:
     return x.reshape(x.shape[0], x.shape[1], N, C, *x.shape[3:])
 
 
+SUB = 16  # secondary chunk for per-key gates (GLA's two-level chunking)
+
+
 def pairwise(a, b, G, *, strict: bool):
     """``M_ru = Σ_d a_rd b_ud exp(G_rd − G_ud)`` masked to ``u < r`` (strict) or ``u ≤ r``.
 
-    a, b [..., C, K]; G None, [..., C] (scalar gate) or [..., C, K] (per-key gate).
+    a, b [..., C, K]; G None, [..., C] (scalar gate) or [..., C, K] (per-key gate), any
+    float dtype (differences are taken in G's dtype, then cast to a's before ``exp``).
     """
     C = a.shape[-2]
     mask = torch.ones(C, C, dtype=torch.bool, device=a.device).tril(-1 if strict else 0)
@@ -57,11 +61,46 @@ def pairwise(a, b, G, *, strict: bool):
         M = a @ b.transpose(-1, -2)
     elif G.dim() == a.dim() - 1:  # scalar gate per position
         diff = (G[..., :, None] - G[..., None, :]).masked_fill(~mask, float("-inf"))
-        M = (a @ b.transpose(-1, -2)) * diff.exp()
-    else:  # per-key gate: the decay differs per feature, so it sits inside the sum
+        M = (a @ b.transpose(-1, -2)) * diff.to(a.dtype).exp()
+    elif C <= SUB:  # per-key gate: the decay differs per feature, so it sits inside the sum
         diff = (G[..., :, None, :] - G[..., None, :, :]).masked_fill(~mask[:, :, None], float("-inf"))
-        M = torch.einsum("...rd,...ud,...rud->...ru", a, b, diff.exp())
+        M = torch.einsum("...rd,...ud,...rud->...ru", a, b, diff.to(a.dtype).exp())
+    else:
+        M = _pairwise_two_level(a, b, G, strict)
     return M.masked_fill(~mask, 0.0)
+
+
+def _pairwise_two_level(a, b, G, strict):
+    """Per-key-gate pairwise matrix without a [C, C, K] tensor.
+
+    Split the chunk into sub-blocks of SUB positions. Between a key sub-block j and any
+    later query position r the decay factorises through the gate at j's last position
+    (``G_ref``): ``exp(G_r − G_u) = exp(G_r − G_ref) · exp(G_ref − G_u)``, both exponents
+    ≤ 0, so the block is a plain matrix product. Only the diagonal sub-blocks need the
+    per-feature [SUB, SUB, K] tensor.
+    """
+    C, K = a.shape[-2:]
+    n = -(-C // SUB)
+    pad = n * SUB - C
+    if pad:
+        a, b = (F.pad(x, (0, 0, 0, pad)) for x in (a, b))
+        G = torch.cat([G, G[..., -1:, :].expand(*G.shape[:-2], pad, K)], -2)
+    Cp = n * SUB
+    ab, bb, Gb = (x.reshape(*x.shape[:-2], n, SUB, K) for x in (a, b, G))
+    # diagonal sub-blocks (mask applied by the caller; here u ≤ r inside the block)
+    dmask = torch.ones(SUB, SUB, dtype=torch.bool, device=a.device).tril()
+    diff = (Gb[..., :, None, :] - Gb[..., None, :, :]).masked_fill(~dmask[:, :, None], float("-inf"))
+    Md = torch.einsum("...ird,...iud,...irud->...iru", ab, bb, diff.to(a.dtype).exp())  # [..., n, SUB, SUB]
+    # off-diagonal sub-blocks through the reference point of each key sub-block
+    ref = Gb[..., :, -1:, :]  # [..., n, 1, K]
+    a_j = a[..., None, :, :] * (G[..., None, :, :] - ref).clamp_max(0).to(a.dtype).exp()  # [..., n, Cp, K]
+    b_j = bb * (ref - Gb).to(a.dtype).exp()  # [..., n, SUB, K]
+    Mo = (a_j @ b_j.transpose(-1, -2)).movedim(-3, -2).reshape(*a.shape[:-2], Cp, Cp)  # [r, (j, u)]
+    blk = torch.arange(Cp, device=a.device) // SUB
+    Mo = Mo.masked_fill(~(blk[:, None] > blk[None, :]), 0.0)
+    eye = torch.eye(n, dtype=a.dtype, device=a.device)
+    Mdiag = (Md[..., :, :, None, :] * eye[:, None, :, None]).reshape(*a.shape[:-2], Cp, Cp)
+    return (Mo + Mdiag)[..., :C, :C]
 
 
 def _gate_mul(x, w):
@@ -79,22 +118,23 @@ def chunk(q, k, v, g=None, beta=None, initial_state=None, *, chunk_size: int = 6
     C = max(1, min(chunk_size, T))
     N = -(-T // C)
     qc, kc, vc = (_to_chunks(x, C, N) for x in (q, k, v))  # [B, H, N, C, ·]
-    G = None if g is None else _to_chunks(g, C, N).cumsum(3)  # [B, H, N, C(, K)]
+    # gate cumsums in float64: differences of long cumsums lose digits in float32
+    G = None if g is None else _to_chunks(g.double(), C, N).cumsum(3)  # [B, H, N, C(, K)]
 
     P = pairwise(qc, kc, G, strict=False)  # [B, H, N, C, C]
     if G is None:
         q_in, k_out, chunk_decay = qc, kc, None
     else:
         G_last = G[:, :, :, -1:]  # [B, H, N, 1(, K)]
-        q_in = _gate_mul(qc, G.exp())  # reads S_0 decayed to each position
-        k_out = _gate_mul(kc, (G_last - G).exp())  # writes decayed to the chunk end
-        chunk_decay = G_last.exp().squeeze(3)  # [B, H, N(, K)]
+        q_in = _gate_mul(qc, G.exp().to(qc.dtype))  # reads S_0 decayed to each position
+        k_out = _gate_mul(kc, (G_last - G).exp().to(kc.dtype))  # writes decayed to the chunk end
+        chunk_decay = G_last.exp().squeeze(3).to(qc.dtype)  # [B, H, N(, K)]
 
     if beta is not None:
         bc = _to_chunks(beta, C, N)  # [B, H, N, C]
         A = bc[..., None] * pairwise(kc, kc, G, strict=True)
         eye = torch.eye(C, dtype=A.dtype, device=A.device)
-        k_in = kc if G is None else _gate_mul(kc, G.exp())
+        k_in = kc if G is None else _gate_mul(kc, G.exp().to(kc.dtype))
         rhs = torch.cat([bc[..., None] * vc, bc[..., None] * k_in], -1)
         UW = torch.linalg.solve_triangular(eye + A, rhs, upper=False, unitriangular=True)
         U, W = UW.split([V, K], -1)

@@ -1,0 +1,148 @@
+"""Per-key gates (GLA): the intra-chunk matrix and its backward in 16×16 sub-tiles.
+
+``P_ru = Σ_d q_rd k_ud e^{G_rd − G_ud}`` (u ≤ r) cannot be one matmul: the decay differs
+per key dim, and splitting it as ``(q e^{G})(k e^{−G})ᵀ`` overflows once a chunk's gates
+sum below about −88. So the chunk is cut into sub-tiles of ``BC`` rows:
+
+* off-diagonal tile (rows block i > columns block j): split the exponent at a reference
+  ``ref = G`` at the last row before block i, which lies between every u in block j and
+  every r in block i, so both ``e^{G_r − ref}`` and ``e^{ref − G_u}`` are ≤ 1:
+  ``P_ij = (q_i ⊙ e^{G_i − ref}) (k_j ⊙ e^{ref − G_j})ᵀ`` — a tensor-core matmul;
+* diagonal tile: the exact 3-D product ``Σ_d q_rd k_ud e^{G_rd − G_ud}``, masked before exp.
+
+The backward applies the same split to ``dq_r = Σ_u dA_ru k_u e^{G_r − G_u}`` and
+``dk_u = Σ_r dA_ru q_r e^{G_r − G_u}`` (references: the last row before block i for dq,
+the last row of block i for dk), then adds the inter-chunk parts and ∂L/∂G = q⊙dq − k⊙dk.
+"""
+import torch
+import triton
+import triton.language as tl
+
+BC = 16  # sub-tile rows
+# key-dim tile of the sub-tile products (3-D on the diagonal) and warps, forward / backward;
+# chosen on an H100 (benchmarks/triton_check.py gla_sweep: T=8K bf16 fwd+bwd 7.5 ms at bk=32,
+# 4 warps → about 5.8 ms); benchmarks may edit this table.
+CONFIG = {"fwd_bk": 16, "fwd_warps": 2, "bwd_bk": 16, "bwd_warps": 1}
+
+
+@triton.jit
+def _rows(x, G, b, hh, t, i_k, T, H, K, BC: tl.constexpr, BK: tl.constexpr):
+    """Rows t..t+BC of x and of G at key tile i_k (zeros past T or K) and the row mask."""
+    o_t = t + tl.arange(0, BC)
+    o_k = i_k * BK + tl.arange(0, BK)
+    m = (o_t[:, None] < T) & (o_k[None, :] < K)
+    off = ((b * T + o_t[:, None]) * H + hh) * K + o_k[None, :]
+    return tl.load(x + off, mask=m, other=0.0), tl.load(G + off, mask=m, other=0.0), o_t[:, None] < T
+
+
+@triton.jit
+def _grow(G, b, hh, t, i_k, T, H, K, BK: tl.constexpr):
+    o_k = i_k * BK + tl.arange(0, BK)
+    return tl.load(G + ((b * T + t) * H + hh) * K + o_k, mask=o_k < K, other=0.0)
+
+
+@triton.jit
+def _decay3(g_r, g_u, t, T, BC: tl.constexpr):
+    """e^{G_r − G_u} for u ≤ r < T inside the diagonal tile starting at t, [BC, BC, BK], else 0."""
+    o = tl.arange(0, BC)
+    causal = ((o[:, None] >= o[None, :]) & (t + o[:, None] < T))[:, :, None]
+    return tl.exp(tl.where(causal, g_r[:, None, :] - g_u[None, :, :], float("-inf")))
+
+
+@triton.jit
+def fwd_A(q, k, G, A, T, H, K: tl.constexpr, BT: tl.constexpr, BC: tl.constexpr, BK: tl.constexpr,
+          PREC: tl.constexpr):
+    i_ij, n, i_bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    NC: tl.constexpr = BT // BC
+    i, j = i_ij // NC, i_ij % NC
+    b, hh = i_bh // H, i_bh % H
+    ti, tj = n * BT + i * BC, n * BT + j * BC
+    if (i >= j) & (ti < T):
+        acc = tl.zeros([BC, BC], dtype=tl.float32)
+        if i > j:
+            for i_k in range(tl.cdiv(K, BK)):
+                qi, gi, mi = _rows(q, G, b, hh, ti, i_k, T, H, K, BC, BK)
+                kj, gj, _ = _rows(k, G, b, hh, tj, i_k, T, H, K, BC, BK)
+                ref = _grow(G, b, hh, ti - 1, i_k, T, H, K, BK)[None, :]
+                qg = tl.where(mi, qi * tl.exp(gi - ref), 0.0).to(q.dtype.element_ty)
+                kg = (kj * tl.exp(ref - gj)).to(k.dtype.element_ty)
+                acc += tl.dot(qg, tl.trans(kg), input_precision=PREC)
+        else:
+            for i_k in range(tl.cdiv(K, BK)):
+                qi, gi, _ = _rows(q, G, b, hh, ti, i_k, T, H, K, BC, BK)
+                ki, _, _ = _rows(k, G, b, hh, ti, i_k, T, H, K, BC, BK)
+                e = _decay3(gi, gi, ti, T, BC)
+                acc += tl.sum(qi.to(tl.float32)[:, None, :] * ki.to(tl.float32)[None, :, :] * e, 2)
+        o_t = ti + tl.arange(0, BC)
+        o_c = j * BC + tl.arange(0, BC)
+        tl.store(A + ((b * T + o_t[:, None]) * H + hh) * BT + o_c[None, :], acc, mask=o_t[:, None] < T)
+
+
+@triton.jit
+def bwd_intra_kernel(q, k, G, dA, dqi, dki, dG, dq, dk, T, H, K: tl.constexpr, BT: tl.constexpr,
+                     BC: tl.constexpr, BK: tl.constexpr, PREC: tl.constexpr):
+    i_k, i_ni, i_bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    NC: tl.constexpr = BT // BC
+    n, i = i_ni // NC, i_ni % NC
+    b, hh = i_bh // H, i_bh % H
+    t0 = n * BT
+    ti = t0 + i * BC
+    if ti < T:
+        o_c = tl.arange(0, BC)
+        o_t = ti + o_c
+        rmask = o_t[:, None] < T
+        dt = q.dtype.element_ty
+        qi, gi, _ = _rows(q, G, b, hh, ti, i_k, T, H, K, BC, BK)
+        ki, _, _ = _rows(k, G, b, hh, ti, i_k, T, H, K, BC, BK)
+        acc_q = tl.zeros([BC, BK], dtype=tl.float32)
+        acc_k = tl.zeros([BC, BK], dtype=tl.float32)
+        if i > 0:
+            ref = _grow(G, b, hh, ti - 1, i_k, T, H, K, BK)[None, :]
+            for j in range(0, i):
+                kj, gj, _ = _rows(k, G, b, hh, t0 + j * BC, i_k, T, H, K, BC, BK)
+                dAij = tl.load(dA + ((b * T + o_t[:, None]) * H + hh) * BT + j * BC + o_c[None, :], mask=rmask, other=0.0)
+                acc_q += tl.dot(dAij.to(dt), (kj * tl.exp(ref - gj)).to(dt), input_precision=PREC)
+            acc_q *= tl.where(rmask, tl.exp(gi - ref), 0.0)
+        ref2 = _grow(G, b, hh, tl.minimum(ti + BC, T) - 1, i_k, T, H, K, BK)[None, :]
+        for j in range(i + 1, NC):
+            tj = t0 + j * BC
+            qj, gj, mj = _rows(q, G, b, hh, tj, i_k, T, H, K, BC, BK)
+            o_tj = tj + o_c
+            dAji = tl.load(dA + ((b * T + o_tj[:, None]) * H + hh) * BT + i * BC + o_c[None, :],
+                           mask=o_tj[:, None] < T, other=0.0)
+            qg = tl.where(mj, qj * tl.exp(gj - ref2), 0.0).to(dt)
+            acc_k += tl.dot(tl.trans(dAji.to(dt)), qg, input_precision=PREC)
+        acc_k *= tl.where(rmask, tl.exp(ref2 - gi), 0.0)
+        # diagonal tile, exact
+        dAii = tl.load(dA + ((b * T + o_t[:, None]) * H + hh) * BT + i * BC + o_c[None, :], mask=rmask, other=0.0)
+        e = _decay3(gi, gi, ti, T, BC) * dAii[:, :, None]
+        acc_q += tl.sum(e * ki.to(tl.float32)[None, :, :], 1)
+        acc_k += tl.sum(e * qi.to(tl.float32)[:, None, :], 0)
+        o_k = i_k * BK + tl.arange(0, BK)
+        m = rmask & (o_k[None, :] < K)
+        off = ((b * T + o_t[:, None]) * H + hh) * K + o_k[None, :]
+        acc_q += tl.load(dqi + off, mask=m, other=0.0)
+        acc_k += tl.load(dki + off, mask=m, other=0.0)
+        dg = tl.load(dG + off, mask=m, other=0.0) + qi.to(tl.float32) * acc_q - ki.to(tl.float32) * acc_k
+        tl.store(dG + off, dg, mask=m)
+        tl.store(dq + off, acc_q.to(dq.dtype.element_ty), mask=m)
+        tl.store(dk + off, acc_k.to(dk.dtype.element_ty), mask=m)
+
+
+def fwd_intra(q, k, G, C, prec):
+    """The intra-chunk matrix P as [B, T, H, C] fp32 (row t of chunk n holds P[t − nC, :])."""
+    B, T, H, K = k.shape
+    A = torch.empty(B, T, H, C, device=q.device, dtype=torch.float32)
+    NC = C // BC
+    fwd_A[(NC * NC, triton.cdiv(T, C), B * H)](q, k, G, A, T, H, K, BT=C, BC=BC, BK=CONFIG["fwd_bk"], PREC=prec,
+                                                num_warps=CONFIG["fwd_warps"])
+    return A
+
+
+def bwd_intra(q, k, G, dA, dqi, dki, dG, dq, dk, C, prec):
+    """Add the intra-chunk parts to the inter-chunk dq, dk (fp32 dqi, dki); write dq, dk; dG += q⊙dq − k⊙dk."""
+    B, T, H, K = k.shape
+    NC = C // BC
+    bwd_intra_kernel[(triton.cdiv(K, CONFIG["bwd_bk"]), triton.cdiv(T, C) * NC, B * H)](
+        q, k, G, dA, dqi, dki, dG, dq, dk, T, H, K, BT=C, BC=BC, BK=CONFIG["bwd_bk"], PREC=prec,
+        num_warps=CONFIG["bwd_warps"])

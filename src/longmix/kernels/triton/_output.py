@@ -1,0 +1,186 @@
+"""Per-chunk output and its backward for the additive recurrences (``beta=None``).
+
+For chunk ``n`` with entering state ``h[n]`` and chunk-local cumulative gate ``G``:
+
+    o  = (q ⊙ e^G) h[n] + P v,          P_ru = Σ_d q_rd k_ud e^{G_rd − G_ud}   (u ≤ r)
+    dq = (dO h[n]ᵀ) ⊙ e^G + ∂P-part,    dk = (v dh[n]ᵀ) ⊙ e^{G_last − G} + ∂P-part
+    dv = Pᵀ dO + (k ⊙ e^{G_last − G}) dh[n]
+
+With no gate or a scalar gate (GATE 0/1) P is built here from q kᵀ and the decay
+matrix e^{G_r − G_u}; with a per-key gate (GATE 2) it comes from ``_gla.py`` (stored
+in ``A``) and the intra-chunk part of dq, dk is added there from ``dA = dO vᵀ``.
+
+The log-gate gradient uses, for each position r of a chunk (per key dim for GATE 2),
+
+    ∂L/∂G_r = q_r·dq_r − k_r·dk_r  (+ at the chunk's last row: Σ_u k_u·dk^inter_u + e^{G_last} ⟨h[n], dh[n]⟩)
+
+and ∂L/∂g is its reverse cumulative sum inside the chunk (done by the caller).
+"""
+import triton
+import triton.language as tl
+
+
+@triton.jit
+def _row_gate(G, b, hh, t0, T, H, BT: tl.constexpr):
+    o_t = t0 + tl.arange(0, BT)
+    last = tl.minimum(t0 + BT, T) - 1
+    g_last = tl.load(G + (b * T + last) * H + hh)
+    g = tl.load(G + (b * T + o_t) * H + hh, mask=o_t < T, other=0.0)
+    return tl.where(o_t < T, g, g_last), g_last  # padded rows continue the last cumsum: decays stay ≤ 1
+
+
+@triton.jit
+def _key_gate(G, b, hh, t0, i_k, T, H, K, BT: tl.constexpr, BK: tl.constexpr):
+    o_t = t0 + tl.arange(0, BT)
+    o_k = i_k * BK + tl.arange(0, BK)
+    last = tl.minimum(t0 + BT, T) - 1
+    g = tl.load(G + ((b * T + o_t[:, None]) * H + hh) * K + o_k[None, :],
+                mask=(o_t[:, None] < T) & (o_k[None, :] < K), other=0.0)
+    g_last = tl.load(G + ((b * T + last) * H + hh) * K + o_k, mask=o_k < K, other=0.0)
+    return g, g_last
+
+
+@triton.jit
+def fwd_output(q, k, v, G, h, A, o, T, H, K: tl.constexpr, V: tl.constexpr, NT,
+               GATE: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, PREC: tl.constexpr):
+    i_v, n, i_bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    b, hh = i_bh // H, i_bh % H
+    t0 = n * BT
+    o_r = tl.arange(0, BT)
+    causal = o_r[:, None] >= o_r[None, :]
+    acc = tl.zeros([BT, BV], dtype=tl.float32)
+    P = tl.zeros([BT, BT], dtype=tl.float32)
+    for i_k in range(tl.cdiv(K, BK)):
+        p_q = tl.make_block_ptr(q + (b * T * H + hh) * K, (T, K), (H * K, 1), (t0, i_k * BK), (BT, BK), (1, 0))
+        p_h = tl.make_block_ptr(h + (i_bh * NT + n) * K * V, (K, V), (V, 1), (i_k * BK, i_v * BV), (BK, BV), (1, 0))
+        qq = tl.load(p_q, boundary_check=(0, 1))
+        hn = tl.load(p_h, boundary_check=(0, 1))
+        if GATE == 2:
+            g, _ = _key_gate(G, b, hh, t0, i_k, T, H, K, BT, BK)
+            acc += tl.dot((qq * tl.exp(g)).to(hn.dtype), hn, input_precision=PREC)
+        else:
+            acc += tl.dot(qq, hn, input_precision=PREC)
+            p_kT = tl.make_block_ptr(k + (b * T * H + hh) * K, (K, T), (1, H * K), (i_k * BK, t0), (BK, BT), (0, 1))
+            P += tl.dot(qq, tl.load(p_kT, boundary_check=(0, 1)), input_precision=PREC)
+    if GATE == 2:
+        p_A = tl.make_block_ptr(A + (b * T * H + hh) * BT, (T, BT), (H * BT, 1), (t0, 0), (BT, BT), (1, 0))
+        P = tl.load(p_A, boundary_check=(0, 1))
+    if GATE == 1:
+        g, _ = _row_gate(G, b, hh, t0, T, H, BT)
+        acc *= tl.exp(g)[:, None]
+        P *= tl.exp(tl.where(causal, g[:, None] - g[None, :], float("-inf")))
+    P = tl.where(causal, P, 0.0)
+    p_v = tl.make_block_ptr(v + (b * T * H + hh) * V, (T, V), (H * V, 1), (t0, i_v * BV), (BT, BV), (1, 0))
+    vv = tl.load(p_v, boundary_check=(0, 1))
+    acc += tl.dot(P.to(vv.dtype), vv, input_precision=PREC)
+    p_o = tl.make_block_ptr(o + (b * T * H + hh) * V, (T, V), (H * V, 1), (t0, i_v * BV), (BT, BV), (1, 0))
+    tl.store(p_o, acc.to(o.dtype.element_ty), boundary_check=(0, 1))
+
+
+@triton.jit
+def bwd_dv(q, k, G, A, do, dh, dv, T, H, K: tl.constexpr, V: tl.constexpr, NT,
+           GATE: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, PREC: tl.constexpr):
+    """dv = Pᵀ dO + (k ⊙ e^{G_last − G}) dh[n]; grid (V tiles, chunks, B·H)."""
+    i_v, n, i_bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    b, hh = i_bh // H, i_bh % H
+    t0 = n * BT
+    o_r = tl.arange(0, BT)
+    anti = o_r[:, None] <= o_r[None, :]  # Pᵀ[u, r] is nonzero for r ≥ u
+    acc = tl.zeros([BT, BV], dtype=tl.float32)
+    Pt = tl.zeros([BT, BT], dtype=tl.float32)
+    for i_k in range(tl.cdiv(K, BK)):
+        p_k = tl.make_block_ptr(k + (b * T * H + hh) * K, (T, K), (H * K, 1), (t0, i_k * BK), (BT, BK), (1, 0))
+        p_dh = tl.make_block_ptr(dh + (i_bh * NT + n) * K * V, (K, V), (V, 1), (i_k * BK, i_v * BV), (BK, BV), (1, 0))
+        kk = tl.load(p_k, boundary_check=(0, 1))
+        dhn = tl.load(p_dh, boundary_check=(0, 1))
+        if GATE == 2:
+            g, g_last = _key_gate(G, b, hh, t0, i_k, T, H, K, BT, BK)
+            acc += tl.dot((kk * tl.exp(g_last[None, :] - g)).to(dhn.dtype), dhn, input_precision=PREC)
+        else:
+            acc += tl.dot(kk, dhn, input_precision=PREC)
+            p_qT = tl.make_block_ptr(q + (b * T * H + hh) * K, (K, T), (1, H * K), (i_k * BK, t0), (BK, BT), (0, 1))
+            Pt += tl.dot(kk, tl.load(p_qT, boundary_check=(0, 1)), input_precision=PREC)
+    if GATE == 2:
+        p_At = tl.make_block_ptr(A + (b * T * H + hh) * BT, (BT, T), (1, H * BT), (0, t0), (BT, BT), (0, 1))
+        Pt = tl.load(p_At, boundary_check=(0, 1))
+    if GATE == 1:
+        g, g_last = _row_gate(G, b, hh, t0, T, H, BT)
+        acc *= tl.exp(g_last - g)[:, None]
+        Pt *= tl.exp(tl.where(anti, g[None, :] - g[:, None], float("-inf")))
+    Pt = tl.where(anti, Pt, 0.0)
+    p_do = tl.make_block_ptr(do + (b * T * H + hh) * V, (T, V), (H * V, 1), (t0, i_v * BV), (BT, BV), (1, 0))
+    dO = tl.load(p_do, boundary_check=(0, 1))
+    acc += tl.dot(Pt.to(dO.dtype), dO, input_precision=PREC)
+    p_dv = tl.make_block_ptr(dv + (b * T * H + hh) * V, (T, V), (H * V, 1), (t0, i_v * BV), (BT, BV), (1, 0))
+    tl.store(p_dv, acc.to(dv.dtype.element_ty), boundary_check=(0, 1))
+
+
+@triton.jit
+def bwd_dqk(q, k, v, G, h, do, dh, dq, dk, dG, dA, T, H, K: tl.constexpr, V: tl.constexpr, NT,
+            GATE: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, PREC: tl.constexpr):
+    """dq, dk and ∂L/∂G; grid (K tiles, chunks, B·H).
+
+    GATE 0/1: complete dq, dk; dG (GATE 1) gets one partial row per K tile, [NK, B, T, H].
+    GATE 2: writes the inter-chunk parts of dq, dk, the chunk's ``dA = dO vᵀ`` and the
+    last-row term of dG ([B, T, H, K]); ``_gla.bwd_intra`` adds the rest.
+    """
+    i_k, n, i_bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    b, hh = i_bh // H, i_bh % H
+    t0 = n * BT
+    o_r = tl.arange(0, BT)
+    causal = o_r[:, None] >= o_r[None, :]
+    dP = tl.zeros([BT, BT], dtype=tl.float32)
+    dqa = tl.zeros([BT, BK], dtype=tl.float32)
+    dka = tl.zeros([BT, BK], dtype=tl.float32)
+    hdh = tl.zeros([BK], dtype=tl.float32)
+    for i_v in range(tl.cdiv(V, BV)):
+        p_v = tl.make_block_ptr(v + (b * T * H + hh) * V, (T, V), (H * V, 1), (t0, i_v * BV), (BT, BV), (1, 0))
+        p_do = tl.make_block_ptr(do + (b * T * H + hh) * V, (T, V), (H * V, 1), (t0, i_v * BV), (BT, BV), (1, 0))
+        p_hT = tl.make_block_ptr(h + (i_bh * NT + n) * K * V, (V, K), (1, V), (i_v * BV, i_k * BK), (BV, BK), (0, 1))
+        p_dhT = tl.make_block_ptr(dh + (i_bh * NT + n) * K * V, (V, K), (1, V), (i_v * BV, i_k * BK), (BV, BK), (0, 1))
+        vv = tl.load(p_v, boundary_check=(0, 1))
+        dO = tl.load(p_do, boundary_check=(0, 1))
+        hT = tl.load(p_hT, boundary_check=(0, 1))
+        dhT = tl.load(p_dhT, boundary_check=(0, 1))
+        dP += tl.dot(dO, tl.trans(vv), input_precision=PREC)
+        dqa += tl.dot(dO, hT, input_precision=PREC)
+        dka += tl.dot(vv, dhT, input_precision=PREC)
+        if GATE != 0:
+            hdh += tl.sum(hT.to(tl.float32) * dhT.to(tl.float32), 0)
+    p_q = tl.make_block_ptr(q + (b * T * H + hh) * K, (T, K), (H * K, 1), (t0, i_k * BK), (BT, BK), (1, 0))
+    p_k = tl.make_block_ptr(k + (b * T * H + hh) * K, (T, K), (H * K, 1), (t0, i_k * BK), (BT, BK), (1, 0))
+    qq = tl.load(p_q, boundary_check=(0, 1))
+    kk = tl.load(p_k, boundary_check=(0, 1))
+    last = tl.minimum(t0 + BT, T) - 1 - t0
+    is_last = (o_r == last)[:, None]
+    if GATE == 2:
+        g, g_last = _key_gate(G, b, hh, t0, i_k, T, H, K, BT, BK)
+        dqa *= tl.exp(g)
+        dka *= tl.exp(g_last[None, :] - g)
+        tail = tl.sum(kk.to(tl.float32) * dka, 0) + tl.exp(g_last) * hdh  # [BK]
+        o_k = i_k * BK + tl.arange(0, BK)
+        o_t = t0 + o_r
+        p_dG = dG + ((b * T + o_t[:, None]) * H + hh) * K + o_k[None, :]
+        tl.store(p_dG, tl.where(is_last, tail[None, :], 0.0), mask=(o_t[:, None] < T) & (o_k[None, :] < K))
+        if i_k == 0:
+            p_dA = tl.make_block_ptr(dA + (b * T * H + hh) * BT, (T, BT), (H * BT, 1), (t0, 0), (BT, BT), (1, 0))
+            tl.store(p_dA, tl.where(causal, dP, 0.0), boundary_check=(0, 1))
+    else:
+        if GATE == 1:
+            g, g_last = _row_gate(G, b, hh, t0, T, H, BT)
+            dqa *= tl.exp(g)[:, None]
+            dka *= tl.exp(g_last - g)[:, None]
+            tail = tl.sum(tl.sum(kk.to(tl.float32) * dka, 1), 0) + tl.exp(g_last) * tl.sum(hdh, 0)
+            dP *= tl.exp(tl.where(causal, g[:, None] - g[None, :], float("-inf")))
+        dP = tl.where(causal, dP, 0.0).to(qq.dtype)
+        dqa += tl.dot(dP, kk, input_precision=PREC)
+        dka += tl.dot(tl.trans(dP), qq, input_precision=PREC)
+        if GATE == 1:
+            dg = tl.sum(qq.to(tl.float32) * dqa - kk.to(tl.float32) * dka, 1) + tl.where(o_r == last, tail, 0.0)
+            o_t = t0 + o_r
+            B = tl.num_programs(2) // H
+            tl.store(dG + i_k * B * T * H + (b * T + o_t) * H + hh, dg, mask=o_t < T)
+    p_dq = tl.make_block_ptr(dq + (b * T * H + hh) * K, (T, K), (H * K, 1), (t0, i_k * BK), (BT, BK), (1, 0))
+    p_dk = tl.make_block_ptr(dk + (b * T * H + hh) * K, (T, K), (H * K, 1), (t0, i_k * BK), (BT, BK), (1, 0))
+    tl.store(p_dq, dqa.to(dq.dtype.element_ty), boundary_check=(0, 1))
+    tl.store(p_dk, dka.to(dk.dtype.element_ty), boundary_check=(0, 1))

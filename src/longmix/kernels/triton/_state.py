@@ -1,0 +1,108 @@
+"""Inter-chunk state passing, forward and backward (shared by every gate mode).
+
+Forward: for each (batch·head, K tile, V tile) one program walks the chunks in order,
+stores the state entering chunk ``n`` in ``h[n]`` and updates, in fp32,
+
+    S ← diag(e^{G_last}) S + (k ⊙ e^{G_last − G})ᵀ v           (v → the delta rule's u)
+
+Backward: the same walk in reverse gives ``dh[n]`` = ∂L/∂(state leaving chunk n) and
+the gradient of the initial state,
+
+    dS ← diag(e^{G_last}) dS + (q ⊙ e^G)ᵀ dO.
+
+``GATE``: 0 none, 1 scalar per head ([B, T, H]), 2 per key ([B, T, H, K]); ``G`` is
+the chunk-local cumulative log-gate (fp32), so every exponent here is ≤ 0.
+"""
+import triton
+import triton.language as tl
+
+
+@triton.jit
+def _gate_tile_T(G, b, hh, t0, i_k, T, H, K, GATE: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr):
+    """(G_last − G)ᵀ decay factors [BK, BT] (or [1, BT]) and e^{G_last} ([BK, 1] or scalar)."""
+    last = tl.minimum(t0 + BT, T) - 1
+    o_t = t0 + tl.arange(0, BT)
+    if GATE == 1:
+        g_last = tl.load(G + (b * T + last) * H + hh)
+        g = tl.load(G + (b * T + o_t) * H + hh, mask=o_t < T, other=0.0)
+        return tl.exp(g_last - g)[None, :], tl.exp(g_last)
+    else:
+        o_k = i_k * BK + tl.arange(0, BK)
+        g_last = tl.load(G + ((b * T + last) * H + hh) * K + o_k, mask=o_k < K, other=0.0)
+        g = tl.load(G + ((b * T + o_t[None, :]) * H + hh) * K + o_k[:, None],
+                    mask=(o_t[None, :] < T) & (o_k[:, None] < K), other=0.0)
+        return tl.exp(g_last[:, None] - g), tl.exp(g_last)[:, None]
+
+
+@triton.jit
+def _gate_q_T(G, b, hh, t0, i_k, T, H, K, GATE: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr):
+    """e^{G}ᵀ read-out factors [BK, BT] (or [1, BT]) and e^{G_last}."""
+    last = tl.minimum(t0 + BT, T) - 1
+    o_t = t0 + tl.arange(0, BT)
+    if GATE == 1:
+        g_last = tl.load(G + (b * T + last) * H + hh)
+        g = tl.load(G + (b * T + o_t) * H + hh, mask=o_t < T, other=0.0)
+        return tl.exp(g)[None, :], tl.exp(g_last)
+    else:
+        o_k = i_k * BK + tl.arange(0, BK)
+        g_last = tl.load(G + ((b * T + last) * H + hh) * K + o_k, mask=o_k < K, other=0.0)
+        g = tl.load(G + ((b * T + o_t[None, :]) * H + hh) * K + o_k[:, None],
+                    mask=(o_t[None, :] < T) & (o_k[:, None] < K), other=0.0)
+        return tl.exp(g), tl.exp(g_last)[:, None]
+
+
+@triton.jit
+def fwd_states(k, v, G, h, s0, sT, T, H, K: tl.constexpr, V: tl.constexpr, NT,
+               GATE: tl.constexpr, HAS_S0: tl.constexpr, STORE_ST: tl.constexpr,
+               BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, PREC: tl.constexpr):
+    i_k, i_v, i_bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    b, hh = i_bh // H, i_bh % H
+    S = tl.zeros([BK, BV], dtype=tl.float32)
+    p_s = tl.make_block_ptr(s0 + i_bh * K * V, (K, V), (V, 1), (i_k * BK, i_v * BV), (BK, BV), (1, 0))
+    if HAS_S0:
+        S += tl.load(p_s, boundary_check=(0, 1)).to(tl.float32)
+    for n in range(NT):
+        t0 = n * BT
+        p_h = tl.make_block_ptr(h + (i_bh * NT + n) * K * V, (K, V), (V, 1), (i_k * BK, i_v * BV), (BK, BV), (1, 0))
+        tl.store(p_h, S.to(h.dtype.element_ty), boundary_check=(0, 1))
+        p_kT = tl.make_block_ptr(k + (b * T * H + hh) * K, (K, T), (1, H * K), (i_k * BK, t0), (BK, BT), (0, 1))
+        p_v = tl.make_block_ptr(v + (b * T * H + hh) * V, (T, V), (H * V, 1), (t0, i_v * BV), (BT, BV), (1, 0))
+        kT = tl.load(p_kT, boundary_check=(0, 1))
+        vv = tl.load(p_v, boundary_check=(0, 1))
+        if GATE != 0:
+            w, d_last = _gate_tile_T(G, b, hh, t0, i_k, T, H, K, GATE, BT, BK)
+            S *= d_last
+            kT = (kT * w).to(vv.dtype)
+        S += tl.dot(kT, vv, input_precision=PREC)
+    if STORE_ST:
+        p_st = tl.make_block_ptr(sT + i_bh * K * V, (K, V), (V, 1), (i_k * BK, i_v * BV), (BK, BV), (1, 0))
+        tl.store(p_st, S, boundary_check=(0, 1))
+
+
+@triton.jit
+def bwd_states(q, do, G, dh, dsT, ds0, T, H, K: tl.constexpr, V: tl.constexpr, NT,
+               GATE: tl.constexpr, HAS_DST: tl.constexpr, STORE_DS0: tl.constexpr,
+               BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, PREC: tl.constexpr):
+    i_k, i_v, i_bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    b, hh = i_bh // H, i_bh % H
+    dS = tl.zeros([BK, BV], dtype=tl.float32)
+    if HAS_DST:
+        p_s = tl.make_block_ptr(dsT + i_bh * K * V, (K, V), (V, 1), (i_k * BK, i_v * BV), (BK, BV), (1, 0))
+        dS += tl.load(p_s, boundary_check=(0, 1)).to(tl.float32)
+    for m in range(NT):
+        n = NT - 1 - m
+        t0 = n * BT
+        p_h = tl.make_block_ptr(dh + (i_bh * NT + n) * K * V, (K, V), (V, 1), (i_k * BK, i_v * BV), (BK, BV), (1, 0))
+        tl.store(p_h, dS.to(dh.dtype.element_ty), boundary_check=(0, 1))
+        p_qT = tl.make_block_ptr(q + (b * T * H + hh) * K, (K, T), (1, H * K), (i_k * BK, t0), (BK, BT), (0, 1))
+        p_do = tl.make_block_ptr(do + (b * T * H + hh) * V, (T, V), (H * V, 1), (t0, i_v * BV), (BT, BV), (1, 0))
+        qT = tl.load(p_qT, boundary_check=(0, 1))
+        dO = tl.load(p_do, boundary_check=(0, 1))
+        if GATE != 0:
+            w, d_last = _gate_q_T(G, b, hh, t0, i_k, T, H, K, GATE, BT, BK)
+            dS *= d_last
+            qT = (qT * w).to(dO.dtype)
+        dS += tl.dot(qT, dO, input_precision=PREC)
+    if STORE_DS0:
+        p_s0 = tl.make_block_ptr(ds0 + i_bh * K * V, (K, V), (V, 1), (i_k * BK, i_v * BV), (BK, BV), (1, 0))
+        tl.store(p_s0, dS, boundary_check=(0, 1))
