@@ -80,8 +80,12 @@ def _slice_doc(opts: dict, s: int, e: int) -> dict:
         if x is not None and x.dim() >= 3:
             out[name] = x[:, s:e]
     b = opts.get("bias")
-    if torch.is_tensor(b) and b.dim() >= 2:
-        out["bias"] = b[..., s:e if b.shape[-2] > 1 else 1, s:e if b.shape[-1] > 1 else 1]
+    if torch.is_tensor(b) and b.dim() >= 1:  # [..., T_q, T_k], each of the two dims full or 1
+        kcut = slice(s, e) if b.shape[-1] > 1 else slice(None)
+        if b.dim() == 1:
+            out["bias"] = b[kcut]
+        else:
+            out["bias"] = b[..., slice(s, e) if b.shape[-2] > 1 else slice(None), kcut]
     return out
 
 

@@ -12,7 +12,7 @@ Example::
     >>> "gla" in longmix.mechanisms()
     True
     >>> print(longmix.describe("gla").formula)
-    S_t = diag(α_t) S_{t-1} + k_t v_tᵀ;  o_t = S_tᵀ (scale·q_t)
+    S_t = diag(α_t) S_{t-1} + k_t v_tᵀ;  o_t = S_tᵀ(scale·q_t)
 """
 from __future__ import annotations
 

@@ -17,9 +17,12 @@ import torch
 from .. import checks
 from ..kernels.reference import chunk as ref_chunk
 from ..kernels.reference import recurrent as ref_recurrent
-from ..kernels.reference.dense import dense
+from ..kernels.reference.dense import dense, sigmoid_default_bias
 
 RECURRENT_FORMS = ("parallel", "chunk", "recurrent")
+# Log-gates below this decay by exp(−1e4) = 0 in float16/32/64 alike; clamping −inf here keeps
+# differences of cumulative gates finite (−inf − (−inf) would be NaN) without changing any result.
+GATE_MIN = -1e4
 DEFAULT_CHUNK = {"dense": 128, "recurrent": 64}
 
 
@@ -48,7 +51,7 @@ def dense_run(kind: str, logit_scale: Callable | None = None):
         scale = opts["scale"] if opts["scale"] is not None else q.shape[-1] ** -0.5
         bias = opts.get("bias")
         if kind == "sigmoid" and bias is None:
-            bias = -torch.log(torch.tensor(float(max(k.shape[1], 1)))).item()
+            bias = sigmoid_default_bias(k.shape[1])
         if torch.is_tensor(bias):
             bias = bias.to(cd)
         o = dense(
@@ -109,6 +112,8 @@ def recurrent_run(prepare: Callable[..., Prepared]):
         # the reference computes in float32/float64; kernels take the inputs' own dtype
         xd = cd if backend == "reference" else q.dtype
         p = prepare(q.to(xd), expand_heads(k, H).to(xd), expand_heads(v, H).to(xd), opts)
+        if p.g is not None:  # exp(g) is exactly 0 below GATE_MIN in every float format: clamping is exact
+            p.g = p.g.clamp_min(GATE_MIN)
         B, K, V = q.shape[0], p.k.shape[-1], p.v.shape[-1]
         if initial_state is not None:
             checks.tensor(initial_state, "initial_state", shape_doc="[B, H, D_k, D_v]")

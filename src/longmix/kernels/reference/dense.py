@@ -1,9 +1,11 @@
 """Dense (softmax-family) attention in plain PyTorch: one code path, three forms.
 
-    logits_ij = softcap(scale · q_i·k_j) − m_h·|p_i − j| + bias_ij,   j visible from i
+    logits_ij = λ_i · (softcap(scale · q_i·k_j) − m_h·|p_i − j| + bias_ij),   j visible from i
     softmax:   o_i = Σ_j e^{logits_ij} v_j / (e^{sink_h} + Σ_j e^{logits_ij})
     sigmoid:   o_i = Σ_j σ(logits_ij) v_j                    (no normaliser)
     softplus:  o_i = Σ_j w_ij v_j / Σ_j w_ij,  w_ij = softplus(logits_ij)  (l1-normalised)
+
+(λ_i, the per-row ``logit_scale``, is 1 except for softplus with length scaling.)
 
 ``p_i = i + T_k − T_q`` aligns the last query with the last key (bottom-right, as
 flash-attn). Visibility: ``j ≤ p_i`` when causal; a ``window`` keeps
@@ -80,13 +82,13 @@ def _logits(o: _Opts, q, k, qp, kp, bias_blk, logit_scale):
     s = (q @ k.transpose(-1, -2)) * o.scale
     if o.softcap is not None:
         s = o.softcap * torch.tanh(s / o.softcap)
-    if logit_scale is not None:
-        s = s * logit_scale
     if o.alibi_slopes is not None:
         dist = (qp[:, None] - kp[None, :]).abs().to(s.dtype)
         s = s - o.alibi_slopes.to(s.dtype)[:, None, None] * dist
     if bias_blk is not None:
         s = s + bias_blk
+    if logit_scale is not None:  # softplus length scaling multiplies the whole logit
+        s = s * logit_scale
     m = _mask(qp, kp, causal=o.causal, window=o.window, block_size=o.block_size)
     return s, m
 
