@@ -221,3 +221,44 @@ def make_recurrent(*, name, family, formula, paper, inputs, required, prepare, c
 
 def default_scale(opts, K: int) -> float:
     return opts["scale"] if opts["scale"] is not None else K ** -0.5
+
+
+def prepare_direct(q, k, v, opts) -> Prepared:
+    """q, k, v as given (q scaled); data-dependent ``g`` and ``beta`` passed straight through."""
+    g, beta = opts.get("g"), opts.get("beta")
+    return Prepared(q * default_scale(opts, q.shape[-1]), k, v,
+                    g=None if g is None else g.to(gate_dtype(q)), beta=None if beta is None else beta.to(q.dtype))
+
+
+def check_gates(*, per_key: bool | None = None, beta: bool = False):
+    """``check`` for mechanisms taking a data-dependent gate (per head or per key dim) and/or beta."""
+
+    def check(q, k, v, opts):
+        if per_key is not None:
+            check_data_gate(q, opts, per_key=per_key)
+        if beta:
+            check_beta(q, opts)
+
+    return check
+
+
+def constant_decay(default: Callable[[int], torch.Tensor]):
+    """(prepare, check) for a mechanism with a per-head constant log-decay ``g`` [H]."""
+
+    def prepare(q, k, v, opts):
+        B, T, H, K = q.shape
+        return Prepared(q * default_scale(opts, K), k, v, g=constant_gate(opts, "g", B, T, H, default, q))
+
+    def check(q, k, v, opts):
+        check_constant_gate(opts.get("g"), q.shape[2], q)
+
+    return prepare, check
+
+
+DENSE_INPUTS = {
+    "window": "int: causal keeps keys i−window < j ≤ i; noncausal keeps |i−j| < window",
+    "block_size": "int: attend only inside non-overlapping blocks of this size (DiagAttention)",
+    "alibi_slopes": "[H] ALiBi slopes m_h: bias −m_h·|i−j|",
+    "softcap": "float c: logits → c·tanh(logits/c)",
+    "bias": "number or tensor broadcastable to [B, H, T_q, T_k], added to the logits",
+}

@@ -16,11 +16,7 @@ Example::
     torch.Size([1, 100, 4, 16])
 """
 from ..registry import register
-from .base import Prepared, check_beta, default_scale, make_recurrent
-
-
-def _prepare(q, k, v, opts):
-    return Prepared(q * default_scale(opts, q.shape[-1]), k, v, beta=opts["beta"].to(q.dtype))
+from .base import check_gates, make_recurrent, prepare_direct
 
 
 register(make_recurrent(
@@ -30,7 +26,7 @@ register(make_recurrent(
     paper="Yang et al. 2024, Parallelizing Linear Transformers with the Delta Rule over Sequence Length (arXiv 2406.06484)",
     inputs={"beta": "[B, T, H] writing strength in [0, 2]"},
     required=("beta",),
-    prepare=_prepare,
-    check=lambda q, k, v, opts: check_beta(q, opts),
+    prepare=prepare_direct,
+    check=check_gates(beta=True),
     delta=True,
 ))

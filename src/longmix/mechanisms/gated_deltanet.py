@@ -15,16 +15,7 @@ Example::
     torch.Size([1, 100, 4, 16])
 """
 from ..registry import register
-from .base import Prepared, gate_dtype, check_beta, check_data_gate, default_scale, make_recurrent
-
-
-def _prepare(q, k, v, opts):
-    return Prepared(q * default_scale(opts, q.shape[-1]), k, v, g=opts["g"].to(gate_dtype(q)), beta=opts["beta"].to(q.dtype))
-
-
-def _check(q, k, v, opts):
-    check_data_gate(q, opts, per_key=False)
-    check_beta(q, opts)
+from .base import check_gates, make_recurrent, prepare_direct
 
 
 register(make_recurrent(
@@ -34,7 +25,7 @@ register(make_recurrent(
     paper="Yang, Kautz, Hatamizadeh 2024, Gated Delta Networks: Improving Mamba2 with Delta Rule (arXiv 2412.06464)",
     inputs={"g": "[B, T, H] float32 data-dependent log-decay ≤ 0", "beta": "[B, T, H] writing strength in [0, 2]"},
     required=("g", "beta"),
-    prepare=_prepare,
-    check=_check,
+    prepare=prepare_direct,
+    check=check_gates(per_key=False, beta=True),
     delta=True,
 ))

@@ -14,11 +14,7 @@ Example::
     torch.Size([1, 100, 4, 16])
 """
 from ..registry import register
-from .base import Prepared, gate_dtype, check_data_gate, default_scale, make_recurrent
-
-
-def _prepare(q, k, v, opts):
-    return Prepared(q * default_scale(opts, q.shape[-1]), k, v, g=opts["g"].to(gate_dtype(q)))
+from .base import check_gates, make_recurrent, prepare_direct
 
 
 register(make_recurrent(
@@ -28,7 +24,7 @@ register(make_recurrent(
     paper="Yang et al. 2023, Gated Linear Attention Transformers with Hardware-Efficient Training (arXiv 2312.06635)",
     inputs={"g": "[B, T, H, D_k] float32 data-dependent per-key log-decay ≤ 0"},
     required=("g",),
-    prepare=_prepare,
-    check=lambda q, k, v, opts: check_data_gate(q, opts, per_key=True),
+    prepare=prepare_direct,
+    check=check_gates(per_key=True),
     per_key=True,
 ))

@@ -16,16 +16,7 @@ Example::
     torch.Size([1, 100, 4, 16])
 """
 from ..registry import register
-from .base import Prepared, gate_dtype, check_beta, check_data_gate, default_scale, make_recurrent
-
-
-def _prepare(q, k, v, opts):
-    return Prepared(q * default_scale(opts, q.shape[-1]), k, v, g=opts["g"].to(gate_dtype(q)), beta=opts["beta"].to(q.dtype))
-
-
-def _check(q, k, v, opts):
-    check_data_gate(q, opts, per_key=True)
-    check_beta(q, opts)
+from .base import check_gates, make_recurrent, prepare_direct
 
 
 register(make_recurrent(
@@ -35,8 +26,8 @@ register(make_recurrent(
     paper="Kimi Team 2025, Kimi Linear: An Expressive, Efficient Attention Architecture (arXiv 2510.26692)",
     inputs={"g": "[B, T, H, D_k] float32 data-dependent per-key log-decay ≤ 0", "beta": "[B, T, H] writing strength in [0, 2]"},
     required=("g", "beta"),
-    prepare=_prepare,
-    check=_check,
+    prepare=prepare_direct,
+    check=check_gates(per_key=True, beta=True),
     per_key=True,
     delta=True,
 ))

@@ -18,7 +18,7 @@ Example::
 import torch
 
 from ..registry import register
-from .base import Prepared, check_constant_gate, constant_gate, default_scale, make_recurrent
+from .base import constant_decay, make_recurrent
 
 
 def default_decay(H: int, layer_idx: int = 0, num_layers: int = 1) -> torch.Tensor:
@@ -26,9 +26,7 @@ def default_decay(H: int, layer_idx: int = 0, num_layers: int = 1) -> torch.Tens
     return (-(8.0 / H) * (1.0 - layer_idx / num_layers) * torch.arange(H, dtype=torch.float64)).float()
 
 
-def _prepare(q, k, v, opts):
-    B, T, H, K = q.shape
-    return Prepared(q * default_scale(opts, K), k, v, g=constant_gate(opts, "g", B, T, H, default_decay, q))
+_prepare, _check = constant_decay(default_decay)
 
 
 register(make_recurrent(
@@ -39,5 +37,5 @@ register(make_recurrent(
     inputs={"g": "[H] float32 constant log-decay ≤ 0 (default −8h/H, TransNormerLLM's layer 0)"},
     required=(),
     prepare=_prepare,
-    check=lambda q, k, v, opts: check_constant_gate(opts.get("g"), q.shape[2], q),
+    check=_check,
 ))

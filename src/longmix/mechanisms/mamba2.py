@@ -15,11 +15,7 @@ Example::
     torch.Size([1, 100, 4, 16])
 """
 from ..registry import register
-from .base import Prepared, gate_dtype, check_data_gate, default_scale, make_recurrent
-
-
-def _prepare(q, k, v, opts):
-    return Prepared(q * default_scale(opts, q.shape[-1]), k, v, g=opts["g"].to(gate_dtype(q)))
+from .base import check_gates, make_recurrent, prepare_direct
 
 
 register(make_recurrent(
@@ -29,6 +25,6 @@ register(make_recurrent(
     paper="Dao & Gu 2024, Transformers are SSMs (Mamba-2, arXiv 2405.21060)",
     inputs={"g": "[B, T, H] float32 data-dependent log-decay ≤ 0"},
     required=("g",),
-    prepare=_prepare,
-    check=lambda q, k, v, opts: check_data_gate(q, opts, per_key=False),
+    prepare=prepare_direct,
+    check=check_gates(per_key=False),
 ))

@@ -17,7 +17,7 @@ Example::
 import torch
 
 from ..registry import register
-from .base import Prepared, check_constant_gate, constant_gate, default_scale, make_recurrent
+from .base import constant_decay, make_recurrent
 
 
 def default_decay(H: int) -> torch.Tensor:
@@ -25,9 +25,7 @@ def default_decay(H: int) -> torch.Tensor:
     return torch.log1p(-torch.pow(2.0, -5.0 - torch.arange(H, dtype=torch.float64))).float()
 
 
-def _prepare(q, k, v, opts):
-    B, T, H, K = q.shape
-    return Prepared(q * default_scale(opts, K), k, v, g=constant_gate(opts, "g", B, T, H, default_decay, q))
+_prepare, _check = constant_decay(default_decay)
 
 
 register(make_recurrent(
@@ -38,5 +36,5 @@ register(make_recurrent(
     inputs={"g": "[H] float32 constant log-decay log γ_h ≤ 0 (default log(1 − 2^(−5−h)))"},
     required=(),
     prepare=_prepare,
-    check=lambda q, k, v, opts: check_constant_gate(opts.get("g"), q.shape[2], q),
+    check=_check,
 ))

@@ -12,7 +12,7 @@ Example::
     torch.Size([1, 32, 2, 16])
 """
 from ..registry import Mechanism, register
-from .base import DENSE_COMPLEXITY, DENSE_NONCAUSAL, DENSE_STATE, check_dense, dense_run
+from .base import DENSE_COMPLEXITY, DENSE_INPUTS, DENSE_NONCAUSAL, DENSE_STATE, check_dense, dense_run
 
 register(Mechanism(
     name="sigmoid",
@@ -21,11 +21,8 @@ register(Mechanism(
     paper="Ramapuram et al. 2024, Theory, Analysis, and Best Practices for Sigmoid Self-Attention (arXiv 2409.04431)",
     forms=("parallel", "chunk", "recurrent"),
     inputs={
-        "window": "int: causal keeps keys i−window < j ≤ i; noncausal keeps |i−j| < window",
-        "block_size": "int: attend only inside non-overlapping blocks of this size",
-        "alibi_slopes": "[H] ALiBi slopes m_h: bias −m_h·|i−j|",
-        "softcap": "float c: logits → c·tanh(logits/c)",
-        "bias": "number or tensor broadcastable to [B, H, T_q, T_k]; default −log(T_k)",
+        **DENSE_INPUTS,
+        "bias": "number or tensor broadcastable to [B, H, T_q, T_k], added to the logits; default −log(T_k)",
     },
     required=frozenset(),
     state=DENSE_STATE,

@@ -16,7 +16,7 @@ Example::
     torch.Size([2, 64, 4, 32])
 """
 from ..registry import Mechanism, register
-from .base import DENSE_COMPLEXITY, DENSE_NONCAUSAL, DENSE_STATE, check_dense, dense_run
+from .base import DENSE_COMPLEXITY, DENSE_INPUTS, DENSE_NONCAUSAL, DENSE_STATE, check_dense, dense_run
 
 register(Mechanism(
     name="softmax",
@@ -26,12 +26,8 @@ register(Mechanism(
           "ALiBi: Press et al. 2021 (arXiv 2108.12409); DiagAttention: Qin et al. 2022 (arXiv 2210.10340)",
     forms=("parallel", "chunk", "recurrent"),
     inputs={
-        "window": "int: causal keeps keys i−window < j ≤ i; noncausal keeps |i−j| < window",
-        "block_size": "int: attend only inside non-overlapping blocks of this size (DiagAttention)",
+        **DENSE_INPUTS,
         "sinks": "[H] learnable logits added to the denominator only",
-        "alibi_slopes": "[H] ALiBi slopes m_h: bias −m_h·|i−j|",
-        "softcap": "float c: logits → c·tanh(logits/c)",
-        "bias": "number or tensor broadcastable to [B, H, T_q, T_k], added to the logits",
     },
     required=frozenset(),
     state=DENSE_STATE,

@@ -19,7 +19,7 @@ import torch
 
 from ..kernels.reference.dense import visible_range
 from ..registry import Mechanism, register
-from .base import DENSE_COMPLEXITY, DENSE_NONCAUSAL, DENSE_STATE, check_dense, dense_run
+from .base import DENSE_COMPLEXITY, DENSE_INPUTS, DENSE_NONCAUSAL, DENSE_STATE, check_dense, dense_run
 
 
 def _length_scale(T_q, T_k, opts):
@@ -48,11 +48,7 @@ register(Mechanism(
     forms=("parallel", "chunk", "recurrent"),
     inputs={
         "length_scaling": "bool: multiply row i's logits by ln(n_i), n_i = number of keys it sees (LSSA)",
-        "window": "int: causal keeps keys i−window < j ≤ i; noncausal keeps |i−j| < window",
-        "block_size": "int: attend only inside non-overlapping blocks of this size",
-        "alibi_slopes": "[H] ALiBi slopes m_h: bias −m_h·|i−j|",
-        "softcap": "float c: logits → c·tanh(logits/c)",
-        "bias": "number or tensor broadcastable to [B, H, T_q, T_k], added to the logits",
+        **DENSE_INPUTS,
     },
     required=frozenset(),
     state=DENSE_STATE,
