@@ -2,7 +2,10 @@
 
 Weights σ(scale·q·k + bias) with ``bias`` defaulting to −log(T_k) (T_k = the number
 of keys; per document with ``cu_seqlens``), as Ramapuram et al. 2024 recommend, so
-each weight starts near 1/T_k and the output keeps softmax's scale.
+each weight starts near 1/T_k and the output keeps softmax's scale. Because the default
+depends on the call's T_k, decoding against a growing cache uses −log(t+1) at step t; pass
+``bias=-math.log(max_len)`` (a constant, as FlashSigmoid's training code does) to make
+decoding reproduce the full-sequence output.
 
 Example::
 
