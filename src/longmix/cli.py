@@ -2,7 +2,12 @@
 
     longmix list                       # registered mechanisms, one line each
     longmix describe gla               # formula, inputs, forms, complexity, paper
+    longmix bench                      # quick speed sweep + quick quality run → report/ (the main benchmark)
+    longmix bench speed [--lengths …]  # mechanisms × T × pass × backend × pattern, anchors beside them
+    longmix bench quality [--tasks …]  # small LMs trained on MQAR, passkey, copying, … with exact metrics
+    longmix bench report               # re-render report/ from its JSON rows and benchmarks/results/
     longmix compare [--lengths 256,1024,4096] [--mechanisms a,b] [--device cpu] [--json out.json]
+                                       # every form of every mechanism against its parallel form (a check)
 """
 from __future__ import annotations
 
@@ -54,6 +59,8 @@ def _cmd_compare(args):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .bench.cli import add_bench_parser
+
     p = argparse.ArgumentParser(prog="longmix", description="Efficient attention mechanisms for long sequences.")
     sub = p.add_subparsers(dest="cmd", required=True)
     sub.add_parser("list", help="list registered mechanisms").set_defaults(fn=_cmd_list)
@@ -71,6 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--reps", type=int, default=3)
     c.add_argument("--json", default=None, help="also write the rows to this JSON file")
     c.set_defaults(fn=_cmd_compare)
+    add_bench_parser(sub)
     return p
 
 

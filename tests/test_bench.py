@@ -1,0 +1,154 @@
+"""The benchmark: speed rows on tiny CPU sizes, crossovers, FLOP counts, results files, the CLI's
+clear errors, and that rows survive failures."""
+import json
+import os
+
+import pytest
+
+from longmix.bench import speed
+from longmix.bench.quality import QualityConfig, run_quality
+from longmix.bench.report import load_results_file
+from longmix.bench.speed import SpeedConfig, crossovers, flops, run_speed
+from longmix.cli import main
+
+TINY = dict(lengths=[16, 32], heads=1, head_dim=8, reps=1, memory=True)
+
+
+def test_speed_rows_on_cpu():
+    cfg = SpeedConfig(mechanisms=["retention", "softmax"], anchors=["sdpa_math", "sdpa_cudnn", "flash_attn", "flex"], **TINY)
+    rows = run_speed(cfg, progress=False)
+    ok = [r for r in rows if "ms" in r]
+    key = {(r["label"], r["pattern"], r["T"], r["pass"]) for r in ok}
+    for label in ("retention", "softmax", "sdpa_math"):
+        for T in (16, 32):
+            for p in ("fwd", "fwdbwd", "decode"):
+                assert (label, "causal_self", T, p) in key
+    assert all(r["ms"] > 0 and r["tokens_per_s"] > 0 and r["peak_mib"] >= 0 for r in ok)
+    assert not any(r["pass"] == "decode" and r["pattern"] != "causal_self" for r in rows)
+    # softmax (dense) has a FLOP count, retention does not
+    assert all((r["tflops"] is not None) == (r["family"] == "dense") for r in ok)
+    # recurrences have no cross form: reported, not run
+    cross = [r for r in rows if r["label"] == "retention" and r["pattern"].endswith("cross")]
+    assert cross and all("unsupported" in r for r in cross)
+    assert any("ms" in r for r in rows if r["label"] == "softmax" and r["pattern"] == "causal_cross")
+    # anchors that cannot run here are reported as missing
+    for a in ("sdpa_cudnn", "flex"):
+        assert all("missing" in r and "CUDA" in r["missing"] for r in rows if r["label"] == a)
+    fa = [r for r in rows if r["label"] == "flash_attn"]
+    assert fa and all("missing" in r for r in fa)
+
+
+def test_new_mechanism_appears_by_registration():
+    """The sweep iterates the registry: every registered mechanism gets rows."""
+    import longmix
+
+    impls = speed.validate(SpeedConfig(anchors=[], **TINY))
+    assert {n for kind, n, _ in impls if kind == "longmix"} == set(longmix.mechanisms())
+
+
+def test_crossover_interpolation():
+    def rows(impl, label, times):
+        return [dict(impl=impl, mechanism="m" if impl == "longmix" else "softmax", label=label, pattern="causal_self",
+                     **{"pass": "fwdbwd"}, T=T, ms=ms) for T, ms in times.items()]
+
+    base = rows("sdpa_flash", "sdpa_flash", {100: 1.0, 400: 1.0, 1600: 1.0}) + rows("sdpa_math", "sdpa_math", {100: 3, 400: 3, 1600: 3})
+    (c,) = crossovers(base + rows("longmix", "m", {100: 4.0, 400: 2.0, 1600: 0.5}))
+    assert c["crossover_T"] == 800 and not c["below_range"]  # ratio 2 → 0.5: log-midpoint of 400 and 1600
+    (c,) = crossovers(base + rows("longmix", "m", {100: 0.5, 400: 0.5, 1600: 0.5}))
+    assert c["crossover_T"] == 100 and c["below_range"]
+    (c,) = crossovers(base + rows("longmix", "m", {100: 0.5, 400: 2.0, 1600: 2.0}))
+    assert c["crossover_T"] is None
+
+
+def test_flops():
+    assert flops("dense", "noncausal_self", "fwd", 2, 8, 8, 3, 4) == 4 * 2 * 8 * 8 * 3 * 4
+    assert flops("dense", "causal_self", "fwd", 2, 8, 8, 3, 4) == 4 * 2 * 8 * 8 * 3 * 4 / 2
+    assert flops("dense", "causal_self", "fwdbwd", 2, 8, 8, 3, 4) == 3.5 * 4 * 2 * 8 * 8 * 3 * 4 / 2
+    assert flops("delta", "causal_self", "fwd", 2, 8, 8, 3, 4) is None
+
+
+@pytest.mark.parametrize("kw,match", [(dict(lengths=[0]), "lengths"), (dict(mechanisms=["nope"]), "unknown mechanism"),
+                                      (dict(passes=["bwd"]), "passes"), (dict(heads=0), "heads"),
+                                      (dict(dtype="fp8"), "dtype"), (dict(anchors=["xformers"]), "anchors")])
+def test_speed_bad_config(kw, match):
+    with pytest.raises(ValueError, match=match):
+        speed.validate(SpeedConfig(**{**TINY, **kw}))
+
+
+def test_errors_become_rows_and_later_lengths_are_skipped(monkeypatch):
+    calls = []
+
+    def boom(*a, **k):
+        calls.append(1)
+        raise RuntimeError("CUDA out of memory. Tried to allocate 1 GiB")
+
+    monkeypatch.setattr(speed, "_time_pass", boom)
+    rows = run_speed(SpeedConfig(mechanisms=["retention"], anchors=[], patterns=["causal_self"], passes=["fwd"], **TINY),
+                     progress=False)
+    assert rows[0]["error"].startswith("out of memory") and "skipped" in rows[1]
+    assert len(calls) == 1
+
+
+def test_cli_speed_writes_report(tmp_path, capsys):
+    results = tmp_path / "results"
+    results.mkdir()
+    (results / "h100.json").write_text(json.dumps({
+        "header": {"command": "x", "gpu": "H100", "torch": "2.8", "triton": "3.4", "commit": "abc"},
+        "rows": [{"impl": "longmix", "mechanism": "gla", "variant": "chunk", "B": 8, "T": T, "H": 16, "D": 128,
+                  "dtype": "bf16", "fwd_ms": T / 1000, "fwdbwd_ms": T / 300, "peak_gib": 1.0} for T in (1024, 4096)]
+        + [{"impl": "sdpa_cudnn", "mechanism": "softmax", "variant": "", "B": 8, "T": T, "H": 16, "D": 128,
+            "dtype": "bf16", "fwd_ms": T / 2000, "fwdbwd_ms": T / 500, "peak_gib": 0.5} for T in (1024, 4096)]}))
+    out = tmp_path / "report"
+    main(["bench", "speed", "--device", "cpu", "--mechanisms", "retention,softmax", "--lengths", "16,32", "--heads", "1",
+          "--head-dim", "8", "--reps", "1", "--anchors", "sdpa_math", "--patterns", "causal_self",
+          "--out", str(out), "--results-dir", str(results)])
+    rows = json.loads((out / "speed.json").read_text())["rows"]
+    assert {r["label"] for r in rows} == {"retention", "softmax", "sdpa_math"}
+    summary = (out / "summary.md").read_text()
+    assert "retention" in summary and "h100.json" in summary and "GPU kernel results" in summary
+    assert os.path.exists(out / "speed.png") and os.path.exists(out / "kernels_h100.png")
+    assert "which mechanism" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv,match", [
+    (["bench", "speed", "--mechanisms", "nope"], "unknown mechanism 'nope'"),
+    (["bench", "speed", "--lengths", "1"], "lengths must be ints ≥ 2"),
+    (["bench", "speed", "--heads", "0"], "heads must be a positive int"),
+    (["bench", "quality", "--tasks", "mqar,bogus"], "unknown task"),
+    (["bench", "quality", "--models", "gla@LQ"], "pattern"),
+    (["bench", "quality", "--steps", "0"], "steps must be a positive int"),
+])
+def test_cli_bad_arguments(argv, match, tmp_path):
+    with pytest.raises(SystemExit) as e:
+        main(argv + ["--device", "cpu", "--out", str(tmp_path)])
+    assert match in str(e.value)
+
+
+def test_results_file_reader(tmp_path):
+    p = tmp_path / "r.json"
+    p.write_text(json.dumps({"header": {}, "rows": [{"impl": "fla", "mechanism": "gla", "T": 1024, "fwd_ms": 1.0,
+                                                    "fwdbwd_ms": None, "peak_gib": 2.0}]}))
+    header, rows = load_results_file(str(p))
+    assert rows == [dict(impl="fla", mechanism="gla", label="fla:gla", pattern="causal_self", **{"pass": "fwd"}, B=None,
+                         T=1024, H=None, D=None, dtype=None, ms=1.0, peak_mib=2048.0, source="r.json")]
+    p.write_text(json.dumps({"rows": [{"impl": "fla"}]}))
+    with pytest.raises(ValueError, match="lacks"):
+        load_results_file(str(p))
+
+
+def test_quality_tiny_run_keeps_rows_on_error(monkeypatch):
+    cfg = QualityConfig(tasks=["induction", "mqar"], models=["gla"], steps=2, batch_size=4, eval_examples=8)
+    import longmix.bench.quality as q
+
+    real = q.train_eval
+
+    def flaky(task, *a, **k):
+        if task.name == "mqar":
+            raise RuntimeError("out of memory")
+        return real(task, *a, **k)
+
+    monkeypatch.setattr(q, "train_eval", flaky)
+    seen = []
+    rows = run_quality(cfg, progress=False, on_rows=lambda r: seen.append(len(r)))
+    assert rows[0]["task"] == "induction" and 0 <= rows[0]["accuracy"] <= 1 and rows[0]["state_floats"] > 0
+    assert all("error" in r for r in rows[1:]) and len(rows) == 4 and seen == [1, 2, 3, 4]
