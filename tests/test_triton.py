@@ -43,20 +43,25 @@ def _rel(x, y):
     return ((x.double() - y.double()).norm() / y.double().norm().clamp_min(1e-30)).item()
 
 
-def _inputs(B, T, H, K, V, gate, s0, strength=1.0, seed=0):
+def _inputs(B, T, H, K, V, gate, s0, strength=1.0, seed=0, beta=None, knorm=None):
+    """q, k, v, g, initial state, beta. ``beta``: None or (low, high) of a uniform draw;
+    ``knorm``: rescale each key to this L2 norm (the delta rule's keys), else N(0, 1) entries."""
     gen = torch.Generator().manual_seed(seed)
     q = torch.randn(B, T, H, K, generator=gen) * K ** -0.5
     k = torch.randn(B, T, H, K, generator=gen)
+    if knorm is not None:
+        k = F.normalize(k, dim=-1) * knorm
     v = torch.randn(B, T, H, V, generator=gen)
     shape = {None: None, "scalar": (B, T, H), "key": (B, T, H, K)}[gate]
     g = None if shape is None else F.logsigmoid(torch.randn(*shape, generator=gen) + 2) * strength
     S = torch.randn(B, H, K, V, generator=gen) if s0 else None
-    return [None if x is None else x.to(DEVICE) for x in (q, k, v, g, S)]
+    b = None if beta is None else beta[0] + (beta[1] - beta[0]) * torch.rand(B, T, H, generator=gen)
+    return [None if x is None else x.to(DEVICE) for x in (q, k, v, g, S, b)]
 
 
 def _run(fn, xs, dtype, do, dS, C):
     ins = [None if x is None else x.detach().to(dtype).requires_grad_() for x in xs]  # dtype: fp32 or fp64
-    o, S = fn(*ins[:4], None, ins[4], chunk_size=C)
+    o, S = fn(*ins[:4], ins[5] if len(ins) > 5 else None, ins[4], chunk_size=C)
     ((o * do.to(o.dtype)).sum() + (S * dS.to(S.dtype)).sum()).backward()
     return [o, S] + [None if x is None else x.grad for x in ins]
 
@@ -69,13 +74,14 @@ def _compare(xs, C=16):
     exact = _run(ref_chunk, xs, torch.float64, do, dS, C)
     ref32 = _run(ref_chunk, xs, torch.float32, do, dS, C)
     tri = _run(tri_chunk, xs, torch.float32, do, dS, C)
-    names = ["o", "state", "dq", "dk", "dv", "dg", "dinitial_state"]
+    names = ["o", "state", "dq", "dk", "dv", "dg", "dinitial_state", "dbeta"]
     floor = FLOOR + _cumsum_floor(xs[3], C)
     for name, a, r, e in zip(names, tri, ref32, exact):
         if e is None:
             assert a is None, name
             continue
-        assert torch.isfinite(a).all(), name
+        assert torch.isfinite(e).all(), f"{name}: the float64 reference itself is not finite (bad test inputs)"
+        assert torch.isfinite(a).all() or not torch.isfinite(r).all(), f"{name}: NaN/inf where the reference has none"
         err, base = _rel(a, e), _rel(r, e)
         assert err <= 2 * base + floor, f"{name}: kernel error {err:.2e} vs reference fp32 error {base:.2e} (floor {floor:.1e})"
 
@@ -97,17 +103,86 @@ def test_wide_heads_tile_loops():
 
 
 def test_refusals():
-    q, k, v, g, _ = _inputs(1, 8, 1, 16, 16, "scalar", s0=False)
+    q, k, v, g, _, _ = _inputs(1, 8, 1, 16, 16, "scalar", s0=False)
     with pytest.raises(ValueError, match="chunk_size"):
         tri_chunk(q, k, v, g, chunk_size=48)
     with pytest.raises(TypeError, match="float64"):
         tri_chunk(q.double(), k.double(), v.double())
-    with pytest.raises(NotImplementedError, match="delta"):
-        tri_chunk(q, k, v, beta=torch.rand(1, 8, 1, device=DEVICE))
+    with pytest.raises(ValueError, match="beta must be"):
+        tri_chunk(q, k, v, beta=torch.rand(1, 4, 1, device=DEVICE))
     with pytest.raises(ValueError, match="g must be"):
         tri_chunk(q, k, v, g[:, :4])
-    for name in ("deltanet", "gated_deltanet", "kda"):
-        assert "triton" not in longmix.describe(name).backends
+    big = torch.randn(1, 8, 1, 272, device=DEVICE)
+    with pytest.raises(ValueError, match="D_k ≤ 256"):
+        tri_chunk(big, big, v, beta=torch.rand(1, 8, 1, device=DEVICE))
+
+
+# ----------------------------------------------------------------------------- delta rule
+
+
+@pytest.mark.parametrize("gate", [None, "scalar", "key"])
+@pytest.mark.parametrize("T", [1, 15, 64, 100])
+def test_delta_matches_reference(gate, T):
+    xs = _inputs(1, T, 2, 16, 16, gate, s0=T != 64, beta=(0.0, 2.0), knorm=1.0, seed=T)
+    _compare(xs, C=32 if T == 100 else 16)
+
+
+@pytest.mark.parametrize("gate", [None, "scalar", "key"])
+@pytest.mark.parametrize("beta", [(0.0, 1e-3), (1.9, 2.0)])
+def test_delta_beta_extremes(gate, beta):
+    _compare(_inputs(1, 40, 1, 16, 16, gate, s0=True, beta=beta, knorm=1.0), C=32)
+
+
+@pytest.mark.parametrize("gate", [None, "key"])
+def test_delta_unnormalised_keys(gate):
+    # key norms 2–3: the transition (I − β k kᵀ) expands, the triangular system is badly
+    # conditioned; the kernel must stay finite wherever the reference does (and agree).
+    xs = _inputs(1, 24, 1, 16, 16, gate, s0=True, beta=(0.0, 0.3), seed=5)
+    xs[1] = xs[1] * (2 + torch.rand(1, 24, 1, 1, generator=torch.Generator().manual_seed(6)).to(DEVICE)) / 16 ** 0.5
+    _compare(xs, C=16)
+
+
+@pytest.mark.parametrize("gate", ["scalar", "key"])
+def test_delta_strong_gates_odd_dims(gate):
+    _compare(_inputs(1, 70, 1, 24, 20, gate, s0=True, strength=30.0, beta=(0.0, 2.0), knorm=1.0), C=64)
+
+
+@pytest.mark.parametrize("gate", ["scalar", "key"])
+def test_delta_wide_heads_tile_loops(gate):
+    # K, V above one 64-wide tile: the K/V tile loops of the triangular-system kernels
+    _compare(_inputs(1, 33, 1, 80, 72, gate, s0=True, beta=(0.0, 2.0), knorm=1.0), C=32)
+
+
+# ----------------------------------------------------------------------------- decode kernel
+
+
+@pytest.mark.parametrize("gate", [None, "scalar", "key"])
+@pytest.mark.parametrize("delta", [False, True])
+def test_recurrent_decode(gate, delta):
+    from longmix.kernels.reference.recurrent import scan
+    from longmix.kernels.triton.recurrent import recurrent
+
+    q, k, v, g, S, b = _inputs(2, 5, 2, 20, 24, gate, s0=True, beta=(0.0, 2.0) if delta else None, knorm=1.0)
+    o_ref, S_ref = scan(q.double(), k.double(), v.double(), None if g is None else g.double(),
+                        None if b is None else b.double(), S.double())
+    o, S1 = recurrent(q, k, v, g, b, S)
+    assert _rel(o, o_ref) < 1e-5 and _rel(S1, S_ref) < 1e-5
+    S2 = S.clone()
+    o2, S3 = recurrent(q, k, v, g, b, S2, inplace=True)  # state updated in place, read and written once
+    assert S3.data_ptr() == S2.data_ptr() and torch.equal(S2, S1) and torch.equal(o2, o)
+    o4, S4 = recurrent(q[:, :0], k[:, :0], v[:, :0], None, None, S)
+    assert o4.shape[1] == 0 and torch.equal(S4, S)
+
+
+def test_recurrent_decode_refuses_gradients():
+    from longmix.kernels.triton.recurrent import recurrent
+
+    q, k, v, g, S, _ = _inputs(1, 3, 1, 16, 16, "scalar", s0=True)
+    with pytest.raises(ValueError, match="forward only"):
+        recurrent(q.requires_grad_(), k, v, g, None, S)
+    o, _ = recurrent(q[:, :1], k[:, :1], v[:, :1], g[:, :1], None, S)  # T = 1: differentiable chunk step
+    o.sum().backward()
+    assert q.grad is not None
 
 
 MECH_OPTS = {
@@ -117,6 +192,9 @@ MECH_OPTS = {
     "lightning": [{}],
     "mamba2": [{"g": "scalar"}],
     "gla": [{"g": "key"}],
+    "deltanet": [{"beta": True}],
+    "gated_deltanet": [{"g": "scalar", "beta": True}],
+    "kda": [{"g": "key", "beta": True}],
 }
 
 
@@ -131,6 +209,9 @@ def test_api_backend_triton(name):
         if "g" in opts:
             shape = (B, T, H) if opts["g"] == "scalar" else (B, T, H, D)
             opts["g"] = F.logsigmoid(torch.randn(*shape, generator=gen)).to(DEVICE)
+        if "beta" in opts:
+            opts["beta"] = (2 * torch.rand(B, T, H, generator=gen)).to(DEVICE)
+            k = F.normalize(k, dim=-1)
         outs = {}
         for backend in ("reference", "triton"):
             qq, kk, vv = (x.clone().requires_grad_() for x in (q, k, v))
@@ -140,9 +221,10 @@ def test_api_backend_triton(name):
             outs[backend] = [o, S, qq.grad, kk.grad, vv.grad]
         for a, r in zip(outs["triton"], outs["reference"]):
             assert _rel(a, r) < 1e-4, name
-    # decoding one token through the recurrent form
-    o1 = longmix.attention(q[:, :1], k[:, :1], v[:, :1], name, backend="triton", form="recurrent",
-                           **{n: (x[:, :1] if torch.is_tensor(x) else x) for n, x in opts.items()})
-    o2 = longmix.attention(q[:, :1], k[:, :1], v[:, :1], name, backend="reference", form="recurrent",
-                           **{n: (x[:, :1] if torch.is_tensor(x) else x) for n, x in opts.items()})
-    assert _rel(o1, o2) < 1e-4
+    # decoding a few tokens against a state through the recurrent form (the fused kernel)
+    S0 = torch.randn(*S.shape, generator=gen).to(DEVICE)
+    outs = [longmix.attention(q[:, :3], k[:, :3], v[:, :3], name, backend=backend, form="recurrent",
+                              initial_state=S0, output_final_state=True,
+                              **{n: (x[:, :3] if torch.is_tensor(x) else x) for n, x in opts.items()})
+            for backend in ("triton", "reference")]
+    assert _rel(outs[0][0], outs[1][0]) < 1e-4 and _rel(outs[0][1], outs[1][1]) < 1e-4

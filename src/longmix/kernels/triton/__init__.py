@@ -1,7 +1,8 @@
 """Triton kernels (GPU; CPU under ``TRITON_INTERPRET=1``), registered lazily.
 
-Importing this package does not import Triton: it adds ``("triton", "chunk")`` to
-``longmix.mechanisms.base.KERNELS`` as a thin wrapper that loads ``.chunk`` on first
+Importing this package does not import Triton: it adds ``("triton", "chunk")`` and
+``("triton", "recurrent")`` (the fused decode kernel, ``recurrent.py``) to
+``longmix.mechanisms.base.KERNELS`` as thin wrappers that load their module on first
 use, and declares the ``triton`` backend for the mechanisms whose configurations the
 kernels fully support — only when Triton is installed. A configuration the kernels
 do not support raises a clear error; nothing falls back to another backend.
@@ -16,8 +17,8 @@ from __future__ import annotations
 import importlib.util
 
 # Mechanisms whose every option maps onto what the kernels support (no gate, scalar or
-# per-key gate; any feature dim; initial and final state). Delta-rule ones come later.
-SUPPORTED = ("linear", "transnormer", "retention", "lightning", "mamba2", "gla")
+# per-key gate, delta rule with D_k ≤ 256; any feature dim; initial and final state).
+SUPPORTED = ("linear", "transnormer", "retention", "lightning", "mamba2", "gla", "deltanet", "gated_deltanet", "kda")
 
 
 def available() -> bool:
@@ -31,12 +32,11 @@ def _chunk(q, k, v, g, beta, s0, chunk_size):
     return chunk(q, k, v, g, beta, s0, chunk_size=chunk_size)
 
 
-def _single_step(q, k, v, g, beta, s0, chunk_size):
-    """The recurrent form for one token (decoding) is one chunk of length 1."""
-    if k.shape[1] != 1:
-        raise ValueError("the triton backend has no token-by-token kernel for T > 1; use form='chunk' "
-                         "(same result) or backend='reference'")
-    return _chunk(q, k, v, g, beta, s0, chunk_size=16)
+def _recurrent(q, k, v, g, beta, s0, chunk_size):
+    """The recurrent form (decoding): the fused token-by-token kernel (forward only for T > 1)."""
+    from .recurrent import recurrent
+
+    return recurrent(q, k, v, g, beta, s0)
 
 
 def _no_parallel(*args, **kwargs):
@@ -49,7 +49,7 @@ def register() -> None:
     from ... import registry
 
     base.KERNELS[("triton", "chunk")] = _chunk
-    base.KERNELS[("triton", "recurrent")] = _single_step
+    base.KERNELS[("triton", "recurrent")] = _recurrent
     base.KERNELS[("triton", "parallel")] = _no_parallel
     for name in SUPPORTED:
         registry.add_backend(name, "triton")

@@ -13,6 +13,10 @@ sum below about −88. So the chunk is cut into sub-tiles of ``BC`` rows:
 The backward applies the same split to ``dq_r = Σ_u dA_ru k_u e^{G_r − G_u}`` and
 ``dk_u = Σ_r dA_ru q_r e^{G_r − G_u}`` (references: the last row before block i for dq,
 the last row of block i for dk), then adds the inter-chunk parts and ∂L/∂G = q⊙dq − k⊙dk.
+
+The delta rule reuses both with q = k: ``fwd_intra(k, k, G)`` gives the (unmasked-diagonal)
+key-key matrix of its triangular system, and ``bwd_intra(..., self_pair=True)`` its
+backward, dk = extra + Σ_u dA_tu k_u e^{G_t−G_u} + Σ_r dA_rt k_r e^{G_r−G_t}.
 """
 import torch
 import triton
@@ -80,7 +84,7 @@ def fwd_A(q, k, G, A, T, H, K: tl.constexpr, BT: tl.constexpr, BC: tl.constexpr,
 
 @triton.jit
 def bwd_intra_kernel(q, k, G, dA, dqi, dki, dG, dq, dk, T, H, K: tl.constexpr, BT: tl.constexpr,
-                     BC: tl.constexpr, BK: tl.constexpr, PREC: tl.constexpr):
+                     BC: tl.constexpr, BK: tl.constexpr, PREC: tl.constexpr, SELF: tl.constexpr):
     i_k, i_ni, i_bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     NC: tl.constexpr = BT // BC
     n, i = i_ni // NC, i_ni % NC
@@ -121,12 +125,18 @@ def bwd_intra_kernel(q, k, G, dA, dqi, dki, dG, dq, dk, T, H, K: tl.constexpr, B
         o_k = i_k * BK + tl.arange(0, BK)
         m = rmask & (o_k[None, :] < K)
         off = ((b * T + o_t[:, None]) * H + hh) * K + o_k[None, :]
-        acc_q += tl.load(dqi + off, mask=m, other=0.0)
-        acc_k += tl.load(dki + off, mask=m, other=0.0)
-        dg = tl.load(dG + off, mask=m, other=0.0) + qi.to(tl.float32) * acc_q - ki.to(tl.float32) * acc_k
-        tl.store(dG + off, dg, mask=m)
-        tl.store(dq + off, acc_q.to(dq.dtype.element_ty), mask=m)
-        tl.store(dk + off, acc_k.to(dk.dtype.element_ty), mask=m)
+        if SELF:  # q is k: one gradient; ``dqi`` holds other parts of dk that carry no dG here
+            dg = tl.load(dG + off, mask=m, other=0.0) + ki.to(tl.float32) * (acc_q - acc_k)
+            tl.store(dG + off, dg, mask=m)
+            acc_k += acc_q + tl.load(dqi + off, mask=m, other=0.0)
+            tl.store(dk + off, acc_k.to(dk.dtype.element_ty), mask=m)
+        else:
+            acc_q += tl.load(dqi + off, mask=m, other=0.0)
+            acc_k += tl.load(dki + off, mask=m, other=0.0)
+            dg = tl.load(dG + off, mask=m, other=0.0) + qi.to(tl.float32) * acc_q - ki.to(tl.float32) * acc_k
+            tl.store(dG + off, dg, mask=m)
+            tl.store(dq + off, acc_q.to(dq.dtype.element_ty), mask=m)
+            tl.store(dk + off, acc_k.to(dk.dtype.element_ty), mask=m)
 
 
 def fwd_intra(q, k, G, C, prec):
@@ -139,10 +149,12 @@ def fwd_intra(q, k, G, C, prec):
     return A
 
 
-def bwd_intra(q, k, G, dA, dqi, dki, dG, dq, dk, C, prec):
-    """Add the intra-chunk parts to the inter-chunk dq, dk (fp32 dqi, dki); write dq, dk; dG += q⊙dq − k⊙dk."""
+def bwd_intra(q, k, G, dA, dqi, dki, dG, dq, dk, C, prec, self_pair=False):
+    """Add the intra-chunk parts to the inter-chunk dq, dk (fp32 dqi, dki); write dq, dk; dG += q⊙dq − k⊙dk.
+
+    ``self_pair`` (q is k, dki and dq unused): dk = dqi + both intra parts, dG += k⊙(row part − column part)."""
     B, T, H, K = k.shape
     NC = C // BC
     bwd_intra_kernel[(triton.cdiv(K, CONFIG["bwd_bk"]), triton.cdiv(T, C) * NC, B * H)](
-        q, k, G, dA, dqi, dki, dG, dq, dk, T, H, K, BT=C, BC=BC, BK=CONFIG["bwd_bk"], PREC=prec,
+        q, k, G, dA, dqi, dki, dG, dq, dk, T, H, K, BT=C, BC=BC, BK=CONFIG["bwd_bk"], PREC=prec, SELF=self_pair,
         num_warps=CONFIG["bwd_warps"])

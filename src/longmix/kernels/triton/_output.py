@@ -79,8 +79,12 @@ def fwd_output(q, k, v, G, h, A, o, T, H, K: tl.constexpr, V: tl.constexpr, NT,
 
 @triton.jit
 def bwd_dv(q, k, G, A, do, dh, dv, T, H, K: tl.constexpr, V: tl.constexpr, NT,
-           GATE: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, PREC: tl.constexpr):
-    """dv = Pᵀ dO + (k ⊙ e^{G_last − G}) dh[n]; grid (V tiles, chunks, B·H)."""
+           GATE: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, PREC: tl.constexpr,
+           HAS_DH: tl.constexpr = True):
+    """dv = Pᵀ dO + (k ⊙ e^{G_last − G}) dh[n]; grid (V tiles, chunks, B·H).
+
+    ``HAS_DH=False`` gives only the intra-chunk part ``Pᵀ dO`` (the delta rule adds the rest
+    inside its sequential backward state pass)."""
     i_v, n, i_bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     b, hh = i_bh // H, i_bh % H
     t0 = n * BT
@@ -90,14 +94,16 @@ def bwd_dv(q, k, G, A, do, dh, dv, T, H, K: tl.constexpr, V: tl.constexpr, NT,
     Pt = tl.zeros([BT, BT], dtype=tl.float32)
     for i_k in range(tl.cdiv(K, BK)):
         p_k = tl.make_block_ptr(k + (b * T * H + hh) * K, (T, K), (H * K, 1), (t0, i_k * BK), (BT, BK), (1, 0))
-        p_dh = tl.make_block_ptr(dh + (i_bh * NT + n) * K * V, (K, V), (V, 1), (i_k * BK, i_v * BV), (BK, BV), (1, 0))
         kk = tl.load(p_k, boundary_check=(0, 1))
-        dhn = tl.load(p_dh, boundary_check=(0, 1))
-        if GATE == 2:
-            g, g_last = _key_gate(G, b, hh, t0, i_k, T, H, K, BT, BK)
-            acc += tl.dot((kk * tl.exp(g_last[None, :] - g)).to(dhn.dtype), dhn, input_precision=PREC)
-        else:
-            acc += tl.dot(kk, dhn, input_precision=PREC)
+        if HAS_DH:
+            p_dh = tl.make_block_ptr(dh + (i_bh * NT + n) * K * V, (K, V), (V, 1), (i_k * BK, i_v * BV), (BK, BV), (1, 0))
+            dhn = tl.load(p_dh, boundary_check=(0, 1))
+            if GATE == 2:
+                g, g_last = _key_gate(G, b, hh, t0, i_k, T, H, K, BT, BK)
+                acc += tl.dot((kk * tl.exp(g_last[None, :] - g)).to(dhn.dtype), dhn, input_precision=PREC)
+            else:
+                acc += tl.dot(kk, dhn, input_precision=PREC)
+        if GATE != 2:
             p_qT = tl.make_block_ptr(q + (b * T * H + hh) * K, (K, T), (1, H * K), (i_k * BK, t0), (BK, BT), (0, 1))
             Pt += tl.dot(kk, tl.load(p_qT, boundary_check=(0, 1)), input_precision=PREC)
     if GATE == 2:
@@ -105,7 +111,8 @@ def bwd_dv(q, k, G, A, do, dh, dv, T, H, K: tl.constexpr, V: tl.constexpr, NT,
         Pt = tl.load(p_At, boundary_check=(0, 1))
     if GATE == 1:
         g, g_last = _row_gate(G, b, hh, t0, T, H, BT)
-        acc *= tl.exp(g_last - g)[:, None]
+        if HAS_DH:
+            acc *= tl.exp(g_last - g)[:, None]
         Pt *= tl.exp(tl.where(anti, g[None, :] - g[:, None], float("-inf")))
     Pt = tl.where(anti, Pt, 0.0)
     p_do = tl.make_block_ptr(do + (b * T * H + hh) * V, (T, V), (H * V, 1), (t0, i_v * BV), (BT, BV), (1, 0))

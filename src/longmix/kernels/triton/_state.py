@@ -12,6 +12,13 @@ the gradient of the initial state,
 
 ``GATE``: 0 none, 1 scalar per head ([B, T, H]), 2 per key ([B, T, H, K]); ``G`` is
 the chunk-local cumulative log-gate (fp32), so every exponent here is ≤ 0.
+
+``DELTA`` (delta rule, ``_delta.py``): the values written are ``u = U − W S`` with the
+state entering the chunk, computed here (and stored: the output kernel reads them), so
+the K tile must cover all of K. Its backward also needs, inside the reverse walk,
+
+    du = Pᵀ dO + (k ⊙ e^{G_last − G}) dS        (``du`` holds Pᵀ dO on entry, du on exit)
+    dS ← diag(e^{G_last}) dS + (q ⊙ e^G)ᵀ dO − Wᵀ du.
 """
 import triton
 import triton.language as tl
@@ -52,8 +59,8 @@ def _gate_q_T(G, b, hh, t0, i_k, T, H, K, GATE: tl.constexpr, BT: tl.constexpr, 
 
 
 @triton.jit
-def fwd_states(k, v, G, h, s0, sT, T, H, K: tl.constexpr, V: tl.constexpr, NT,
-               GATE: tl.constexpr, HAS_S0: tl.constexpr, STORE_ST: tl.constexpr,
+def fwd_states(k, v, G, h, s0, sT, W, u, T, H, K: tl.constexpr, V: tl.constexpr, NT,
+               GATE: tl.constexpr, HAS_S0: tl.constexpr, STORE_ST: tl.constexpr, DELTA: tl.constexpr,
                BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, PREC: tl.constexpr):
     i_k, i_v, i_bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     b, hh = i_bh // H, i_bh % H
@@ -69,6 +76,12 @@ def fwd_states(k, v, G, h, s0, sT, T, H, K: tl.constexpr, V: tl.constexpr, NT,
         p_v = tl.make_block_ptr(v + (b * T * H + hh) * V, (T, V), (H * V, 1), (t0, i_v * BV), (BT, BV), (1, 0))
         kT = tl.load(p_kT, boundary_check=(0, 1))
         vv = tl.load(p_v, boundary_check=(0, 1))
+        if DELTA:  # v holds U; u = U − W S (one K tile spans K)
+            p_w = tl.make_block_ptr(W + (b * T * H + hh) * K, (T, K), (H * K, 1), (t0, 0), (BT, BK), (1, 0))
+            ww = tl.load(p_w, boundary_check=(0, 1))
+            vv = (vv.to(tl.float32) - tl.dot(ww, S.to(ww.dtype), input_precision=PREC)).to(vv.dtype)
+            p_u = tl.make_block_ptr(u + (b * T * H + hh) * V, (T, V), (H * V, 1), (t0, i_v * BV), (BT, BV), (1, 0))
+            tl.store(p_u, vv, boundary_check=(0, 1))
         if GATE != 0:
             w, d_last = _gate_tile_T(G, b, hh, t0, i_k, T, H, K, GATE, BT, BK)
             S *= d_last
@@ -80,8 +93,8 @@ def fwd_states(k, v, G, h, s0, sT, T, H, K: tl.constexpr, V: tl.constexpr, NT,
 
 
 @triton.jit
-def bwd_states(q, do, G, dh, dsT, ds0, T, H, K: tl.constexpr, V: tl.constexpr, NT,
-               GATE: tl.constexpr, HAS_DST: tl.constexpr, STORE_DS0: tl.constexpr,
+def bwd_states(q, do, G, dh, dsT, ds0, k, W, du, T, H, K: tl.constexpr, V: tl.constexpr, NT,
+               GATE: tl.constexpr, HAS_DST: tl.constexpr, STORE_DS0: tl.constexpr, DELTA: tl.constexpr,
                BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, PREC: tl.constexpr):
     i_k, i_v, i_bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     b, hh = i_bh // H, i_bh % H
@@ -98,11 +111,23 @@ def bwd_states(q, do, G, dh, dsT, ds0, T, H, K: tl.constexpr, V: tl.constexpr, N
         p_do = tl.make_block_ptr(do + (b * T * H + hh) * V, (T, V), (H * V, 1), (t0, i_v * BV), (BT, BV), (1, 0))
         qT = tl.load(p_qT, boundary_check=(0, 1))
         dO = tl.load(p_do, boundary_check=(0, 1))
+        if DELTA:  # du = Pᵀ dO + (k ⊙ e^{G_last − G}) dS, with dS still the gradient leaving the chunk
+            p_kT = tl.make_block_ptr(k + (b * T * H + hh) * K, (K, T), (1, H * K), (0, t0), (BK, BT), (0, 1))
+            kT = tl.load(p_kT, boundary_check=(0, 1))
+            if GATE != 0:
+                wk, _ = _gate_tile_T(G, b, hh, t0, i_k, T, H, K, GATE, BT, BK)
+                kT = (kT * wk).to(dO.dtype)
+            p_du = tl.make_block_ptr(du + (b * T * H + hh) * V, (T, V), (H * V, 1), (t0, i_v * BV), (BT, BV), (1, 0))
+            d_u = tl.load(p_du, boundary_check=(0, 1)) + tl.dot(tl.trans(kT), dS.to(dO.dtype), input_precision=PREC)
+            tl.store(p_du, d_u, boundary_check=(0, 1))
         if GATE != 0:
             w, d_last = _gate_q_T(G, b, hh, t0, i_k, T, H, K, GATE, BT, BK)
             dS *= d_last
             qT = (qT * w).to(dO.dtype)
         dS += tl.dot(qT, dO, input_precision=PREC)
+        if DELTA:
+            p_wT = tl.make_block_ptr(W + (b * T * H + hh) * K, (K, T), (1, H * K), (0, t0), (BK, BT), (0, 1))
+            dS -= tl.dot(tl.load(p_wT, boundary_check=(0, 1)), d_u.to(dO.dtype), input_precision=PREC)
     if STORE_DS0:
         p_s0 = tl.make_block_ptr(ds0 + i_bh * K * V, (K, V), (V, 1), (i_k * BK, i_v * BV), (BK, BV), (1, 0))
         tl.store(p_s0, dS, boundary_check=(0, 1))

@@ -13,7 +13,15 @@ docstring derives the chunkwise math). Pipeline, for ``beta=None``:
 
 Backward: ``_state.bwd_states`` (dh, reverse), ``_output.bwd_dv``, ``_output.bwd_dqk``
 (and ``_gla.bwd_intra`` for per-key gates), then ∂L/∂g = reverse chunk-local cumsum
-of ∂L/∂G. Inputs fp16/bf16/fp32 (fp32 matmuls use IEEE precision, not TF32); states and
+of ∂L/∂G.
+
+Delta rule (``beta`` given; ``_delta``): before step 2, ``_delta.prep`` solves each chunk's
+triangular system for ``U, W`` (per-key gates: its key-key matrix from ``_gla.fwd_intra(k, k)``);
+step 2 runs with ``DELTA`` and also writes ``u = U − W h[n]``, which step 4 reads instead of v.
+Backward: ``bwd_dv`` gives ``Pᵀ dO``, the reverse state pass turns it into ``du``, ``bwd_dqk``
+(v → u) gives dq and part of dk, dG, and ``_delta.backward`` the rest plus dv and dβ.
+
+Inputs fp16/bf16/fp32 (fp32 matmuls use IEEE precision, not TF32); states and
 gate cumsums fp32; per-chunk states are stored in the input dtype for the tensor cores.
 
 Example (GPU, or CPU with ``TRITON_INTERPRET=1``)::
@@ -27,7 +35,7 @@ import os
 import torch
 import triton
 
-from . import _gla, _interp, _output, _state
+from . import _delta, _gla, _interp, _output, _state
 from ._cumsum import chunk_cumsum
 
 _interp.apply()
@@ -35,7 +43,9 @@ _interp.apply()
 # Tile sizes and warps; benchmarks may edit this table.
 # state_min_programs: the sequential state kernels shrink their K/V tiles (down to 32) until
 # B·H·tiles reaches this many programs, so long single sequences still fill the GPU.
-CONFIG = {"state_bk": 64, "state_bv": 64, "state_warps": 4, "state_min_programs": 256, "out_bk": 64, "out_bv": 64, "out_warps": 4,
+CONFIG = {"state_bk": 64, "state_bv": 64, "state_warps": 4, "state_min_programs": 256, "state_bv_delta": 32,
+          # pipeline depth of the delta-rule state kernels (all of K in one tile: 3 stages overflow shared memory)
+          "state_stages_delta": 2, "state_stages_delta_key": 1, "out_bk": 64, "out_bv": 64, "out_warps": 4,
           "bwd_bk": 64, "bwd_bv": 64, "bwd_warps": 4}
 
 
@@ -43,7 +53,13 @@ def _tile(d: int, cap: int) -> int:
     return max(16, min(cap, triton.next_power_of_2(d)))
 
 
-def _state_tiles(BH: int, K: int, V: int) -> tuple[int, int]:
+def _state_tiles(BH: int, K: int, V: int, delta: bool = False) -> tuple[int, int]:
+    """K and V tiles of the sequential state kernels (the delta rule needs all of K in one tile)."""
+    if delta:
+        bk, bv = _delta._bk(K), _tile(V, CONFIG["state_bv_delta"])
+        while BH * triton.cdiv(V, bv) < CONFIG["state_min_programs"] and bv > 16:
+            bv //= 2
+        return bk, bv
     bk, bv = _tile(K, CONFIG["state_bk"]), _tile(V, CONFIG["state_bv"])
     while BH * triton.cdiv(K, bk) * triton.cdiv(V, bv) < CONFIG["state_min_programs"] and max(bk, bv) > 32:
         if bv >= bk:
@@ -53,11 +69,18 @@ def _state_tiles(BH: int, K: int, V: int) -> tuple[int, int]:
     return bk, bv
 
 
+def _stages(gate: int, delta: bool) -> dict:
+    if not delta:
+        return {}
+    return {"num_stages": CONFIG["state_stages_delta_key" if gate == 2 else "state_stages_delta"]}
+
+
 def _prec(x: torch.Tensor) -> str:
     return "ieee" if x.dtype == torch.float32 else "tf32"
 
 
-def _forward(q, k, v, G, gate, s0, C, want_state):
+def _forward(q, k, v, G, gate, s0, C, want_state, beta=None):
+    """o, final state, and what the backward needs (entering states h, intra matrices, delta-rule parts)."""
     B, T, H, K = k.shape
     V = v.shape[-1]
     NT = triton.cdiv(T, C)
@@ -65,21 +88,32 @@ def _forward(q, k, v, G, gate, s0, C, want_state):
     h = q.new_empty(B, H, NT, K, V)
     sT = q.new_empty(B, H, K, V, dtype=torch.float32) if want_state else None
     Gp = G if G is not None else q
-    bk, bv = _state_tiles(B * H, K, V)
+    delta = {}
+    if beta is not None:  # the WY/UT transform; the state pass then writes u = U − W S
+        delta["Kp"] = _gla.fwd_intra(k, k, G, C, prec) if gate == 2 else None
+        delta["Tinv"], U, delta["W"] = _delta.prep(k, v, beta, G, delta["Kp"], gate, C, prec)
+        delta["u"] = torch.empty_like(v)
+        bk, bv = _state_tiles(B * H, K, V, delta=True)
+    else:
+        U = v
+        bk, bv = _state_tiles(B * H, K, V)
+    W, u = delta.get("W", q), delta.get("u", q)
     _state.fwd_states[(triton.cdiv(K, bk), triton.cdiv(V, bv), B * H)](
-        k, v, Gp, h, s0 if s0 is not None else q, sT if sT is not None else q, T, H, K, V, NT,
-        GATE=gate, HAS_S0=s0 is not None, STORE_ST=want_state, BT=C, BK=bk, BV=bv, PREC=prec,
-        num_warps=CONFIG["state_warps"])
+        k, U, Gp, h, s0 if s0 is not None else q, sT if sT is not None else q, W, u, T, H, K, V, NT,
+        GATE=gate, HAS_S0=s0 is not None, STORE_ST=want_state, DELTA=beta is not None, BT=C, BK=bk, BV=bv,
+        PREC=prec, num_warps=CONFIG["state_warps"], **_stages(gate, beta is not None))
+    vo = delta["u"] if beta is not None else v  # the values the output reads
     A = _gla.fwd_intra(q, k, G, C, prec) if gate == 2 else None
     o = torch.empty_like(v)
     bk, bv = _tile(K, CONFIG["out_bk"]), _tile(V, CONFIG["out_bv"])
     _output.fwd_output[(triton.cdiv(V, bv), NT, B * H)](
-        q, k, v, Gp, h, A if A is not None else q, o, T, H, K, V, NT,
+        q, k, vo, Gp, h, A if A is not None else q, o, T, H, K, V, NT,
         GATE=gate, BT=C, BK=bk, BV=bv, PREC=prec, num_warps=CONFIG["out_warps"])
-    return o, sT, h, A
+    return o, sT, h, A, delta
 
 
-def _backward(q, k, v, G, gate, h, A, do, dsT, has_s0, C):
+def _backward(q, k, v, G, gate, h, A, do, dsT, has_s0, C, beta=None, delta=None):
+    """dq, dk, dv, dg, d(initial state) and (delta rule) dβ."""
     B, T, H, K = k.shape
     V = v.shape[-1]
     NT = triton.cdiv(T, C)
@@ -87,18 +121,33 @@ def _backward(q, k, v, G, gate, h, A, do, dsT, has_s0, C):
     Gp = G if G is not None else q
     dh = q.new_empty(B, H, NT, K, V)
     ds0 = q.new_empty(B, H, K, V, dtype=torch.float32) if has_s0 else None
-    bk, bv = _state_tiles(B * H, K, V)
-    _state.bwd_states[(triton.cdiv(K, bk), triton.cdiv(V, bv), B * H)](
-        q, do, Gp, dh, dsT if dsT is not None else q, ds0 if ds0 is not None else q, T, H, K, V, NT,
-        GATE=gate, HAS_DST=dsT is not None, STORE_DS0=has_s0, BT=C, BK=bk, BV=bv, PREC=prec,
-        num_warps=CONFIG["state_warps"])
     bk, bv = _tile(K, CONFIG["bwd_bk"]), _tile(V, CONFIG["bwd_bv"])
     NK = triton.cdiv(K, bk)
-    dv = torch.empty_like(v)
-    _output.bwd_dv[(triton.cdiv(V, bv), NT, B * H)](
-        q, k, Gp, A if A is not None else q, do, dh, dv, T, H, K, V, NT,
-        GATE=gate, BT=C, BK=bk, BV=bv, PREC=prec, num_warps=CONFIG["bwd_warps"])
-    dq, dk = torch.empty_like(q), torch.empty_like(k)
+    is_delta = beta is not None
+    if is_delta:  # du starts as Pᵀ dO; the reverse state pass adds (k ⊙ e^{G_last − G}) dS
+        du = torch.empty(B, T, H, V, device=q.device, dtype=torch.float32)
+        _output.bwd_dv[(triton.cdiv(V, bv), NT, B * H)](
+            q, k, Gp, A if A is not None else q, do, dh, du, T, H, K, V, NT,
+            GATE=gate, BT=C, BK=bk, BV=bv, PREC=prec, HAS_DH=False, num_warps=CONFIG["bwd_warps"])
+        sbk, sbv = _state_tiles(B * H, K, V, delta=True)
+        v_out = delta["u"]
+    else:
+        du = q
+        sbk, sbv = _state_tiles(B * H, K, V)
+        v_out = v
+    _state.bwd_states[(triton.cdiv(K, sbk), triton.cdiv(V, sbv), B * H)](
+        q, do, Gp, dh, dsT if dsT is not None else q, ds0 if ds0 is not None else q,
+        k, delta["W"] if is_delta else q, du, T, H, K, V, NT,
+        GATE=gate, HAS_DST=dsT is not None, STORE_DS0=has_s0, DELTA=is_delta, BT=C, BK=sbk, BV=sbv, PREC=prec,
+        num_warps=CONFIG["state_warps"], **_stages(gate, is_delta))
+    if not is_delta:
+        dv = torch.empty_like(v)
+        _output.bwd_dv[(triton.cdiv(V, bv), NT, B * H)](
+            q, k, Gp, A if A is not None else q, do, dh, dv, T, H, K, V, NT,
+            GATE=gate, BT=C, BK=bk, BV=bv, PREC=prec, num_warps=CONFIG["bwd_warps"])
+    dq = torch.empty_like(q)
+    # dk stays fp32 while the delta rule still adds to it
+    dk = torch.empty_like(k, dtype=torch.float32) if is_delta else torch.empty_like(k)
     if gate == 2:
         dG = torch.empty(B, T, H, K, device=q.device, dtype=torch.float32)
         dA = torch.empty(B, T, H, C, device=q.device, dtype=torch.float32)
@@ -107,35 +156,52 @@ def _backward(q, k, v, G, gate, h, A, do, dsT, has_s0, C):
         dG = torch.empty(NK, B, T, H, device=q.device, dtype=torch.float32) if gate == 1 else q
         dA, dq32, dk32 = q, dq, dk
     _output.bwd_dqk[(NK, NT, B * H)](
-        q, k, v, Gp, h, do, dh, dq32, dk32, dG, dA, T, H, K, V, NT,
+        q, k, v_out, Gp, h, do, dh, dq32, dk32, dG, dA, T, H, K, V, NT,
         GATE=gate, BT=C, BK=bk, BV=bv, PREC=prec, num_warps=CONFIG["bwd_warps"])
     if gate == 2:
         _gla.bwd_intra(q, k, G, dA, dq32, dk32, dG, dq, dk, C, prec)
     elif gate == 1:
         dG = dG.sum(0)
+    dbeta = None
+    if is_delta:
+        dv, dbeta, dKp = _delta.backward(k, v, beta, G, h, du, delta["Tinv"], delta["Kp"], dk,
+                                         dG if gate else None, gate, C, prec)
+        if gate == 2:
+            dk_out = torch.empty_like(k)
+            _gla.bwd_intra(k, k, G, dKp, dk, dk, dG, dk_out, dk_out, C, prec, self_pair=True)
+            dk = dk_out
+        else:
+            dk = dk.to(k.dtype)
     dg = chunk_cumsum(dG, C, reverse=True) if gate else None
-    return dq, dk, dv, dg, ds0
+    return dq, dk, dv, dg, ds0, dbeta
 
 
 class _ChunkFn(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, q, k, v, g, s0, C):
+    def forward(ctx, q, k, v, g, beta, s0, C):
         gate = 0 if g is None else (1 if g.dim() == 3 else 2)
         G = chunk_cumsum(g, C) if g is not None else None
-        o, sT, h, A = _forward(q, k, v, G, gate, s0, C, True)
-        ctx.save_for_backward(q, k, v, G, h, A)
+        o, sT, h, A, delta = _forward(q, k, v, G, gate, s0, C, True, beta)
+        ctx.save_for_backward(q, k, v, G, h, A, beta, *(delta.get(n) for n in _DELTA_SAVED))
         ctx.gate, ctx.C, ctx.has_s0 = gate, C, s0 is not None
         ctx.g_dtype = None if g is None else g.dtype
         return o, sT
 
     @staticmethod
     def backward(ctx, do, dsT):
-        q, k, v, G, h, A = ctx.saved_tensors
-        dq, dk, dv, dg, ds0 = _backward(q, k, v, G, ctx.gate, h, A, do.contiguous(),
-                                        None if dsT is None else dsT.contiguous(), ctx.has_s0, ctx.C)
+        q, k, v, G, h, A, beta, *saved = ctx.saved_tensors
+        delta = dict(zip(_DELTA_SAVED, saved)) if beta is not None else None
+        dq, dk, dv, dg, ds0, dbeta = _backward(q, k, v, G, ctx.gate, h, A, do.contiguous(),
+                                               None if dsT is None else dsT.contiguous(), ctx.has_s0, ctx.C,
+                                               beta, delta)
         if dg is not None:
             dg = dg.to(ctx.g_dtype)
-        return dq, dk, dv, dg, ds0, None
+        if dbeta is not None:
+            dbeta = dbeta.to(beta.dtype)
+        return dq, dk, dv, dg, dbeta, ds0, None
+
+
+_DELTA_SAVED = ("Kp", "Tinv", "W", "u")
 
 
 def _check(q, k, v, g, beta, initial_state, chunk_size):
@@ -162,7 +228,12 @@ def _check(q, k, v, g, beta, initial_state, chunk_size):
     if not isinstance(chunk_size, int) or chunk_size not in (16, 32, 64, 128):
         raise ValueError(f"the triton backend needs chunk_size in (16, 32, 64, 128), got {chunk_size!r}")
     if beta is not None:
-        raise NotImplementedError("the triton backend has no delta-rule (beta) kernel yet; use backend='reference'")
+        if tuple(beta.shape) != (B, T, H):
+            raise ValueError(f"beta must be [B, T, H] = {(B, T, H)}, got {tuple(beta.shape)}")
+        if not beta.is_floating_point():
+            raise TypeError(f"beta must be floating point, got {beta.dtype}")
+        if K > _delta.MAX_K:
+            raise ValueError(f"the triton delta-rule kernels need D_k ≤ {_delta.MAX_K}, got {K}")
 
 
 def chunk(q, k, v, g=None, beta=None, initial_state=None, *, chunk_size: int = 64):
@@ -183,4 +254,5 @@ def chunk(q, k, v, g=None, beta=None, initial_state=None, *, chunk_size: int = 6
         return v.new_zeros(B, 0, H, V), S
     s0 = None if initial_state is None else initial_state.float().contiguous()
     g = None if g is None else g.contiguous()
-    return _ChunkFn.apply(q.contiguous(), k.contiguous(), v.contiguous(), g, s0, chunk_size)
+    beta = None if beta is None else beta.contiguous()
+    return _ChunkFn.apply(q.contiguous(), k.contiguous(), v.contiguous(), g, beta, s0, chunk_size)

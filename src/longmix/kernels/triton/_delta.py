@@ -1,0 +1,234 @@
+"""Delta rule (DeltaNet, Gated DeltaNet, KDA): the per-chunk triangular system and its backward.
+
+Per chunk, with chunk-local cumulative gate ``G`` (none, scalar or per key) and
+``Kp_tu = Σ_d k_td k_ud e^{G_td − G_ud}`` (t > u), the WY/UT form solves
+
+    (I + A) [U | W] = [β v | β (k ⊙ e^G)],    A = diag(β) Kp   (strictly lower),
+
+and the state pass (``_state``, ``DELTA``) writes ``u = U − W S`` instead of v. Here:
+
+* ``fwd_prep``: ``Tinv = (I + A)^{-1}`` by blocks of ``BC`` = 16 rows: each diagonal
+  block is inverted by forward substitution in registers, then block row i is
+  ``Tinv_i = Dinv_i (E_i − A_{i,<i} Tinv_{<i})`` (E_i: the identity's rows), reading the
+  finished rows back from global memory; then ``U = Tinv β v``, ``W = Tinv β (k ⊙ e^G)``.
+  All in fp32 (``Tinv`` is stored fp32 for the backward).
+* ``bwd_delta``: given ``du`` (from the reverse state pass) and the entering states
+  ``h``: ``dU = du``, ``dW = −du hᵀ``, ``dR = Tinvᵀ [dU | dW]``, ``dA = −(dR Rᵀ) Tinvᵀ``
+  (strictly lower, R = [βv | βk e^G]); then dv = β dR_U, dβ, and the parts of dk and
+  ∂L/∂G from W's right side and from Kp (for per-key gates the Kp part is done by
+  ``_gla.bwd_intra(..., self_pair=True)`` from the stored ``dKp``).
+
+One program per (chunk, batch·head), looping over K and V tiles; matmuls take the inputs’
+dtype (TF32 for fp32 operands of bf16/fp16 inputs, IEEE for fp32 inputs) except the
+block inverse, always IEEE fp32. K ≤ 256 (the state pass holds all of K in one tile).
+"""
+import torch
+import triton
+import triton.language as tl
+
+BC = 16  # diagonal block of the triangular inverse
+MAX_K = 256
+CONFIG = {"prep_warps": 4, "bwd_warps": 4, "bk": 64, "bv": 64}
+
+
+@triton.jit
+def _kpair(k, G, Kp, b, hh, t0, T, H, K, GATE: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr,
+           PREC: tl.constexpr):
+    """The chunk's strictly lower key-key matrix Kp [BT, BT] (fp32; 0 outside the chunk and past T)."""
+    o_c = t0 + tl.arange(0, BT)
+    strict = (o_c[:, None] > o_c[None, :]) & (o_c[:, None] < T)
+    if GATE == 2:  # from _gla.fwd_intra(k, k, G), [B, T, H, BT]
+        kp = tl.load(Kp + ((b * T + o_c[:, None]) * H + hh) * BT + tl.arange(0, BT)[None, :],
+                     mask=strict, other=0.0)
+    else:
+        kp = tl.zeros([BT, BT], dtype=tl.float32)
+        for i_k in range(tl.cdiv(K, BK)):
+            p_k = tl.make_block_ptr(k + (b * T * H + hh) * K, (T, K), (H * K, 1), (t0, i_k * BK), (BT, BK), (1, 0))
+            kk = tl.load(p_k, boundary_check=(0, 1))
+            kp += tl.dot(kk, tl.trans(kk), input_precision=PREC)
+        if GATE == 1:
+            g = tl.load(G + (b * T + o_c) * H + hh, mask=o_c < T, other=0.0)
+            kp *= tl.exp(tl.where(strict, g[:, None] - g[None, :], float("-inf")))
+        kp = tl.where(strict, kp, 0.0)
+    return kp
+
+
+@triton.jit
+def _gate_k(G, b, hh, t0, i_k, T, H, K, GATE: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr):
+    """e^G for the chunk's rows at key tile i_k: [BT, 1] (scalar gate) or [BT, BK]; padded rows use the last row."""
+    o_t = tl.minimum(t0 + tl.arange(0, BT), tl.minimum(t0 + BT, T) - 1)
+    if GATE == 1:
+        return tl.exp(tl.load(G + (b * T + o_t) * H + hh))[:, None]
+    else:
+        o_k = i_k * BK + tl.arange(0, BK)
+        return tl.exp(tl.load(G + ((b * T + o_t[:, None]) * H + hh) * K + o_k[None, :],
+                              mask=o_k[None, :] < K, other=0.0))
+
+
+@triton.jit
+def fwd_prep(k, v, beta, G, Kp, Tinv, U, W, T, H, K: tl.constexpr, V: tl.constexpr,
+             GATE: tl.constexpr, BT: tl.constexpr, BC: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
+             PREC: tl.constexpr):
+    n, i_bh = tl.program_id(0), tl.program_id(1)
+    b, hh = i_bh // H, i_bh % H
+    t0 = n * BT
+    o_c = tl.arange(0, BT)
+    o_s = tl.arange(0, BC)
+    rows_c = t0 + o_c
+    bt = tl.load(beta + (b * T + rows_c) * H + hh, mask=rows_c < T, other=0.0).to(tl.float32)
+    p_T = Tinv + ((b * T + rows_c[:, None]) * H + hh) * BT + o_c[None, :]  # [BT, BT] of this chunk
+    # A = diag(β) Kp goes to Tinv's rows as scratch; block row i is replaced by the inverse's in turn
+    tl.store(p_T, _kpair(k, G, Kp, b, hh, t0, T, H, K, GATE, BT, BK, PREC) * bt[:, None], mask=rows_c[:, None] < T)
+    tl.debug_barrier()
+    for i in range(BT // BC):
+        o_r = t0 + i * BC + o_s
+        rmask = o_r[:, None] < T
+        p_Ti = Tinv + ((b * T + o_r[:, None]) * H + hh) * BT + o_c[None, :]
+        a = tl.load(p_Ti, mask=rmask & (o_c[None, :] < i * BC), other=0.0)  # A_{i, <i}
+        x = -tl.load(Tinv + ((b * T + o_r[:, None]) * H + hh) * BT + i * BC + o_s[None, :], mask=rmask, other=0.0)
+        # forward substitution: row r of (I + A_ii)^{-1} − I is −A_r − Σ_j A_rj (row j of it)
+        for r in range(2, BC):
+            xr = tl.sum(tl.where(o_s[:, None] == r, x, 0.0), 0)
+            xr += tl.sum(xr[:, None] * x, 0)
+            x = tl.where(o_s[:, None] == r, xr[None, :], x)
+        dinv = x + (o_s[:, None] == o_s[None, :]).to(tl.float32)
+        # block row i of the inverse: Dinv_i (E_i − A_{i,<i} Tinv_{<i, :})
+        prev = tl.load(p_T, mask=(o_c[:, None] < i * BC) & (rows_c[:, None] < T), other=0.0)
+        e = ((i * BC + o_s)[:, None] == o_c[None, :]).to(tl.float32)
+        row = tl.dot(dinv, e - tl.dot(a, prev, input_precision="ieee"), input_precision="ieee")
+        tl.debug_barrier()
+        tl.store(p_Ti, row, mask=rmask)
+        tl.debug_barrier()
+    ti_ = tl.load(p_T, mask=rows_c[:, None] < T, other=0.0)
+    for i_v in range(tl.cdiv(V, BV)):
+        p_v = tl.make_block_ptr(v + (b * T * H + hh) * V, (T, V), (H * V, 1), (t0, i_v * BV), (BT, BV), (1, 0))
+        vb = tl.load(p_v, boundary_check=(0, 1)).to(tl.float32) * bt[:, None]
+        p_u = tl.make_block_ptr(U + (b * T * H + hh) * V, (T, V), (H * V, 1), (t0, i_v * BV), (BT, BV), (1, 0))
+        tl.store(p_u, tl.dot(ti_, vb, input_precision=PREC).to(U.dtype.element_ty), boundary_check=(0, 1))
+    for i_k in range(tl.cdiv(K, BK)):
+        p_k = tl.make_block_ptr(k + (b * T * H + hh) * K, (T, K), (H * K, 1), (t0, i_k * BK), (BT, BK), (1, 0))
+        kb = tl.load(p_k, boundary_check=(0, 1)).to(tl.float32) * bt[:, None]
+        if GATE != 0:
+            kb *= _gate_k(G, b, hh, t0, i_k, T, H, K, GATE, BT, BK)
+        p_w = tl.make_block_ptr(W + (b * T * H + hh) * K, (T, K), (H * K, 1), (t0, i_k * BK), (BT, BK), (1, 0))
+        tl.store(p_w, tl.dot(ti_, kb, input_precision=PREC).to(W.dtype.element_ty), boundary_check=(0, 1))
+
+
+@triton.jit
+def bwd_delta(k, v, beta, G, h, du, Tinv, Kp, dk, dG, dKp, dv, dbeta, T, H, K: tl.constexpr, V: tl.constexpr, NT,
+              GATE: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, PREC: tl.constexpr):
+    """dv, dβ; dk += the W and Kp parts (GATE 2: the W part only, dKp stored); dG += their gate parts.
+
+    ``dk`` (fp32) holds the output/state-pass part of dk on entry and is updated in place.
+    Three phases: U's side (V tiles), W's side (K tiles, each looping V for du hᵀ), A's side.
+    """
+    n, i_bh = tl.program_id(0), tl.program_id(1)
+    b, hh = i_bh // H, i_bh % H
+    t0 = n * BT
+    o_c = tl.arange(0, BT)
+    rows = t0 + o_c
+    rvalid = rows < T
+    ti_ = tl.load(Tinv + ((b * T + rows[:, None]) * H + hh) * BT + o_c[None, :], mask=rvalid[:, None], other=0.0)
+    bt = tl.load(beta + (b * T + rows) * H + hh, mask=rvalid, other=0.0).to(tl.float32)
+    M = tl.zeros([BT, BT], dtype=tl.float32)  # dR Rᵀ
+    db = tl.zeros([BT], dtype=tl.float32)
+    dgr = tl.zeros([BT], dtype=tl.float32)  # scalar-gate dG
+    for i_v in range(tl.cdiv(V, BV)):
+        p_du = tl.make_block_ptr(du + (b * T * H + hh) * V, (T, V), (H * V, 1), (t0, i_v * BV), (BT, BV), (1, 0))
+        p_v = tl.make_block_ptr(v + (b * T * H + hh) * V, (T, V), (H * V, 1), (t0, i_v * BV), (BT, BV), (1, 0))
+        dRU = tl.dot(tl.trans(ti_), tl.load(p_du, boundary_check=(0, 1)), input_precision=PREC)
+        vv = tl.load(p_v, boundary_check=(0, 1)).to(tl.float32)
+        p_dv = tl.make_block_ptr(dv + (b * T * H + hh) * V, (T, V), (H * V, 1), (t0, i_v * BV), (BT, BV), (1, 0))
+        tl.store(p_dv, (dRU * bt[:, None]).to(dv.dtype.element_ty), boundary_check=(0, 1))
+        db += tl.sum(vv * dRU, 1)
+        M += tl.dot(dRU, tl.trans(vv * bt[:, None]), input_precision=PREC)
+    for i_k in range(tl.cdiv(K, BK)):
+        dXW = tl.zeros([BT, BK], dtype=tl.float32)  # du hᵀ = −dW
+        for i_v in range(tl.cdiv(V, BV)):
+            p_du = tl.make_block_ptr(du + (b * T * H + hh) * V, (T, V), (H * V, 1), (t0, i_v * BV), (BT, BV), (1, 0))
+            p_hT = tl.make_block_ptr(h + (i_bh * NT + n) * K * V, (V, K), (1, V), (i_v * BV, i_k * BK), (BV, BK), (0, 1))
+            hT = tl.load(p_hT, boundary_check=(0, 1))
+            dXW += tl.dot(tl.load(p_du, boundary_check=(0, 1)).to(hT.dtype), hT, input_precision=PREC)
+        dRW = -tl.dot(tl.trans(ti_), dXW, input_precision=PREC)
+        p_k = tl.make_block_ptr(k + (b * T * H + hh) * K, (T, K), (H * K, 1), (t0, i_k * BK), (BT, BK), (1, 0))
+        kk = tl.load(p_k, boundary_check=(0, 1)).to(tl.float32)
+        dkW = dRW * bt[:, None]
+        if GATE != 0:
+            eg = _gate_k(G, b, hh, t0, i_k, T, H, K, GATE, BT, BK)
+            kg = kk * eg
+            dkW *= eg
+        else:
+            kg = kk
+        db += tl.sum(kg * dRW, 1)
+        M += tl.dot(dRW, tl.trans(kg * bt[:, None]), input_precision=PREC)
+        p_dk = tl.make_block_ptr(dk + (b * T * H + hh) * K, (T, K), (H * K, 1), (t0, i_k * BK), (BT, BK), (1, 0))
+        tl.store(p_dk, tl.load(p_dk, boundary_check=(0, 1)) + dkW, boundary_check=(0, 1))
+        if GATE == 2:
+            p_g = tl.make_block_ptr(dG + (b * T * H + hh) * K, (T, K), (H * K, 1), (t0, i_k * BK), (BT, BK), (1, 0))
+            tl.store(p_g, tl.load(p_g, boundary_check=(0, 1)) + kk * dkW, boundary_check=(0, 1))
+        if GATE == 1:
+            dgr += tl.sum(kk * dkW, 1)
+    strict = (o_c[:, None] > o_c[None, :]) & rvalid[:, None]
+    dA = tl.where(strict, -tl.dot(M, tl.trans(ti_), input_precision=PREC), 0.0)
+    kp = _kpair(k, G, Kp, b, hh, t0, T, H, K, GATE, BT, BK, PREC)
+    db += tl.sum(dA * kp, 1)
+    dkp = dA * bt[:, None]
+    if GATE == 2:
+        tl.store(dKp + ((b * T + rows[:, None]) * H + hh) * BT + o_c[None, :], dkp, mask=rvalid[:, None])
+    else:
+        if GATE == 1:
+            g = tl.load(G + (b * T + rows) * H + hh, mask=rvalid, other=0.0)
+            dkp *= tl.exp(tl.where(strict, g[:, None] - g[None, :], float("-inf")))
+        tl.debug_barrier()  # dk tiles were written above by other threads
+        for i_k in range(tl.cdiv(K, BK)):
+            p_k = tl.make_block_ptr(k + (b * T * H + hh) * K, (T, K), (H * K, 1), (t0, i_k * BK), (BT, BK), (1, 0))
+            kk = tl.load(p_k, boundary_check=(0, 1))
+            dkr = tl.dot(dkp.to(kk.dtype), kk, input_precision=PREC)
+            dkc = tl.dot(tl.trans(dkp).to(kk.dtype), kk, input_precision=PREC)
+            p_dk = tl.make_block_ptr(dk + (b * T * H + hh) * K, (T, K), (H * K, 1), (t0, i_k * BK), (BT, BK), (1, 0))
+            tl.store(p_dk, tl.load(p_dk, boundary_check=(0, 1)) + dkr + dkc, boundary_check=(0, 1))
+            if GATE == 1:
+                dgr += tl.sum(kk.to(tl.float32) * (dkr - dkc), 1)
+        if GATE == 1:
+            p_g = dG + (b * T + rows) * H + hh
+            tl.store(p_g, tl.load(p_g, mask=rvalid, other=0.0) + dgr, mask=rvalid)
+    tl.store(dbeta + (b * T + rows) * H + hh, db, mask=rvalid)
+
+
+def _tile(d: int, cap: int) -> int:
+    return max(16, min(cap, triton.next_power_of_2(d)))
+
+
+def _bk(K: int) -> int:
+    if K > MAX_K:
+        raise ValueError(f"the triton delta-rule kernels need D_k ≤ {MAX_K} (one key tile), got {K}")
+    return max(16, triton.next_power_of_2(K))
+
+
+def prep(k, v, beta, G, Kp, gate, C, prec):
+    """Tinv [B, T, H, C] fp32, U [B, T, H, V] and W [B, T, H, K] in v's / k's dtype."""
+    B, T, H, K = k.shape
+    V = v.shape[-1]
+    Tinv = torch.empty(B, T, H, C, device=k.device, dtype=torch.float32)
+    U, W = torch.empty_like(v), torch.empty_like(k)
+    fwd_prep[(triton.cdiv(T, C), B * H)](
+        k, v, beta, G if G is not None else k, Kp if Kp is not None else k, Tinv, U, W, T, H, K, V,
+        GATE=gate, BT=C, BC=BC, BK=_tile(K, CONFIG["bk"]), BV=_tile(V, CONFIG["bv"]), PREC=prec,
+        num_warps=CONFIG["prep_warps"])
+    return Tinv, U, W
+
+
+def backward(k, v, beta, G, h, du, Tinv, Kp, dk32, dG, gate, C, prec):
+    """dv, dβ (fp32) and, in place, dk32 (+ W and Kp parts; GATE 2: + W part, returns dKp) and dG."""
+    B, T, H, K = k.shape
+    V = v.shape[-1]
+    NT = triton.cdiv(T, C)
+    dv = torch.empty_like(v)
+    dbeta = torch.empty(B, T, H, device=k.device, dtype=torch.float32)
+    dKp = torch.empty(B, T, H, C, device=k.device, dtype=torch.float32) if gate == 2 else None
+    bwd_delta[(NT, B * H)](
+        k, v, beta, G if G is not None else k, h, du, Tinv, Kp if Kp is not None else k, dk32,
+        dG if dG is not None else k, dKp if dKp is not None else k, dv, dbeta, T, H, K, V, NT,
+        GATE=gate, BT=C, BK=_tile(K, CONFIG["bk"]), BV=_tile(V, CONFIG["bv"]), PREC=prec,
+        num_warps=CONFIG["bwd_warps"])
+    return dv, dbeta, dKp

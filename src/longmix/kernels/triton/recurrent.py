@@ -1,0 +1,104 @@
+"""Fused recurrent kernel for decoding: a few tokens against a [B, H, K, V] fp32 state.
+
+    S_t = (I − β_t k_t k_tᵀ) diag(e^{g_t}) S_{t-1} + β_t k_t v_tᵀ,   o_t = S_tᵀ q_t
+
+(``beta=None``: no erase term and β = 1; ``g=None``: no decay; g [B, T, H] or [B, T, H, K].)
+One program per (V tile, batch·head) keeps its [K, BV] slice of the state in registers
+(fp32) for all T tokens: the state is read once and written once, in place if asked.
+Time O(T·K·V) per head; meant for T of 1 to a few dozen (use ``chunk`` for prefill).
+
+Forward only for T > 1: when autograd needs gradients it raises (use ``form='chunk'``);
+for T = 1 with gradients the differentiable chunk kernel computes the same step.
+
+Example (GPU, or CPU with ``TRITON_INTERPRET=1``)::
+
+    >>> S = torch.zeros(B, H, K, V, device="cuda")                    # doctest: +SKIP
+    >>> o, S = recurrent(q_t, k_t, v_t, g_t, beta_t, S, inplace=True)  # doctest: +SKIP
+"""
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from . import _interp
+
+_interp.apply()
+
+CONFIG = {"bv": 32, "warps": 4}
+
+
+@triton.jit
+def fused_recurrent(q, k, v, g, beta, s0, o, sT, T, H, K: tl.constexpr, V: tl.constexpr,
+                    GATE: tl.constexpr, DELTA: tl.constexpr, HAS_S0: tl.constexpr,
+                    BK: tl.constexpr, BV: tl.constexpr):
+    i_v, i_bh = tl.program_id(0), tl.program_id(1)
+    b, hh = i_bh // H, i_bh % H
+    o_k = tl.arange(0, BK)
+    o_v = i_v * BV + tl.arange(0, BV)
+    mk, mv = o_k < K, o_v < V
+    m_s = mk[:, None] & mv[None, :]
+    p_s = i_bh * K * V + o_k[:, None] * V + o_v[None, :]
+    S = tl.zeros([BK, BV], dtype=tl.float32)
+    if HAS_S0:
+        S += tl.load(s0 + p_s, mask=m_s, other=0.0).to(tl.float32)
+    for t in range(T):
+        row = (b * T + t) * H + hh
+        qt = tl.load(q + row * K + o_k, mask=mk, other=0.0).to(tl.float32)
+        kt = tl.load(k + row * K + o_k, mask=mk, other=0.0).to(tl.float32)
+        vt = tl.load(v + row * V + o_v, mask=mv, other=0.0).to(tl.float32)
+        if GATE == 1:
+            S *= tl.exp(tl.load(g + row))
+        if GATE == 2:
+            S *= tl.exp(tl.load(g + row * K + o_k, mask=mk, other=0.0))[:, None]
+        if DELTA:
+            bt = tl.load(beta + row).to(tl.float32)
+            vt = bt * (vt - tl.sum(kt[:, None] * S, 0))
+        S += kt[:, None] * vt[None, :]
+        tl.store(o + row * V + o_v, tl.sum(qt[:, None] * S, 0).to(o.dtype.element_ty), mask=mv)
+    tl.store(sT + p_s, S, mask=m_s)
+
+
+def recurrent(q, k, v, g=None, beta=None, initial_state=None, *, inplace: bool = False):
+    """Run T tokens of the recurrence against a state, fused (forward only for T > 1).
+
+    Args: q, k [B, T, H, K] (q already scaled), v [B, T, H, V] (one dtype: fp16/bf16/fp32), g None |
+    [B, T, H] | [B, T, H, K] fp32 log-gates ≤ 0, beta None | [B, T, H], initial_state None |
+    [B, H, K, V]; ``inplace=True`` writes the new state into ``initial_state`` (fp32, contiguous).
+
+    Returns: o [B, T, H, V] in v's dtype and the new state [B, H, K, V] fp32.
+    """
+    from .chunk import _check, chunk
+
+    _check(q, k, v, g, beta, initial_state, 16)
+    B, T, H, K = k.shape
+    V = v.shape[-1]
+    needs_grad = torch.is_grad_enabled() and any(
+        x is not None and x.requires_grad for x in (q, k, v, g, beta, initial_state))
+    if needs_grad:
+        if inplace:
+            raise ValueError("recurrent(..., inplace=True) overwrites the state: it cannot run when gradients are needed")
+        if T != 1:
+            raise ValueError("the triton recurrent (decode) kernel is forward only for T > 1; use form='chunk' "
+                             "for gradients (same result) or run it under torch.no_grad()")
+        return chunk(q, k, v, g, beta, initial_state, chunk_size=16)
+    if inplace and (initial_state is None or initial_state.dtype != torch.float32 or not initial_state.is_contiguous()):
+        raise ValueError("inplace=True needs initial_state as a contiguous float32 [B, H, K, V] tensor")
+    s0 = None if initial_state is None else (initial_state if inplace else initial_state.float().contiguous())
+    sT = s0 if inplace else torch.empty(B, H, K, V, device=q.device, dtype=torch.float32)
+    o = torch.empty_like(v)
+    if T == 0:
+        if s0 is None:
+            sT.zero_()
+        elif not inplace:
+            sT.copy_(s0)
+        return o, sT
+    gate = 0 if g is None else (1 if g.dim() == 3 else 2)
+    BK = max(16, triton.next_power_of_2(K))
+    BV = min(CONFIG["bv"], max(16, triton.next_power_of_2(V)))
+    q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
+    fused_recurrent[(triton.cdiv(V, BV), B * H)](
+        q, k, v, g.contiguous() if g is not None else q, beta.contiguous() if beta is not None else q,
+        s0 if s0 is not None else q, o, sT, T, H, K, V,
+        GATE=gate, DELTA=beta is not None, HAS_S0=s0 is not None, BK=BK, BV=BV, num_warps=CONFIG["warps"])
+    return o, sT
