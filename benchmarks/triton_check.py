@@ -89,7 +89,10 @@ def check():
     # T divisible by 16 and H = 16 as in ``speed``: Triton specialises integer arguments on
     # divisibility by 16, so other shapes would compile every kernel again (1008: a ragged last chunk)
     Ts = [int(t) for t in os.environ.get("CHECK_TS", "1008,32768").split(",")]
+    wanted = os.environ.get("CHECK_CASES", "")  # comma list of case names (none, scalar, key, none+delta, ...)
     for gate, delta in CASES:
+        if wanted and case_name(gate, delta) not in wanted.split(","):
+            continue
         for T in (Ts if delta else Ts[:1]):  # the additive kernels were checked before; regression only
             if time.time() - START > BUDGET * float(os.environ.get("CHECK_FRACTION", "0.45")):
                 emit({"section": "check", "skipped": f"{case_name(gate, delta)} T={T}: time"})

@@ -228,3 +228,18 @@ def test_api_backend_triton(name):
                               **{n: (x[:, :3] if torch.is_tensor(x) else x) for n, x in opts.items()})
             for backend in ("triton", "reference")]
     assert _rel(outs[0][0], outs[1][0]) < 1e-4 and _rel(outs[0][1], outs[1][1]) < 1e-4
+
+
+def test_minus_inf_gate_is_a_hard_reset():
+    # g = −inf (α = 0) must behave like the reference (which clamps at −1e4): no NaN
+    q, k, v, g, S = _inputs(1, 40, 2, 16, 16, "scalar", s0=True)[:5]
+    g = g.clone()
+    g[:, 7] = float("-inf")
+    ref = longmix.attention(q, k, v, "mamba2", g=g, initial_state=S, output_final_state=True, backend="reference")
+    tri = longmix.attention(q, k, v, "mamba2", g=g, initial_state=S, output_final_state=True, backend="triton", chunk_size=16)
+    # the kernel clamps g at −200 (exp is 0 in fp32 either way); after the reset its fp32 cumsum
+    # carries |G| ≈ 200, so weights are exact to about 8·eps·200 (see _cumsum_floor)
+    tol = _cumsum_floor(g.clamp_min(-200), 16) + FLOOR
+    for a, b in zip(tri, ref):
+        assert torch.isfinite(a).all()
+        assert _rel(a, b) < tol

@@ -57,10 +57,11 @@ def gate(g, name: str, shape: tuple, doc: str, dtype_of: torch.Tensor, *, check_
     if g.device != dtype_of.device:
         raise ValueError(f"{name} must be on {dtype_of.device}, got {g.device}")
     if check_values and g.numel():
-        if torch.isnan(g).any():
+        lo, hi = (x.item() for x in torch.aminmax(g))  # one pass, one sync; NaN propagates into both
+        if lo != lo or hi != hi:
             raise ValueError(f"{name} (log-space gate) contains NaN")
-        if (g > 0).any():
-            raise ValueError(f"{name} is a log-space decay and must be ≤ 0 (α = exp({name}) ≤ 1); max is {g.max().item():.4g}")
+        if hi > 0:
+            raise ValueError(f"{name} is a log-space decay and must be ≤ 0 (α = exp({name}) ≤ 1); max is {hi:.4g}")
     return g
 
 
@@ -72,9 +73,11 @@ def beta(b, shape: tuple, dtype_of: torch.Tensor) -> torch.Tensor:
         raise ValueError(f"beta must have shape {doc} = {tuple(shape)}, got {tuple(b.shape)}")
     if b.dtype not in (dtype_of.dtype, torch.float32):
         raise TypeError(f"beta must have q's dtype ({dtype_of.dtype}) or float32, got {b.dtype}")
-    if b.numel() and (torch.isnan(b).any() or (b < 0).any() or (b > 2).any()):
-        raise ValueError(f"beta must lie in [0, 2] (the transition I − β k kᵀ is then non-expansive for unit keys); "
-                         f"got values in [{b.min().item():.4g}, {b.max().item():.4g}]")
+    if b.numel():
+        lo, hi = (x.item() for x in torch.aminmax(b))
+        if not (0 <= lo and hi <= 2):  # also false for NaN
+            raise ValueError(f"beta must lie in [0, 2] (the transition I − β k kᵀ is then non-expansive for unit keys); "
+                             f"got values in [{lo:.4g}, {hi:.4g}]")
     return b
 
 

@@ -112,8 +112,8 @@ def recurrent_run(prepare: Callable[..., Prepared]):
         # the reference computes in float32/float64; kernels take the inputs' own dtype
         xd = cd if backend == "reference" else q.dtype
         p = prepare(q.to(xd), expand_heads(k, H).to(xd), expand_heads(v, H).to(xd), opts)
-        if p.g is not None:  # exp(g) is exactly 0 below GATE_MIN in every float format: clamping is exact
-            p.g = p.g.clamp_min(GATE_MIN)
+        if p.g is not None and backend == "reference":  # (the Triton kernels clamp as they load g)
+            p.g = p.g.clamp_min(GATE_MIN)  # exp(g) is exactly 0 below GATE_MIN in every float format
         B, K, V = q.shape[0], p.k.shape[-1], p.v.shape[-1]
         if initial_state is not None:
             checks.tensor(initial_state, "initial_state", shape_doc="[B, H, D_k, D_v]")

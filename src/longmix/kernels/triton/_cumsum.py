@@ -10,21 +10,24 @@ import triton.language as tl
 
 
 @triton.jit
-def chunk_cumsum_kernel(x, y, T, D, BT: tl.constexpr, BD: tl.constexpr, REVERSE: tl.constexpr):
+def chunk_cumsum_kernel(x, y, T, D, BT: tl.constexpr, BD: tl.constexpr, REVERSE: tl.constexpr, CLAMP: tl.constexpr):
     i_d, n, b = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     o_t = n * BT + tl.arange(0, BT)
     o_d = i_d * BD + tl.arange(0, BD)
     m = (o_t[:, None] < T) & (o_d[None, :] < D)
     off = (b * T + o_t[:, None]) * D + o_d[None, :]
     v = tl.load(x + off, mask=m, other=0.0).to(tl.float32)
+    if CLAMP:  # exp of anything below −104 is exactly 0 in fp32; −inf would make G_r − G_u NaN
+        v = tl.maximum(v, -200.0)
     tl.store(y + off, tl.cumsum(v, axis=0, reverse=REVERSE), mask=m)
 
 
-def chunk_cumsum(g: torch.Tensor, C: int, reverse: bool = False) -> torch.Tensor:
-    """Cumulative sum of g [B, T, ...] inside each chunk of C steps, fp32, same shape."""
+def chunk_cumsum(g: torch.Tensor, C: int, reverse: bool = False, clamp: bool = False) -> torch.Tensor:
+    """Cumulative sum of g [B, T, ...] inside each chunk of C steps, fp32, same shape
+    (``clamp``: each term first clamped at −200, where exp is already exactly 0 in fp32)."""
     B, T = g.shape[:2]
     D = g[0, 0].numel()
     out = torch.empty(g.shape, device=g.device, dtype=torch.float32)
     BD = min(128, max(16, triton.next_power_of_2(D)))
-    chunk_cumsum_kernel[(triton.cdiv(D, BD), triton.cdiv(T, C), B)](g, out, T, D, BT=C, BD=BD, REVERSE=reverse)
+    chunk_cumsum_kernel[(triton.cdiv(D, BD), triton.cdiv(T, C), B)](g, out, T, D, BT=C, BD=BD, REVERSE=reverse, CLAMP=clamp)
     return out

@@ -180,7 +180,7 @@ class _ChunkFn(torch.autograd.Function):
     @staticmethod
     def forward(ctx, q, k, v, g, beta, s0, C):
         gate = 0 if g is None else (1 if g.dim() == 3 else 2)
-        G = chunk_cumsum(g, C) if g is not None else None
+        G = chunk_cumsum(g, C, clamp=True) if g is not None else None
         o, sT, h, A, delta = _forward(q, k, v, G, gate, s0, C, True, beta)
         ctx.save_for_backward(q, k, v, G, h, A, beta, *(delta.get(n) for n in _DELTA_SAVED))
         ctx.gate, ctx.C, ctx.has_s0 = gate, C, s0 is not None
