@@ -145,9 +145,17 @@ def attention(q, k, v, mechanism, *, causal=True, scale=None, g=None, beta=None,
         raise ValueError("noncausal (bidirectional) attention has no recurrent state: initial_state and "
                          "output_final_state need causal=True")
     opts = dict(given, causal=causal, scale=scale, chunk_size=chunk_size)
-    mech.check(q, k, v, opts)
     form = _choose_form(mech, form, B, H, T_q, T_k, causal)
     backend = _choose_backend(mech, backend, q)
+    with checks.deferred_values():  # on CUDA, value checks resolve after launching (see checks.py)
+        mech.check(q, k, v, opts)
+        return _run(mech, form, backend, q, k, v, opts, cu_seqlens, initial_state, output_final_state)
+
+
+def _run(mech, form, backend, q, k, v, opts, cu_seqlens, initial_state, output_final_state):
+    """Run a validated call, splitting packed documents."""
+    B, T_q, H = q.shape[:3]
+    T_k = k.shape[1]
 
     if cu_seqlens is None:
         o, state = mech.run(form, backend, q, k, v, opts, initial_state)

@@ -6,9 +6,48 @@ broadcast or an illegal memory access in a kernel.
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
+
 import torch
 
 FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+# Value checks on CUDA tensors (gate ≤ 0, beta in [0, 2]) need the device's answer. Inside
+# ``deferred_values()`` they are queued instead: the min/max reduction runs first on the stream,
+# its two numbers are copied to pinned memory behind an event, the computation is launched, and
+# on leaving the block we wait for that event only (not for the computation) and raise the
+# ValueError if a value was bad. The result is never returned for bad input, and a call costs no
+# pipeline drain.
+_PENDING: contextvars.ContextVar[list | None] = contextvars.ContextVar("longmix_pending_checks", default=None)
+
+
+@contextlib.contextmanager
+def deferred_values():
+    """Queue CUDA value checks made inside the block; resolve (and raise) when it ends."""
+    pending: list = []
+    token = _PENDING.set(pending)
+    try:
+        yield
+    finally:
+        _PENDING.reset(token)
+    for event, host, judge in pending:
+        event.synchronize()
+        judge(host[0].item(), host[1].item())
+
+
+def _min_max(x: torch.Tensor, judge) -> None:
+    """Call ``judge(min, max)`` now, or when the enclosing ``deferred_values`` block ends (CUDA)."""
+    lo_hi = torch.stack(torch.aminmax(x))  # one pass; NaN propagates into both
+    pending = _PENDING.get()
+    if pending is None or not x.is_cuda:
+        judge(*(v.item() for v in lo_hi))
+        return
+    host = torch.empty(2, dtype=lo_hi.dtype, pin_memory=True)
+    host.copy_(lo_hi, non_blocking=True)
+    event = torch.cuda.Event()
+    event.record()
+    pending.append((event, host, judge))
 
 
 def tensor(x, name: str, *, ndim: int | None = None, shape_doc: str = "") -> torch.Tensor:
@@ -57,11 +96,12 @@ def gate(g, name: str, shape: tuple, doc: str, dtype_of: torch.Tensor, *, check_
     if g.device != dtype_of.device:
         raise ValueError(f"{name} must be on {dtype_of.device}, got {g.device}")
     if check_values and g.numel():
-        lo, hi = (x.item() for x in torch.aminmax(g))  # one pass, one sync; NaN propagates into both
-        if lo != lo or hi != hi:
-            raise ValueError(f"{name} (log-space gate) contains NaN")
-        if hi > 0:
-            raise ValueError(f"{name} is a log-space decay and must be ≤ 0 (α = exp({name}) ≤ 1); max is {hi:.4g}")
+        def judge(lo, hi):
+            if lo != lo or hi != hi:
+                raise ValueError(f"{name} (log-space gate) contains NaN")
+            if hi > 0:
+                raise ValueError(f"{name} is a log-space decay and must be ≤ 0 (α = exp({name}) ≤ 1); max is {hi:.4g}")
+        _min_max(g, judge)
     return g
 
 
@@ -74,10 +114,11 @@ def beta(b, shape: tuple, dtype_of: torch.Tensor) -> torch.Tensor:
     if b.dtype not in (dtype_of.dtype, torch.float32):
         raise TypeError(f"beta must have q's dtype ({dtype_of.dtype}) or float32, got {b.dtype}")
     if b.numel():
-        lo, hi = (x.item() for x in torch.aminmax(b))
-        if not (0 <= lo and hi <= 2):  # also false for NaN
-            raise ValueError(f"beta must lie in [0, 2] (the transition I − β k kᵀ is then non-expansive for unit keys); "
-                             f"got values in [{lo:.4g}, {hi:.4g}]")
+        def judge(lo, hi):
+            if not (0 <= lo and hi <= 2):  # also false for NaN
+                raise ValueError(f"beta must lie in [0, 2] (the transition I − β k kᵀ is then non-expansive for unit "
+                                 f"keys); got values in [{lo:.4g}, {hi:.4g}]")
+        _min_max(b, judge)
     return b
 
 
