@@ -103,7 +103,8 @@ def test_cli_speed_writes_report(tmp_path, capsys):
           "--head-dim", "8", "--reps", "1", "--anchors", "sdpa_math", "--patterns", "causal_self",
           "--out", str(out), "--results-dir", str(results)])
     rows = json.loads((out / "speed.json").read_text())["rows"]
-    assert {r["label"] for r in rows} == {"retention", "softmax", "sdpa_math"}
+    # every backend of every chosen mechanism (softmax has the reference and PyTorch SDPA) and the anchors
+    assert {r["label"] for r in rows} == {"retention", "softmax", "softmax[sdpa]", "sdpa_math"}
     summary = (out / "summary.md").read_text()
     assert "retention" in summary and "h100.json" in summary and "GPU kernel results" in summary
     assert os.path.exists(out / "speed.png") and os.path.exists(out / "kernels_h100.png")

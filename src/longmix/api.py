@@ -42,14 +42,40 @@ def describe(name: str) -> Mechanism:
     return registry.get(name)
 
 
-def _choose_form(mech: Mechanism, form: str, B: int, H: int, T_q: int, T_k: int, causal: bool) -> str:
+def _choose_backend(mech: Mechanism, backend: str, q: torch.Tensor, given: dict) -> str:
+    if not isinstance(backend, str) or (backend != "auto" and backend not in BACKENDS):
+        raise ValueError(f"backend must be 'auto' or one of {BACKENDS}, got {backend!r}")
+    if backend != "auto":
+        if backend not in mech.backends:
+            raise ValueError(f"mechanism {mech.name!r} has no backend {backend!r}; its backends are {mech.backends}")
+        lacks = sorted(set(given) & set(mech.backend_unsupported.get(backend, ())))
+        if lacks:
+            raise ValueError(f"backend {backend!r} of {mech.name!r} cannot serve {', '.join(lacks)}; "
+                             f"use backend='reference' (or 'auto')")
+        return backend
+    chosen, why = "reference", "the PyTorch reference"
+    if q.is_cuda:
+        for b in ("triton", "sdpa"):
+            if b in mech.backends and not set(given) & set(mech.backend_unsupported.get(b, ())):
+                chosen, why = b, f"CUDA tensors and {b} serves every option given"
+                break
+    log.debug("longmix: %s backend=%s (%s)", mech.name, chosen, why)
+    return chosen
+
+
+def _choose_form(mech: Mechanism, backend: str, form: str, B: int, H: int, T_q: int, T_k: int, causal: bool) -> str:
     if not isinstance(form, str) or (form != "auto" and form not in FORMS):
         raise ValueError(f"form must be 'auto' or one of {FORMS}, got {form!r}")
+    allowed = mech.backend_forms.get(backend, mech.forms)
     if form != "auto":
         if form not in mech.forms:
             raise ValueError(f"mechanism {mech.name!r} has no form {form!r}; its forms are {mech.forms}")
+        if form not in allowed:
+            raise ValueError(f"backend {backend!r} of {mech.name!r} serves the forms {allowed}, not {form!r}")
         return form
-    if mech.family == "dense":
+    if len(allowed) == 1:
+        chosen, why = allowed[0], f"the only form of backend {backend!r}"
+    elif mech.family == "dense":
         chosen = "parallel" if B * H * T_q * T_k <= AUTO_PARALLEL_MAX else "chunk"
         why = f"B·H·T_q·T_k = {B * H * T_q * T_k} {'≤' if chosen == 'parallel' else '>'} {AUTO_PARALLEL_MAX}"
     elif T_q == 1 and causal:
@@ -57,18 +83,6 @@ def _choose_form(mech: Mechanism, form: str, B: int, H: int, T_q: int, T_k: int,
     else:
         chosen, why = "chunk", "the chunkwise form is the training/prefill path"
     log.debug("longmix: %s form=%s (%s)", mech.name, chosen, why)
-    return chosen
-
-
-def _choose_backend(mech: Mechanism, backend: str, q: torch.Tensor) -> str:
-    if not isinstance(backend, str) or (backend != "auto" and backend not in BACKENDS):
-        raise ValueError(f"backend must be 'auto' or one of {BACKENDS}, got {backend!r}")
-    if backend != "auto":
-        if backend not in mech.backends:
-            raise ValueError(f"mechanism {mech.name!r} has no backend {backend!r}; its backends are {mech.backends}")
-        return backend
-    chosen = "triton" if "triton" in mech.backends and q.is_cuda else "reference"
-    log.debug("longmix: %s backend=%s (device %s)", mech.name, chosen, q.device)
     return chosen
 
 
@@ -108,7 +122,9 @@ def attention(q, k, v, mechanism, *, causal=True, scale=None, g=None, beta=None,
         output_final_state: also return the final state, float32 (float64 for float64 inputs).
         chunk_size: chunk length of the chunkwise form (default 64; 128 query/key tiles for dense).
         form: "auto", "parallel", "chunk" or "recurrent".
-        backend: "auto", "reference" or "triton".
+        backend: "auto", "reference", "triton" (GPU kernels of the recurrent mechanisms) or "sdpa"
+            (PyTorch's fused softmax kernels). "auto" picks triton or sdpa for CUDA tensors when the
+            mechanism has it and it serves every option given, else the reference.
 
     Returns:
         o [B, T_q, H, D_v] in q's dtype, or (o, state) with ``output_final_state=True``.
@@ -145,8 +161,8 @@ def attention(q, k, v, mechanism, *, causal=True, scale=None, g=None, beta=None,
         raise ValueError("noncausal (bidirectional) attention has no recurrent state: initial_state and "
                          "output_final_state need causal=True")
     opts = dict(given, causal=causal, scale=scale, chunk_size=chunk_size)
-    form = _choose_form(mech, form, B, H, T_q, T_k, causal)
-    backend = _choose_backend(mech, backend, q)
+    backend = _choose_backend(mech, backend, q, given)
+    form = _choose_form(mech, backend, form, B, H, T_q, T_k, causal)
     with checks.deferred_values():  # on CUDA, value checks resolve after launching (see checks.py)
         mech.check(q, k, v, opts)
         return _run(mech, form, backend, q, k, v, opts, cu_seqlens, initial_state, output_final_state)

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Mapping
 
 FORMS = ("parallel", "chunk", "recurrent")
-BACKENDS = ("reference", "triton")
+BACKENDS = ("reference", "triton", "sdpa")
 
 
 @dataclass(frozen=True)
@@ -42,6 +42,8 @@ class Mechanism:
         run: ``run(form, backend, q, k, v, opts, initial_state) -> (o, state)``; internal.
         check: ``check(q, k, v, opts)`` validates the mechanism's own options; internal.
         cross: whether T_q ≠ T_k (cross attention, KV-cache decoding) is allowed.
+        backend_forms: backend → the forms it serves, where not all of ``forms``.
+        backend_unsupported: backend → options it cannot serve (``auto`` then picks another).
     """
 
     name: str
@@ -58,6 +60,8 @@ class Mechanism:
     check: Callable = field(repr=False, compare=False)
     backends: tuple[str, ...] = ("reference",)
     cross: bool = False
+    backend_forms: Mapping[str, tuple] = field(default_factory=dict)
+    backend_unsupported: Mapping[str, frozenset] = field(default_factory=dict)
 
     def __str__(self) -> str:  # what a user sees when printing describe(name)
         lines = [

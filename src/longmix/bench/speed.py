@@ -107,11 +107,14 @@ def validate(cfg: SpeedConfig) -> list:
         api.describe(n)
     impls = []
     for n in names:
-        for b in api.describe(n).backends:
+        backends = api.describe(n).backends
+        for b in backends:
             if cfg.backends and b not in cfg.backends:
                 continue
             if b == "triton" and dev.type != "cuda":
                 continue  # Triton kernels run on CUDA (the CPU interpreter is for tests, not timing)
+            if b == "reference" and dev.type == "cuda" and not cfg.backends and len(backends) > 1:
+                continue  # on a GPU the PyTorch reference of a mechanism with kernels is only timed on request
             impls.append(("longmix", n, b))
     wanted = _anchor_names() if cfg.anchors is None else cfg.anchors
     for a in ANCHORS:

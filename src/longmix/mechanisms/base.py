@@ -18,6 +18,7 @@ from .. import checks
 from ..kernels.reference import chunk as ref_chunk
 from ..kernels.reference import recurrent as ref_recurrent
 from ..kernels.reference.dense import dense, sigmoid_default_bias
+from ..kernels.sdpa import sdpa
 
 RECURRENT_FORMS = ("parallel", "chunk", "recurrent")
 # Log-gates below this decay by exp(−1e4) = 0 in float16/32/64 alike; clamping −inf here keeps
@@ -50,6 +51,8 @@ def dense_run(kind: str, logit_scale: Callable | None = None):
         qc, kc, vc = q.to(cd), expand_heads(k, H).to(cd), expand_heads(v, H).to(cd)
         scale = opts["scale"] if opts["scale"] is not None else q.shape[-1] ** -0.5
         bias = opts.get("bias")
+        if backend == "sdpa":  # PyTorch's kernels, in the inputs' dtype
+            return sdpa(q, k, v, scale=scale, causal=opts["causal"], bias=bias), None
         if kind == "sigmoid" and bias is None:
             bias = sigmoid_default_bias(k.shape[1])
         if torch.is_tensor(bias):

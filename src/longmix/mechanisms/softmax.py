@@ -7,6 +7,10 @@ OpenAI 2025, arXiv 2508.10925); ALiBi (Press et al. 2021, arXiv 2108.12409) with
 ``alibi_slopes``; Gemma-2 style logit ``softcap``; an additive ``bias``; GQA/MQA;
 cross attention (T_q ≠ T_k, causal aligned bottom-right).
 
+Backends: ``reference`` (any option) and ``sdpa``, PyTorch's own fused kernels (cuDNN,
+flash, memory-efficient), which ``backend="auto"`` picks on CUDA whenever the call uses no
+option they lack (window, block_size, sinks, alibi_slopes, softcap).
+
 Example::
 
     >>> import torch, longmix
@@ -36,4 +40,8 @@ register(Mechanism(
     run=dense_run("softmax"),
     check=check_dense,
     cross=True,
+    # PyTorch's SDPA kernels (cuDNN / flash / memory-efficient on CUDA) for the options they serve
+    backends=("reference", "sdpa"),
+    backend_forms={"sdpa": ("chunk",)},
+    backend_unsupported={"sdpa": frozenset({"window", "block_size", "sinks", "alibi_slopes", "softcap"})},
 ))
