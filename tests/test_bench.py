@@ -153,3 +153,21 @@ def test_quality_tiny_run_keeps_rows_on_error(monkeypatch):
     rows = run_quality(cfg, progress=False, on_rows=lambda r: seen.append(len(r)))
     assert rows[0]["task"] == "induction" and 0 <= rows[0]["accuracy"] <= 1 and rows[0]["state_floats"] > 0
     assert all("error" in r for r in rows[1:]) and len(rows) == 4 and seen == [1, 2, 3, 4]
+
+
+def test_plot_marks_crossover_when_labels_carry_a_backend(tmp_path):
+    # on a GPU the rows are labelled "mamba2[triton]"; the crossover is per mechanism (best backend)
+    pytest.importorskip("matplotlib")
+    from longmix.bench.report import plot_speed
+    from longmix.bench.speed import crossovers
+
+    rows = []
+    for T in (1024, 4096, 16384):
+        rows.append(dict(impl="longmix", mechanism="mamba2", backend="triton", label="mamba2[triton]",
+                         pattern="causal_self", **{"pass": "fwdbwd"}, T=T, ms=2.0))
+        rows.append(dict(impl="sdpa_cudnn", mechanism="softmax", backend="-", label="sdpa_cudnn",
+                         pattern="causal_self", **{"pass": "fwdbwd"}, T=T, ms=T / 1000))
+    cross = crossovers(rows)
+    assert cross and 1024 < cross[0]["crossover_T"] < 4096
+    assert plot_speed(rows, cross, str(tmp_path / "speed.png")) is not None
+    assert (tmp_path / "speed.png").stat().st_size > 0

@@ -60,15 +60,16 @@ def _meta(device, **extra):
                 device_name=name, **extra)
 
 
-def _load(out, name):
+def _load(out, name, key="rows"):
+    """``key`` ("rows" or "meta") of a saved rows file, empty when there is none."""
     path = os.path.join(out, name)
     if not os.path.exists(path):
-        return []
+        return [] if key == "rows" else {}
     try:
         with open(path) as fh:
-            return json.load(fh).get("rows", [])
+            return json.load(fh).get(key) or ([] if key == "rows" else {})
     except (OSError, json.JSONDecodeError):
-        return []
+        return [] if key == "rows" else {}
 
 
 def _saver(out, name, meta):
@@ -140,7 +141,8 @@ def _cmd(args):
     device = _device(args.device)
     what = args.what or "all"
     meta = _meta(device)
-    if what == "report":
+    if what == "report":  # re-render: the header is the one of the run that measured the rows
+        meta = _load(args.out, "speed.json", key="meta") or _load(args.out, "quality.json", key="meta") or meta
         return _finish(args, meta, t0)
     if what == "all":  # a fresh report: drop the rows of earlier runs in the folder
         for name in ("speed.json", "quality.json"):

@@ -111,6 +111,16 @@ def _series(rows, pass_, value="ms"):
     return {k: sorted(v.items()) for k, v in s.items() if v}
 
 
+def _best_longmix(rows, mechanism, pass_):
+    """T → the fastest longmix backend's time for ``mechanism`` (what the crossover compares)."""
+    pts: dict = {}
+    for r in rows:
+        if (r.get("impl") == "longmix" and r.get("mechanism") == mechanism and r["pass"] == pass_
+                and r.get("ms") is not None and r.get("pattern", "causal_self") == "causal_self"):
+            pts[r["T"]] = min(pts.get(r["T"], math.inf), r["ms"])
+    return pts
+
+
 def plot_speed(rows, cross, path, passes=("fwd", "fwdbwd", "decode"), value="ms", ylabel="median time (ms)", title=""):
     """Time (or memory) against T, log–log, one panel per pass, crossover points marked."""
     plt = _plt()
@@ -125,7 +135,9 @@ def plot_speed(rows, cross, path, passes=("fwd", "fwdbwd", "decode"), value="ms"
             ax.plot(*zip(*series[label]), label=label, **_style(label, labels.index(label) if label in labels else 0))
         for c in cross:
             if c["pass"] == p and c["crossover_T"] and not c["below_range"] and value == "ms":
-                pts = dict(_series(rows, p).get(c["mechanism"], []))
+                pts = _best_longmix(rows, c["mechanism"], p)  # labels may carry a backend: "gla[triton]"
+                if not pts:
+                    continue
                 Ts = sorted(pts)
                 lo = max([T for T in Ts if T <= c["crossover_T"]], default=Ts[0])
                 hi = min([T for T in Ts if T >= c["crossover_T"]], default=Ts[-1])

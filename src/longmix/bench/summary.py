@@ -144,6 +144,8 @@ def write_report(folder: str, srows: list[dict], qrows: list[dict], *, meta: dic
     os.makedirs(folder, exist_ok=True)
     cross = crossovers(srows)
     for name, rows in (("speed.json", srows), ("quality.json", qrows)):
+        if not rows:  # nothing measured of that kind: leave no empty file
+            continue
         with open(os.path.join(folder, name), "w") as fh:
             json.dump({"meta": meta, "rows": rows, **({"crossovers": cross} if name == "speed.json" else {})}, fh, indent=1)
     md = [f"# longmix benchmark", "",

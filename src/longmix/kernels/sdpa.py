@@ -48,7 +48,9 @@ def sdpa(q, k, v, *, scale: float, causal: bool, bias=None) -> torch.Tensor:
     if causal:
         if n_q == T_k and mask is None:
             is_causal = True  # square: top-left is bottom-right
-        else:
+        elif n_q == 1:
+            pass  # one query (decoding) at the last position sees every key: no mask, fused kernels stay usable
+        else:  # (torch's causal_lower_right would avoid the mask on CUDA; not yet checked on a GPU here)
             qpos = torch.arange(n_q, device=q.device) + (T_k - n_q)
             hidden = torch.arange(T_k, device=q.device)[None, :] > qpos[:, None]
             causal_bias = torch.zeros(n_q, T_k, dtype=q.dtype, device=q.device).masked_fill(hidden, float("-inf"))
