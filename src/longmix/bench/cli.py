@@ -22,20 +22,13 @@ import platform
 import sys
 import time
 
+from ..cli import _csv  # the one comma-list parser of the CLI
+
 DEFAULT_OUT = "report"
 DEFAULT_RESULTS = os.path.join("benchmarks", "results")
 CPU_QUALITY = dict(tasks=["mqar", "passkey", "induction"], models=["softmax", "retention", "mamba2", "gated_deltanet",
                                                                    "gated_deltanet@LS"], steps=120, batch_size=16, lr=1e-2)
 GPU_QUALITY = dict(tasks=None, models=None, steps=1500, batch_size=64, d_model=128, quick=False)
-
-
-def _csv(kind):
-    def parse(s):
-        try:
-            return [kind(x) for x in s.split(",") if x]
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a comma-separated list of {kind.__name__}, got {s!r}") from None
-    return parse
 
 
 def _device(name):
