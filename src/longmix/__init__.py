@@ -9,6 +9,7 @@
 """
 from . import mechanisms as _registered  # noqa: F401  (import the package before the function shadows its name)
 from .api import attention, describe, mechanisms
+from .models.mixer import Mixer
 
-__all__ = ["attention", "describe", "mechanisms"]
+__all__ = ["attention", "describe", "mechanisms", "Mixer"]
 __version__ = "0.1.0"
