@@ -121,6 +121,17 @@ def check():
             torch.cuda.empty_cache()
 
 
+def bench_gates(B, T, H, D, gate, delta, dtype):
+    """The log-gate (None, scalar [B,T,H] or per-key [B,T,H,D]) and beta of a timed case, as leaves."""
+    g = None
+    if gate == "scalar":
+        g = F.logsigmoid(torch.randn(B, T, H, device="cuda") + 3).requires_grad_()
+    elif gate == "key":
+        g = (F.logsigmoid(torch.randn(B, T, H, D, device="cuda")) / 16).requires_grad_()
+    beta = torch.rand(B, T, H, device="cuda", dtype=dtype).requires_grad_() if delta else None
+    return g, beta
+
+
 def bench(fn, grads):
     from triton.testing import do_bench
 
@@ -152,12 +163,7 @@ def speed(tag=""):
             if time.time() - START > BUDGET * 0.7:
                 emit({"section": "speed", "skipped": f"{case_name(gate, delta)} T={T}: time"})
                 continue
-            g = None
-            if gate == "scalar":
-                g = F.logsigmoid(torch.randn(B, T, H, device="cuda") + 3).requires_grad_()
-            elif gate == "key":
-                g = (F.logsigmoid(torch.randn(B, T, H, D, device="cuda")) / 16).requires_grad_()
-            beta = torch.rand(B, T, H, device="cuda", dtype=q.dtype).requires_grad_() if delta else None
+            g, beta = bench_gates(B, T, H, D, gate, delta, q.dtype)
             kk = kn if delta else k
             try:
                 def f():
@@ -235,12 +241,7 @@ def fla_one():
         if delta:
             k = F.normalize(k.detach().float(), dim=-1).bfloat16().requires_grad_()
         do = torch.randn_like(q)
-        g = None
-        if gate == "scalar":
-            g = F.logsigmoid(torch.randn(B, T, H, device="cuda") + 3).requires_grad_()
-        elif gate == "key":
-            g = (F.logsigmoid(torch.randn(B, T, H, D, device="cuda")) / 16).requires_grad_()
-        beta = torch.rand(B, T, H, device="cuda", dtype=q.dtype).requires_grad_() if delta else None
+        g, beta = bench_gates(B, T, H, D, gate, delta, q.dtype)
         args = [q, k, v] + ([g] if g is not None else []) + ([beta] if beta is not None else [])
 
         def f():
@@ -264,12 +265,7 @@ def profile():
             if case_name(gate, delta) not in wanted or time.time() - START > BUDGET:
                 continue
             q, k, v = (torch.randn(B, T, H, D, device="cuda", dtype=torch.bfloat16, requires_grad=True) for _ in range(3))
-            g = None
-            if gate == "scalar":
-                g = F.logsigmoid(torch.randn(B, T, H, device="cuda") + 3).requires_grad_()
-            elif gate == "key":
-                g = (F.logsigmoid(torch.randn(B, T, H, D, device="cuda")) / 16).requires_grad_()
-            beta = torch.rand(B, T, H, device="cuda", dtype=q.dtype).requires_grad_() if delta else None
+            g, beta = bench_gates(B, T, H, D, gate, delta, q.dtype)
             tri_mod.chunk(q, k, v, g, beta)[0].sum().backward()
             torch.cuda.synchronize()
             with prof(activities=[ProfilerActivity.CUDA]) as p:

@@ -17,18 +17,24 @@ def _fixed_options(name):
     return {"bias": -2.0} if "bias" in longmix.describe(name).inputs else {}
 
 
+def prefill_then_steps(model, x, n_prefill):
+    """Run ``model`` on x[:, :n_prefill] with a cache, then one token at a time; outputs concatenated."""
+    y, cache = model(x[:, :n_prefill], use_cache=True)
+    outs = [y]
+    for t in range(n_prefill, x.shape[1]):
+        y, cache = model(x[:, t:t + 1], cache, use_cache=True)
+        outs.append(y)
+    return torch.cat(outs, 1), cache
+
+
 @pytest.mark.parametrize("name", MECHS)
 def test_mixer_prefill_then_steps_equals_full(name):
     torch.manual_seed(0)
     m = Mixer(16, 2, name, **_fixed_options(name)).double()
     x = torch.randn(2, 9, 16, dtype=torch.float64)
     full = m(x)
-    y, cache = m(x[:, :5], use_cache=True)
-    outs = [y]
-    for t in range(5, 9):
-        y, cache = m(x[:, t:t + 1], cache, use_cache=True)
-        outs.append(y)
-    torch.testing.assert_close(torch.cat(outs, 1), full, atol=1e-9, rtol=1e-7)
+    stepped, cache = prefill_then_steps(m, x, 5)
+    torch.testing.assert_close(stepped, full, atol=1e-9, rtol=1e-7)
     assert cache.length == 9
     if m.recurrent:
         assert cache.state is not None and cache.k is None
@@ -92,12 +98,8 @@ def test_lm_pattern_and_decode():
     lm = LM(cfg).double()
     ids = torch.randint(0, 32, (2, 8))
     full = lm(ids)
-    logits, caches = lm(ids[:, :4], use_cache=True)
-    outs = [logits]
-    for t in range(4, 8):
-        logits, caches = lm(ids[:, t:t + 1], caches, use_cache=True)
-        outs.append(logits)
-    torch.testing.assert_close(torch.cat(outs, 1), full, atol=1e-9, rtol=1e-7)
+    stepped, _ = prefill_then_steps(lm, ids, 4)
+    torch.testing.assert_close(stepped, full, atol=1e-9, rtol=1e-7)
     assert lm.state_floats(100) == 3 * 2 * 8 * 8 + 2 * 100 * 2 * 8
     with pytest.raises(ValueError, match="pattern"):
         LMConfig(pattern="LXS").layer_mechanisms()

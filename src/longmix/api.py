@@ -178,7 +178,7 @@ def _run(mech, form, backend, q, k, v, opts, cu_seqlens, initial_state, output_f
     else:
         if T_q != T_k:
             raise ValueError(f"cu_seqlens packs one sequence of documents: T_q must equal T_k, got {T_q} and {T_k}")
-        bounds = checks.cu_seqlens(cu_seqlens, T_k, B, q.device)
+        bounds = checks.cu_seqlens(cu_seqlens, T_k, B)
         N = len(bounds) - 1
         if initial_state is not None and (not torch.is_tensor(initial_state) or initial_state.shape[0] != N):
             shape = tuple(initial_state.shape) if torch.is_tensor(initial_state) else type(initial_state).__name__

@@ -134,7 +134,7 @@ def per_head(x, name: str, H: int, device) -> torch.Tensor:
     return x
 
 
-def cu_seqlens(cu, T: int, B: int, device) -> list[int]:
+def cu_seqlens(cu, T: int, B: int) -> list[int]:
     """Packed documents: an int tensor [N+1], 0 = c_0 ≤ c_1 ≤ … ≤ c_N = T, with B = 1."""
     tensor(cu, "cu_seqlens", ndim=1, shape_doc="[N+1]")
     if cu.dtype not in (torch.int32, torch.int64):

@@ -17,32 +17,16 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 
 from .. import api
 from .measure import peak_memory, timeit
+from .speed import make_inputs as speed_inputs
 
 
 def make_inputs(name: str, *, B: int, T: int, H: int, D: int, device, dtype=torch.float32, seed: int = 0) -> dict:
-    """Random inputs for mechanism ``name``, built from what ``describe(name)`` says it needs."""
-    gen = torch.Generator(device="cpu").manual_seed(seed)
-
-    def rnd(*shape):
-        return torch.randn(*shape, generator=gen).to(device=device, dtype=dtype)
-
-    mech = api.describe(name)
-    q, k, v = rnd(B, T, H, D), rnd(B, T, H, D), rnd(B, T, H, D)
-    kw = {}
-    if mech.family == "delta":
-        k = F.normalize(k.float(), dim=-1).to(dtype)  # the delta rule expects unit keys
-        kw["beta"] = torch.rand(B, T, H, generator=gen).to(device=device, dtype=dtype)
-    if "g" in mech.required:
-        per_key = "D_k" in mech.inputs["g"]
-        shape = (B, T, H, D) if per_key else (B, T, H)
-        kw["g"] = (F.logsigmoid(torch.randn(*shape, generator=gen)) / (16 if per_key else 1)).to(device)
-    if name == "linear":
-        kw.update(feature_map="elu1", normalize=True)
-    return dict(q=q, k=k, v=v, **kw)
+    """Random self-attention inputs for ``name``: q, k, v and its options, as ``bench speed`` makes them."""
+    x = speed_inputs(name, B=B, Tq=T, Tk=T, H=H, D=D, device=device, dtype=dtype, seed=seed)
+    return dict(q=x["q"], k=x["k"], v=x["v"], **{n: x[n] for n in ("g", "beta") if n in x}, **x.get("opts", {}))
 
 
 def _one(name, form, inputs, *, device, reps):

@@ -152,7 +152,7 @@ def check_constant_gate(g, H, like):
         checks.gate(g, "g", (H,), "[H]", like)
 
 
-def l2_safe_div(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
+def safe_div(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
     """num / den with rows whose denominator is exactly 0 returning 0 (they saw no mass)."""
     return num / torch.where(den == 0, torch.ones_like(den), den)
 

@@ -22,7 +22,7 @@ import torch
 
 from .. import feature_maps
 from ..registry import register
-from .base import Prepared, default_scale, l2_safe_div, make_recurrent
+from .base import Prepared, default_scale, safe_div, make_recurrent
 
 
 def apply_feature_map(fm, q, k, default="identity"):
@@ -42,7 +42,7 @@ def _prepare(q, k, v, opts):
         v = torch.cat([v, torch.ones_like(v[..., :1])], -1)
 
         def post(o):
-            return l2_safe_div(o[..., :-1], o[..., -1:])
+            return safe_div(o[..., :-1], o[..., -1:])
     return Prepared(fq * default_scale(opts, fq.shape[-1]), fk, v, post=post)
 
 

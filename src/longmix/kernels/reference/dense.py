@@ -31,6 +31,7 @@ Example::
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -69,12 +70,18 @@ def _mask(qp, kp, *, causal, window, block_size):
     return m
 
 
+@dataclass(frozen=True)
 class _Opts:
-    """The options of one call, held together so the block function stays small."""
+    """The options of one call, held together so the block functions stay small."""
 
-    def __init__(self, kind, scale, causal, window, block_size, alibi_slopes, softcap, sinks):
-        self.__dict__.update(locals())
-        del self.__dict__["self"]
+    kind: str
+    scale: float
+    causal: bool
+    window: int | None
+    block_size: int | None
+    alibi_slopes: torch.Tensor | None
+    softcap: float | None
+    sinks: torch.Tensor | None
 
 
 def _logits(o: _Opts, q, k, qp, kp, bias_blk, logit_scale):
