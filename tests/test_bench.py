@@ -2,6 +2,7 @@
 clear errors, and that rows survive failures."""
 import json
 import os
+import re
 
 import pytest
 
@@ -171,3 +172,41 @@ def test_plot_marks_crossover_when_labels_carry_a_backend(tmp_path):
     assert cross and 1024 < cross[0]["crossover_T"] < 4096
     assert plot_speed(rows, cross, str(tmp_path / "speed.png")) is not None
     assert (tmp_path / "speed.png").stat().st_size > 0
+
+
+def test_quality_lr_sweep_widths_budget_and_resume():
+    """Every lr × width job runs (widths only at the hardest MQAR setting); the report keeps the best
+    lr; a spent budget leaves 'skipped' rows that a resumed run trains, and nothing twice."""
+    from longmix.bench.quality import best_over_lr, jobs
+
+    cfg = QualityConfig(tasks=["mqar"], models=["gla"], steps=2, batch_size=4, eval_examples=8, lrs=(1e-3, 3e-3),
+                        widths=(32, 64))
+    js = jobs(cfg, ["gla"])
+    hardest = max(t.num_kv_pairs for _, t, *_ in js)
+    assert {(j[1].num_kv_pairs, j[6]) for j in js if j[6] == 32} == {(hardest, 32)}
+    assert len(js) == (3 + 1) * 2  # three settings at d_model 64, the hardest also at 32; two lrs each
+    rows = run_quality(QualityConfig(**{**cfg.__dict__, "budget_s": 1e-9}), progress=False)
+    assert len(rows) == len(js) and all("time budget" in r["skipped"] for r in rows)
+    rows = run_quality(cfg, progress=False, done=[dict(rows[0], job="another run", skipped="x")])
+    assert len(rows) == len(js) + 1 and sum("accuracy" in r for r in rows) == len(js)
+    again = run_quality(cfg, progress=False, done=rows)
+    assert again == rows  # nothing left to train
+    best = best_over_lr(rows)
+    assert len(best) == 4 + 1  # one lr kept per training, the odd row passed through
+    for b in best:
+        if "accuracy" in b:
+            twin = [r for r in rows if "accuracy" in r and re.sub(r"\|lr=[^|]*", "", r["job"]) == re.sub(r"\|lr=[^|]*", "", b["job"])]
+            assert len(twin) == 2
+            assert b["accuracy"] == max(r["accuracy"] for r in twin)
+
+
+def test_speed_resume_measures_only_what_is_missing():
+    cfg = SpeedConfig(mechanisms=["retention"], anchors=[], patterns=["causal_self"], passes=["fwd"], **{**TINY, "lengths": [16]})
+    first = run_speed(cfg, progress=False)
+    cfg2 = SpeedConfig(mechanisms=["retention"], anchors=[], patterns=["causal_self"], passes=["fwd"], **{**TINY, "lengths": [16, 32]})
+    both = run_speed(cfg2, progress=False, done=first)
+    assert both[: len(first)] == first and sorted(r["T"] for r in both) == [16, 32]
+    # a length an earlier sitting found too slow stays skipped
+    slow = [dict(first[0], ms=1e9)]
+    rows = run_speed(cfg2, progress=False, done=slow)
+    assert "skipped" in rows[-1] and "max_ms" in rows[-1]["skipped"]

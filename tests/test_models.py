@@ -133,3 +133,17 @@ def test_lm_regression_head():
     assert torch.isfinite(loss_fn(out, labels))
     with pytest.raises(ValueError, match="token ids"):
         LM(LMConfig(vocab_size=8, d_model=16, n_heads=2))(torch.randn(2, 6))
+
+
+def test_output_gate_starts_open_and_conv_can_be_given_to_every_layer():
+    """A recurrent Mixer's output gate starts at silu(bias) ≈ 1 (a closed gate stalls short training
+    runs); LMConfig.conv_size gives dense layers the short convolution too (as Zoology's MQAR models)."""
+    import torch.nn.functional as F
+
+    from longmix.models import LM, LMConfig, Mixer
+
+    m = Mixer(32, 2, "gla")
+    assert torch.allclose(F.silu(m.out_gate_bias), torch.ones(32), atol=1e-4)
+    lm = LM(LMConfig(vocab_size=16, d_model=32, n_layers=2, mechanism="softmax", conv_size=4))
+    assert all(layer.mixer.conv_size == 4 for layer in lm.layers)
+    assert LM(LMConfig(vocab_size=16, d_model=32, n_layers=1, mechanism="softmax")).layers[0].mixer.conv_size == 0

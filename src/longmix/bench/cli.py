@@ -83,6 +83,7 @@ def _speed(args, device, progress=True):
     kw = {k: v for k, v in dict(mechanisms=args.mechanisms, backends=getattr(args, "backends", None),
                                 anchors=getattr(args, "anchors", None), lengths=getattr(args, "lengths", None),
                                 passes=getattr(args, "passes", None), patterns=getattr(args, "patterns", None),
+                                pattern_lengths=getattr(args, "pattern_lengths", None),
                                 dtype=getattr(args, "dtype", None), tokens=getattr(args, "tokens", None),
                                 batch=getattr(args, "batch", None), heads=getattr(args, "heads", None),
                                 head_dim=getattr(args, "head_dim", None), reps=getattr(args, "reps", None),
@@ -92,8 +93,8 @@ def _speed(args, device, progress=True):
     if getattr(args, "no_memory", False):
         kw["memory"] = False
     cfg = base(device=device, **kw)
-    meta = _meta(device, tokens=cfg.tokens)
-    return run_speed(cfg, progress=progress, on_rows=_saver(args.out, "speed.json", meta)), meta
+    meta, done = _resume(args, "speed.json", _meta(device, tokens=cfg.tokens))
+    return run_speed(cfg, progress=progress, on_rows=_saver(args.out, "speed.json", meta), done=done), meta
 
 
 def _quality(args, device, progress=True):
@@ -103,7 +104,9 @@ def _quality(args, device, progress=True):
     given = dict(tasks=getattr(args, "tasks", None), models=getattr(args, "models", None) or args.mechanisms,
                  seeds=getattr(args, "seeds", None), steps=getattr(args, "steps", None),
                  batch_size=getattr(args, "batch_size", None), d_model=getattr(args, "d_model", None),
-                 n_layers=getattr(args, "layers", None), lr=getattr(args, "lr", None))
+                 n_layers=getattr(args, "layers", None), lr=getattr(args, "lr", None), lrs=getattr(args, "lrs", None),
+                 widths=getattr(args, "widths", None), workers=getattr(args, "workers", None),
+                 budget_s=getattr(args, "budget_s", None), conv_size=getattr(args, "conv_size", None))
     kw = {**defaults, **{k: v for k, v in given.items() if v is not None}}
     if getattr(args, "full", False):
         kw["quick"] = False
@@ -111,11 +114,26 @@ def _quality(args, device, progress=True):
         kw.pop("tasks")
     if kw.get("models") is None:
         kw.pop("models")
-    if "seeds" in kw:
-        kw["seeds"] = tuple(kw["seeds"])
+    for k in ("seeds", "lrs", "widths"):
+        if kw.get(k) is not None:
+            kw[k] = tuple(kw[k])
+    if getattr(args, "lr", None) is not None and getattr(args, "lrs", None) is None:
+        kw["lrs"] = None  # --lr alone: that one learning rate, no sweep
     cfg = QualityConfig(device=device, **kw)
-    meta = _meta(device)
-    return run_quality(cfg, progress=progress, on_rows=_saver(args.out, "quality.json", meta)), meta
+    meta, done = _resume(args, "quality.json", _meta(device))
+    return run_quality(cfg, progress=progress, on_rows=_saver(args.out, "quality.json", meta), done=done), meta
+
+
+def _resume(args, name, meta):
+    """With ``--resume``: the rows already in ``<out>/name`` and their run's header, which records
+    each sitting's command and date; else no rows and ``meta``."""
+    if not getattr(args, "resume", False):
+        return meta, None
+    old, rows = _load(args.out, name, key="meta"), _load(args.out, name)
+    if not old:
+        return meta, None
+    sittings = old.get("sittings") or [dict(command=old.get("command"), date=old.get("date"))]
+    return {**old, "sittings": sittings + [dict(command=meta["command"], date=meta["date"])]}, rows
 
 
 def _finish(args, meta, t0):
@@ -155,6 +173,7 @@ def _cmd(args):
 
 def _common(p):
     p.add_argument("--device", default="auto", help="cpu, cuda or auto (default: cuda if present)")
+    p.add_argument("--resume", action="store_true", help="keep the rows already in --out and measure only what they lack")
     p.add_argument("--mechanisms", type=_csv(str), default=None, help="comma-separated mechanisms (default: all)")
     p.add_argument("--out", default=DEFAULT_OUT, help=f"report folder (default {DEFAULT_OUT}/)")
     p.add_argument("--results-dir", default=DEFAULT_RESULTS, help="kernel results files to include")
@@ -173,6 +192,7 @@ def add_bench_parser(sub) -> None:
     s.add_argument("--lengths", type=_csv(int), help="sequence lengths (CPU default 128,…,2048; GPU 1K…128K)")
     s.add_argument("--passes", type=_csv(str), help="fwd,fwdbwd,decode (default all)")
     s.add_argument("--patterns", type=_csv(str), help="causal_self,noncausal_self,causal_cross,noncausal_cross")
+    s.add_argument("--pattern-lengths", type=_csv(int), help="lengths at which the patterns other than causal_self run")
     s.add_argument("--backends", type=_csv(str), help="longmix backends to time (default: all the device runs)")
     s.add_argument("--anchors", type=_csv(str), help="sdpa_math,sdpa_flash,sdpa_efficient,sdpa_cudnn,flex,flash_attn,fla")
     s.add_argument("--dtype", help="float32 (CPU default), bfloat16 (GPU default), float16")
@@ -190,7 +210,12 @@ def add_bench_parser(sub) -> None:
     q.add_argument("--seeds", type=_csv(int))
     q.add_argument("--steps", type=int)
     q.add_argument("--batch-size", type=int)
-    q.add_argument("--lr", type=float)
+    q.add_argument("--lr", type=float, help="one learning rate (no sweep)")
+    q.add_argument("--lrs", type=_csv(float), help="learning rates to sweep; the report keeps each model's best")
+    q.add_argument("--widths", type=_csv(int), help="d_model values for the MQAR recall–memory sweep")
+    q.add_argument("--workers", type=int, help="trainings run at once, in separate processes (GPU default 12)")
+    q.add_argument("--budget-s", type=float, help="start no new training after this many seconds")
+    q.add_argument("--conv-size", type=int, help="short-conv width in every mixer (default 4; 0: none)")
     q.add_argument("--d-model", type=int)
     q.add_argument("--layers", type=int)
     q.add_argument("--full", action="store_true", help="paper-scale task sizes (MQAR vocab 8192, T up to 512)")

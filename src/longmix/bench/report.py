@@ -29,6 +29,7 @@ import os
 import statistics
 from collections import defaultdict
 
+from .quality import best_over_lr
 from .speed import crossovers
 
 PASS_TITLES = {"fwd": "forward", "fwdbwd": "forward + backward", "decode": "decode step (cache / state of T)"}
@@ -178,24 +179,33 @@ def plot_quality(rows, folder) -> list[str]:
     if plt is None:
         return []
     out = []
+    rows = best_over_lr(rows)
     mq = [r for r in rows if r.get("task") == "mqar" and "accuracy" in r]
     if mq:
         fig, (a, b) = plt.subplots(1, 2, figsize=(12, 4.8))
         models = sorted({r["model"] for r in mq})
+        # the recall–memory sweep: one MQAR setting at several widths, if the run made one
+        sweep = [r for r in mq if not r.get("main_width", True)]
+        at = {(r["setting"]["seq_len"], r["setting"]["num_kv_pairs"]) for r in sweep}
+        curve = [r for r in mq if (r["setting"]["seq_len"], r["setting"]["num_kv_pairs"]) in at] if sweep else mq
         for i, m in enumerate(models):
-            rs = [r for r in mq if r["model"] == m]
+            rs = [r for r in mq if r["model"] == m and r.get("main_width", True)]
             kv = sorted(_mean_by(rs, lambda r: r["setting"]["num_kv_pairs"], "accuracy").items())
-            st = sorted(_mean_by(rs, lambda r: r["state_floats"], "accuracy").items())
+            st = sorted(_mean_by([r for r in curve if r["model"] == m], lambda r: r["state_floats"], "accuracy").items())
             style = _style(m, i)
-            a.plot(*zip(*kv), label=m, **style)
-            b.plot(*zip(*st), label=m, **{**style, "linestyle": "none", "marker": "o", "markersize": 6})
-            for x, y in st:
-                b.annotate(m, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7, color=style["color"])
+            if kv:
+                a.plot(*zip(*kv), label=m, **style)
+            if st:
+                b.plot(*zip(*st), label=m, **{**style, "marker": "o", "markersize": 5,
+                                              **({} if sweep else {"linestyle": "none"})})
+                b.annotate(m, st[-1], textcoords="offset points", xytext=(4, 4), fontsize=7, color=style["color"])
         a.set_xscale("log", base=2)
         a.set(xlabel="key–value pairs", ylabel="MQAR accuracy", title="recall against number of pairs", ylim=(-0.02, 1.02))
         b.set_xscale("log")
+        where = ", ".join(f"T={T}, {n} pairs" for T, n in sorted(at))
         b.set(xlabel="state / KV-cache floats per sequence (all layers)", ylabel="MQAR accuracy",
-              title="recall against memory", ylim=(-0.02, 1.02))
+              title=f"recall against memory ({where}; widths swept)" if sweep else "recall against memory",
+              ylim=(-0.02, 1.02))
         for ax in (a, b):
             ax.grid(True, which="both", alpha=0.25)
         fig.legend(*a.get_legend_handles_labels(), loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8, frameon=False)

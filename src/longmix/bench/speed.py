@@ -213,8 +213,16 @@ def _time_pass(fwd, decode, x, pass_, causal, device, reps):
     return call
 
 
-def run_speed(cfg: SpeedConfig, *, progress: bool = True, on_rows=None) -> list[dict]:
-    """Run the sweep of ``cfg``; ``on_rows(rows)`` after each measurement (to save as it goes)."""
+def _row_key(r) -> tuple:
+    return (r.get("label"), r.get("pattern"), r.get("T"), r.get("pass"), r.get("B"), r.get("H"), r.get("D"), r.get("dtype"))
+
+
+def run_speed(cfg: SpeedConfig, *, progress: bool = True, on_rows=None, done: list[dict] | None = None) -> list[dict]:
+    """Run the sweep of ``cfg``; ``on_rows(rows)`` after each measurement (to save as it goes).
+
+    ``done``: rows of an earlier run of the same sweep (``bench speed --resume``): they are kept,
+    and what they measured (or found missing, unsupported, out of memory, too slow) is not run again,
+    so a sweep longer than one sitting can be finished in several."""
     impls = validate(cfg)
     dtype = DTYPES[cfg.dtype]
     jobs = []
@@ -227,18 +235,32 @@ def run_speed(cfg: SpeedConfig, *, progress: bool = True, on_rows=None) -> list[
                     if p == "decode" and pattern != "causal_self":
                         continue
                     jobs.append((impl, pattern, T, p))
-    rows: list[dict] = []
+    # shortest lengths first, every implementation side by side: a run cut short (time limit,
+    # Ctrl-C) keeps complete comparisons at the lengths it reached
+    jobs.sort(key=lambda j: j[2])
+    rows: list[dict] = list(done or [])
+    have = {_row_key(r) for r in rows if "ms" in r or "missing" in r or "unsupported" in r or "error" in r}
     skip: dict = {}
+    for r in rows:  # what an earlier sitting learnt: too slow or out of memory from some T on
+        key = ("anchor" if r["impl"] != "longmix" else "longmix", r["label"] if r["impl"] != "longmix" else r["mechanism"],
+               r.get("backend"), r["pattern"], r["pass"])
+        if r.get("ms", 0) > cfg.max_ms:
+            skip[key] = f"T={r['T']} already took {r['ms']:.0f} ms > max_ms={cfg.max_ms:.0f}"
+        elif "out of memory" in r.get("error", ""):
+            skip[key] = f"out of memory at T={r['T']}"
     with Progress(len(jobs), enabled=progress, title="speed") as bar:
         for (kind, name, backend), pattern, T, p in jobs:
             bar.step(f"{name}{'' if backend == '-' else '/' + backend} {pattern} T={T} {p}")
-            rows.append(_measure(cfg, kind, name, backend, pattern, T, p, dtype, skip))
+            row = _measure(cfg, kind, name, backend, pattern, T, p, dtype, skip, have)
+            if row is None:  # measured in an earlier sitting
+                continue
+            rows.append(row)
             if on_rows is not None:
                 on_rows(rows)
     return rows
 
 
-def _measure(cfg, kind, name, backend, pattern, T, p, dtype, skip) -> dict:
+def _measure(cfg, kind, name, backend, pattern, T, p, dtype, skip, have=frozenset()) -> dict | None:
     B = max(1, cfg.tokens // T) if cfg.tokens else cfg.batch
     cross = pattern.endswith("cross")
     Tq = max(1, T // 2) if cross else T
@@ -250,6 +272,8 @@ def _measure(cfg, kind, name, backend, pattern, T, p, dtype, skip) -> dict:
                label=name if anchor else f"{name}" + ("" if backend == "reference" else f"[{backend}]"),
                family=mech.family, pattern=pattern, **{"pass": p}, B=B, T=T, T_q=1 if p == "decode" else Tq,
                H=cfg.heads, D=cfg.head_dim, dtype=cfg.dtype, device=str(cfg.device))
+    if _row_key(row) in have:
+        return None
     if anchor is not None:
         why = anchor.missing(cfg.device)
         if why:

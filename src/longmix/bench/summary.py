@@ -14,6 +14,7 @@ import os
 import statistics
 from collections import defaultdict
 
+from .quality import best_over_lr
 from .report import load_results_dir, plot_quality, plot_speed
 from .speed import PATTERNS, crossovers
 
@@ -38,7 +39,9 @@ def _at_max(rows, mech, pass_, value="ms"):
 
 
 def _quality(qrows, model, task, metric="accuracy", eval_len_max=False):
-    rs = [r for r in qrows if r.get("model") == model and r.get("task") == task and r.get(metric) is not None]
+    """Mean ``metric`` of ``model`` on ``task`` at the main width (rows already best over lr)."""
+    rs = [r for r in qrows if r.get("model") == model and r.get("task") == task and r.get(metric) is not None
+          and r.get("main_width", True)]
     if eval_len_max and rs:
         L = max(r["eval_len"] for r in rs)
         rs = [r for r in rs if r["eval_len"] == L]
@@ -59,6 +62,7 @@ def _cross_str(c):
 def digest(srows: list[dict], qrows: list[dict]) -> list[dict]:
     """One dict per mechanism / model: speed at the longest T, crossovers, quality headline numbers."""
     cross = {(c["mechanism"], c["pass"]): c for c in crossovers(srows)}
+    qrows = best_over_lr(qrows)
     names = list(dict.fromkeys([r["mechanism"] for r in srows if r.get("impl") == "longmix"] +
                                [r["model"] for r in qrows if "model" in r]))
     out = []
@@ -74,7 +78,8 @@ def digest(srows: list[dict], qrows: list[dict]) -> list[dict]:
         for t, m in (("selective_copy", "accuracy"), ("induction", "accuracy"), ("listops", "accuracy"),
                      ("regression", "mse"), ("text", "bits_per_byte")):
             d[t] = _quality(qrows, n, t, m)
-        states = [r["state_floats"] for r in qrows if r.get("model") == n and r.get("task") == "mqar" and "state_floats" in r]
+        states = [r["state_floats"] for r in qrows if r.get("model") == n and r.get("task") == "mqar" and "state_floats" in r
+                  and r.get("main_width", True)]
         d["mqar_state"] = max(states) if states else None
         out.append(d)
     return out

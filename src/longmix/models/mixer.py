@@ -7,7 +7,7 @@ of names, so a newly registered mechanism works here unchanged:
 * dense mechanisms (softmax, sigmoid, …) get rotary position embeddings (RoPE) on q, k;
 * recurrent mechanisms get a causal depthwise short convolution (kernel 4) with SiLU on
   q, k, v (Mamba-2, DeltaNet, Gated DeltaNet, KDA), and a per-head RMS output norm times
-  a SiLU output gate (GLA, Mamba-2, Gated DeltaNet);
+  a SiLU output gate (GLA, Mamba-2, Gated DeltaNet) whose bias starts it open (silu ≈ 1);
 * the delta family L2-normalises q and k after the convolution (DeltaNet);
 * a required data-dependent gate ``g`` is parametrised as in the papers:
   per head (Mamba-2, Gated DeltaNet) ``g = −exp(A_log)·softplus(x W + dt_bias)``;
@@ -46,6 +46,7 @@ import torch.nn.functional as F
 from .. import api
 
 GATE_RANK = 16  # low-rank width of the per-key-dim gate projections (GLA, KDA)
+OPEN_GATE = 1.2785  # output-gate bias at init: silu(1.2785) ≈ 1.0
 
 
 @dataclass
@@ -160,6 +161,9 @@ class Mixer(nn.Module):
         if self.recurrent:
             self.out_norm = nn.RMSNorm(self.D, eps=1e-5)
             self.out_gate = nn.Linear(d_model, inner, bias=False)
+            # silu(1.2785) = 1: the gate starts open. With a zero start, silu(x W) ≈ 0.08 scales the
+            # whole layer's output (and its gradient) down 12× and short training runs stall.
+            self.out_gate_bias = nn.Parameter(torch.full((inner,), OPEN_GATE))
         if "normalize" in mech.inputs and "normalize" not in options:
             options = {"feature_map": "elu1", "normalize": True, **options}
         self.options = options
@@ -210,7 +214,7 @@ class Mixer(nn.Module):
                 new = MixerCache(offset + T, conv_tail, S)
             else:
                 o = api.attention(q, k, v, self.mechanism, initial_state=s0, **run)
-            o = self.out_norm(o) * F.silu(self.out_gate(x)).view(B, T, self.H, self.D)
+            o = self.out_norm(o) * F.silu(self.out_gate(x) + self.out_gate_bias).view(B, T, self.H, self.D)
         else:
             if cache is not None and cache.k is not None:
                 k, v = torch.cat([cache.k, k], 1), torch.cat([cache.v, v], 1)
