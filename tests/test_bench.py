@@ -180,7 +180,7 @@ def test_quality_lr_sweep_widths_budget_and_resume():
     from longmix.bench.quality import best_over_lr, jobs
 
     cfg = QualityConfig(tasks=["mqar"], models=["gla"], steps=2, batch_size=4, eval_examples=8, lrs=(1e-3, 3e-3),
-                        widths=(32, 64))
+                        widths=(32, 64), n_heads=2)
     js = jobs(cfg, ["gla"])
     hardest = max(t.num_kv_pairs for _, t, *_ in js)
     assert {(j[1].num_kv_pairs, j[6]) for j in js if j[6] == 32} == {(hardest, 32)}

@@ -74,7 +74,8 @@ class QualityConfig:
     steps to form its induction circuit); None: recurrent layers only (the Mixer default); 0: none.
     ``lrs``: learning rates to sweep (default ``(lr,)``); reports keep each model's best, as Zoology.
     ``widths``: extra ``d_model`` values for the MQAR recall–memory sweep (Based, Zoology), run at the
-    hardest MQAR setting (most pairs); the other settings run at ``d_model`` only.
+    hardest MQAR setting (most pairs); the other settings run at ``d_model`` only. A width keeps the
+    head dim ``d_model / n_heads`` and changes the number of heads (so the same kernels serve all).
     ``workers``: training processes run at once (on a GPU several small models share it).
     ``budget_s``: start no new training after this many seconds; the jobs left become ``skipped`` rows.
     """
@@ -122,9 +123,13 @@ def validate(cfg: QualityConfig) -> list[str]:
         v = getattr(cfg, name)
         if not isinstance(v, int) or v < 1:
             raise ValueError(f"{name} must be a positive int, got {v!r}")
-    for w in (cfg.d_model, *(cfg.widths or ())):
-        if not isinstance(w, int) or w < 1 or w % cfg.n_heads or (w // cfg.n_heads) % 2:
-            raise ValueError(f"d_model / widths ({w!r}) must be n_heads ({cfg.n_heads}) × an even head dim")
+    if cfg.d_model % cfg.n_heads or (cfg.d_model // cfg.n_heads) % 2:
+        raise ValueError(f"d_model ({cfg.d_model}) must be n_heads ({cfg.n_heads}) × an even head dim")
+    hd = cfg.d_model // cfg.n_heads
+    for w in cfg.widths or ():
+        if not isinstance(w, int) or w < hd or w % hd:
+            raise ValueError(f"widths must be multiples of the head dim d_model/n_heads = {hd} (the sweep keeps the "
+                             f"head dim and changes the number of heads), got {w!r}")
     for lr in cfg.lrs or (cfg.lr,):
         if not isinstance(lr, (int, float)) or not 0 < lr < 1:
             raise ValueError(f"learning rates must be in (0, 1), got {lr!r}")
@@ -149,7 +154,7 @@ def train_eval(task, evals: list[dict], model: str, seed: int, cfg: QualityConfi
     torch.manual_seed(seed)
     in_dim = getattr(task, "in_dim", None)
     lm_cfg = LMConfig(vocab_size=getattr(task, "vocab_size", 1), d_model=d_model, n_layers=cfg.n_layers,
-                      n_heads=cfg.n_heads, mechanism=name, pattern=pattern, in_dim=in_dim,
+                      n_heads=d_model // (cfg.d_model // cfg.n_heads), mechanism=name, pattern=pattern, in_dim=in_dim,
                       out_dim=getattr(task, "out_dim", None), conv_size=cfg.conv_size)
     lm = LM(lm_cfg).to(cfg.device)
     opt = torch.optim.AdamW(lm.parameters(), lr=lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.98))
@@ -358,3 +363,8 @@ def quick_models() -> list[str]:
 
 
 __all__ = ["QualityConfig", "run_quality", "train_eval", "sweeps", "parse_model", "quick_models"]
+
+
+def full_models() -> list[str]:
+    """Every registered mechanism plus the 3:1 Gated DeltaNet/softmax hybrid (the GPU default; 4 layers)."""
+    return api.mechanisms() + ["gated_deltanet@LLLS"]

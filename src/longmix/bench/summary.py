@@ -194,8 +194,10 @@ def write_report(folder: str, srows: list[dict], qrows: list[dict], *, meta: dic
                    f"{best['tflops']:.3g} TFLOP/s (4·B·T²·H·D, halved when causal, ×3.5 for forward+backward).", ""]
     if qrows:
         md += ["## Long-range quality", "",
-               f"Each task × model trained from scratch with the same optimiser for {qrows[0].get('steps', '?')} steps "
-               "(AdamW, warm-up + cosine), evaluated on a held-out split; mean over seeds.", ""]
+               f"Each task × model trained from scratch with the same optimiser for "
+               f"{', '.join(str(x) for x in sorted({r['steps'] for r in qrows if 'steps' in r})) or '?'} steps "
+               f"(AdamW, warm-up + cosine; learning rates {', '.join(f'{x:g}' for x in sorted({r['lr'] for r in qrows if 'lr' in r}))}, "
+               "the best kept per model), evaluated on a held-out split; mean over seeds.", ""]
         for p in plot_quality(qrows, folder):
             md += [f"![{os.path.basename(p)}]({os.path.basename(p)})", ""]
         skipped = {r["task"]: r["skipped"] for r in qrows if "skipped" in r}
