@@ -13,7 +13,8 @@
 * numbers: median ms (``measure.timeit``: ``triton.testing.do_bench`` on CUDA, a repeated
   timer on the CPU), tokens/s (query tokens), TFLOP/s for the dense family
   (4·B·H·D·pairs, pairs = T_q·T_k halved when causal; ×3.5 for forward+backward), peak
-  memory beyond the inputs (MiB).
+  memory beyond the inputs (MiB), and ``first_call_s``: the untimed first call, which compiles
+  (Triton, torch.compile) and autotunes.
 
 A length is skipped for an implementation once a shorter one ran out of memory or took
 more than ``max_ms``; such rows say why.
@@ -28,6 +29,7 @@ Example::
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass, field
 
 import torch
@@ -294,6 +296,11 @@ def _measure(cfg, kind, name, backend, pattern, T, p, dtype, skip, have=frozense
                               **_mech_opts(x, one=True))[1]
             x["state"] = torch.randn_like(S) * 0.1
         call = _time_pass(fwd, decode, x, p, causal, cfg.device, cfg.reps)
+        t0 = time.perf_counter()
+        call()  # the first call compiles (Triton, torch.compile) and autotunes: reported, not timed
+        if torch.device(cfg.device).type == "cuda":
+            torch.cuda.synchronize()
+        row["first_call_s"] = round(time.perf_counter() - t0, 3)
         sec = timeit(call, device=cfg.device, reps=cfg.reps)
         row["ms"] = sec * 1e3
         row["tokens_per_s"] = B * row["T_q"] / sec

@@ -187,6 +187,16 @@ def write_report(folder: str, srows: list[dict], qrows: list[dict], *, meta: dic
             if r.get("impl") != "longmix":
                 status.setdefault(r["label"], r.get("missing") or "measured")
         md += ["### Anchors", "", _md_table(["anchor", "status"], sorted(status.items())), ""]
+        first: dict = {}
+        for r in srows:
+            if r.get("first_call_s") is not None:
+                first[r["label"]] = first.get(r["label"], 0.0) + r["first_call_s"]
+        if first:
+            md += ["### Start-up cost", "",
+                   "Seconds spent in first calls (compilation, autotuning) summed over the sweep's shapes — what a "
+                   "user pays once per shape and process, not included in the times above.", "",
+                   _md_table(["implementation", "first calls (s)"],
+                             [[k, f"{v:.1f}"] for k, v in sorted(first.items(), key=lambda kv: -kv[1])]), ""]
         tf = [r for r in srows if r.get("tflops") and r["pattern"] == "causal_self"]
         if tf:
             best = max(tf, key=lambda r: r["tflops"])
