@@ -210,3 +210,11 @@ def test_speed_resume_measures_only_what_is_missing():
     slow = [dict(first[0], ms=1e9)]
     rows = run_speed(cfg2, progress=False, done=slow)
     assert "skipped" in rows[-1] and "max_ms" in rows[-1]["skipped"]
+
+
+def test_quality_backend_is_checked_against_every_layer():
+    with pytest.raises(ValueError, match="does not run softmax"):
+        run_quality(QualityConfig(tasks=["induction"], models=["gla@LS"], backend="triton"), progress=False)
+    rows = run_quality(QualityConfig(tasks=["induction"], models=["gla@LS"], backend="reference", steps=1, batch_size=2,
+                                     eval_examples=4), progress=False)
+    assert "accuracy" in rows[0]

@@ -109,7 +109,8 @@ def _quality(args, device, progress=True):
                  batch_size=getattr(args, "batch_size", None), d_model=getattr(args, "d_model", None),
                  n_layers=getattr(args, "layers", None), lr=getattr(args, "lr", None), lrs=getattr(args, "lrs", None),
                  widths=getattr(args, "widths", None), workers=getattr(args, "workers", None),
-                 budget_s=getattr(args, "budget_s", None), conv_size=getattr(args, "conv_size", None))
+                 budget_s=getattr(args, "budget_s", None), conv_size=getattr(args, "conv_size", None),
+                 backend=getattr(args, "backend", None))
     kw = {**defaults, **{k: v for k, v in given.items() if v is not None}}
     if getattr(args, "full", False):
         kw["quick"] = False
@@ -223,6 +224,7 @@ def add_bench_parser(sub) -> None:
     q.add_argument("--workers", type=int, help="trainings run at once, in separate processes (GPU default 8)")
     q.add_argument("--budget-s", type=float, help="start no new training after this many seconds")
     q.add_argument("--conv-size", type=int, help="short-conv width in every mixer (default 4; 0: none)")
+    q.add_argument("--backend", help="attention backend of every layer: auto (default), reference, triton, sdpa")
     q.add_argument("--d-model", type=int)
     q.add_argument("--layers", type=int)
     q.add_argument("--full", action="store_true", help="the GPU task sizes (MQAR T 64–256 with 4–32 pairs, …)")

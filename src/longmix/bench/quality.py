@@ -76,6 +76,7 @@ class QualityConfig:
     ``widths``: extra ``d_model`` values for the MQAR recall–memory sweep (Based, Zoology), run at the
     hardest MQAR setting (most pairs); the other settings run at ``d_model`` only. A width keeps the
     head dim ``d_model / n_heads`` and changes the number of heads (so the same kernels serve all).
+    ``backend``: the attention backend of every layer (``"reference"`` on a GPU: no kernel compilation).
     ``workers``: training processes run at once (on a GPU several small models share it).
     ``budget_s``: start no new training after this many seconds; the jobs left become ``skipped`` rows.
     """
@@ -93,6 +94,7 @@ class QualityConfig:
     n_heads: int = 2
     eval_examples: int = 256
     conv_size: int | None = 4
+    backend: str = "auto"
     lrs: tuple | None = None
     widths: tuple | None = None
     workers: int = 1
@@ -118,7 +120,11 @@ def validate(cfg: QualityConfig) -> list[str]:
         raise ValueError(f"unknown task(s) {', '.join(unknown)}; tasks are: {', '.join(TASKS)}")
     models = list(cfg.models) if cfg.models else api.mechanisms()
     for m in models:
-        parse_model(m)
+        name, pattern = parse_model(m)
+        for mech in {name, *(["softmax"] if "S" in pattern else [])}:
+            if cfg.backend != "auto" and cfg.backend not in api.describe(mech).backends:
+                raise ValueError(f"backend {cfg.backend!r} does not run {mech} (model {m}); its backends: "
+                                 f"{', '.join(api.describe(mech).backends)}")
     for name in ("steps", "batch_size", "d_model", "n_layers", "n_heads", "eval_examples", "workers"):
         v = getattr(cfg, name)
         if not isinstance(v, int) or v < 1:
@@ -155,7 +161,8 @@ def train_eval(task, evals: list[dict], model: str, seed: int, cfg: QualityConfi
     in_dim = getattr(task, "in_dim", None)
     lm_cfg = LMConfig(vocab_size=getattr(task, "vocab_size", 1), d_model=d_model, n_layers=cfg.n_layers,
                       n_heads=d_model // (cfg.d_model // cfg.n_heads), mechanism=name, pattern=pattern, in_dim=in_dim,
-                      out_dim=getattr(task, "out_dim", None), conv_size=cfg.conv_size)
+                      out_dim=getattr(task, "out_dim", None), conv_size=cfg.conv_size,
+                      backend=cfg.backend)
     lm = LM(lm_cfg).to(cfg.device)
     opt = torch.optim.AdamW(lm.parameters(), lr=lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.98))
     data = task.generate(cfg.steps * cfg.batch_size, seed=seed, split="train")

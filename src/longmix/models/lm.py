@@ -48,6 +48,7 @@ class LMConfig:
         options: extra mechanism options for the ``L`` layers (e.g. ``{"window": 64}``).
         conv_size: short-convolution width of every mixer (None: the :class:`Mixer` default, a
             width-4 conv for recurrent layers and none for dense ones; 0: none anywhere).
+        backend: the ``longmix.attention`` backend of every mixer (``"auto"``, ``"reference"``, …).
     """
 
     vocab_size: int = 256
@@ -63,6 +64,7 @@ class LMConfig:
     out_dim: int | None = None
     options: dict = field(default_factory=dict)
     conv_size: int | None = None
+    backend: str = "auto"
 
     def layer_mechanisms(self) -> list[str]:
         """The mechanism of each layer, from ``pattern``."""
@@ -82,7 +84,8 @@ class Block(nn.Module):
         super().__init__()
         opts = cfg.options if mechanism == cfg.mechanism else {}
         self.norm1, self.norm2 = nn.RMSNorm(cfg.d_model, eps=1e-5), nn.RMSNorm(cfg.d_model, eps=1e-5)
-        self.mixer = Mixer(cfg.d_model, cfg.n_heads, mechanism, causal=cfg.causal, conv_size=cfg.conv_size, **opts)
+        self.mixer = Mixer(cfg.d_model, cfg.n_heads, mechanism, causal=cfg.causal, conv_size=cfg.conv_size,
+                           backend=cfg.backend, **opts)
         hidden = cfg.mlp_ratio * cfg.d_model
         self.mlp = nn.Sequential(nn.Linear(cfg.d_model, hidden), nn.GELU(), nn.Linear(hidden, cfg.d_model))
 
