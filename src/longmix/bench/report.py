@@ -94,13 +94,14 @@ MARKERS = "os^Dv<>ph*"
 
 
 def _style(label: str, i: int):
-    """Anchors black and dashed; mechanisms in tab10 colours, a new marker every ten."""
+    """Anchors black and dashed; mechanisms in tab10 then the light shades of tab20, a new marker every ten."""
     import matplotlib
 
     if label.startswith(("sdpa", "flex", "flash", "fla")):
         return dict(color="black" if not label.startswith("fla") else "dimgray",
                     linestyle=ANCHOR_STYLES.get(label, (0, (2, 2))), linewidth=1.6, marker=None)
-    return dict(color=matplotlib.colormaps["tab10"](i % 10), linestyle="-", marker=MARKERS[(i // 10) % len(MARKERS)],
+    color = matplotlib.colormaps["tab10"](i % 10) if i % 20 < 10 else matplotlib.colormaps["tab20"](2 * (i % 10) + 1)
+    return dict(color=color, linestyle="-", marker=MARKERS[(i // 10) % len(MARKERS)],
                 markersize=4, linewidth=1.4)
 
 
