@@ -218,3 +218,14 @@ def test_quality_backend_is_checked_against_every_layer():
     rows = run_quality(QualityConfig(tasks=["induction"], models=["gla@LS"], backend="reference", steps=1, batch_size=2,
                                      eval_examples=4), progress=False)
     assert "accuracy" in rows[0]
+
+
+def test_speed_resume_measures_an_anchor_that_was_missing_before():
+    cfg = SpeedConfig(mechanisms=["softmax"], anchors=["sdpa_math"], patterns=["causal_self"], passes=["fwd"],
+                      **{**TINY, "lengths": [16]})
+    rows = run_speed(cfg, progress=False)
+    was_missing = [{k: v for k, v in r.items() if k != "ms"} | {"missing": "not installed"}
+                   if r["label"] == "sdpa_math" else r for r in rows]
+    again = run_speed(cfg, progress=False, done=was_missing)
+    math_rows = [r for r in again if r["label"] == "sdpa_math"]
+    assert len(math_rows) == 1 and "ms" in math_rows[0]
