@@ -31,24 +31,22 @@ def _sync(device):
 
 
 def timeit(fn, *, device="cpu", warmup: int = 1, reps: int = 5, min_time: float = 0.0) -> float:
-    """Median seconds per call of ``fn`` (after ``warmup`` calls)."""
+    """Median seconds per call of ``fn`` (after ``warmup`` calls, which compile and autotune)."""
     if torch.device(device).type == "cuda":
-        fn()  # compile / autotune outside the timing
+        for _ in range(warmup):
+            fn()
         start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn()
-        end.record()
-        torch.cuda.synchronize()
-        first = start.elapsed_time(end) / 1e3
+
+        def timed():
+            start.record()
+            fn()
+            end.record()
+            torch.cuda.synchronize()
+            return start.elapsed_time(end) / 1e3
+
+        first = timed()
         if first > 0.05:  # a long call: its own time is well resolved; three calls give the median
-            times = [first]
-            for _ in range(2):
-                start.record()
-                fn()
-                end.record()
-                torch.cuda.synchronize()
-                times.append(start.elapsed_time(end) / 1e3)
-            return statistics.median(times)
+            return statistics.median([first, timed(), timed()])
         try:
             from triton.testing import do_bench
 

@@ -167,11 +167,11 @@ def train_eval(task, evals: list[dict], model: str, seed: int, cfg: QualityConfi
     opt = torch.optim.AdamW(lm.parameters(), lr=lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.98))
     data = task.generate(cfg.steps * cfg.batch_size, seed=seed, split="train")
     t0 = time.perf_counter()
-    t_warm = None
     lm.train()
     losses = []
+    n_warm = min(3, cfg.steps - 1)  # the first steps compile kernels; the rest are timed on their own
     for step in range(cfg.steps):
-        if step == min(3, cfg.steps - 1):  # the first steps compile kernels; time the rest on their own
+        if step == n_warm:
             if cfg.device.startswith("cuda"):
                 torch.cuda.synchronize()
             t_warm = time.perf_counter()
@@ -187,7 +187,7 @@ def train_eval(task, evals: list[dict], model: str, seed: int, cfg: QualityConfi
     if cfg.device.startswith("cuda"):
         torch.cuda.synchronize()
     train_s = time.perf_counter() - t0
-    step_ms = (time.perf_counter() - t_warm) * 1e3 / max(1, cfg.steps - min(3, cfg.steps - 1))
+    step_ms = (time.perf_counter() - t_warm) * 1e3 / max(1, cfg.steps - n_warm)
     lm.eval()
     rows = []
     for over in evals:
@@ -271,12 +271,12 @@ def run_quality(cfg: QualityConfig, *, progress: bool = True, on_rows=None, done
     earlier = [r for r in done or [] if "skipped" not in r or "time budget" not in r["skipped"]]
     finished = {r.get("job") for r in earlier}
     todo = [j for j in jobs(cfg, models) if job_key(j) not in finished]
-    done: dict[int, list[dict]] = {-1: earlier}
+    results: dict[int, list[dict]] = {-1: earlier}  # job index → its rows (−1: the earlier run's)
     t0 = time.perf_counter()
 
     def emit():
         if on_rows is not None:
-            on_rows([r for i in sorted(done) for r in done[i]])
+            on_rows([r for i in sorted(results) for r in results[i]])
 
     def over_budget():
         return cfg.budget_s is not None and time.perf_counter() - t0 > cfg.budget_s
@@ -290,7 +290,7 @@ def run_quality(cfg: QualityConfig, *, progress: bool = True, on_rows=None, done
         if cfg.workers == 1:
             for i, job in enumerate(todo):
                 bar.step(_describe(job))
-                done[i] = skipped(job) if over_budget() else _train_job(job, cfg)
+                results[i] = skipped(job) if over_budget() else _train_job(job, cfg)
                 emit()
         else:
             import concurrent.futures as cf
@@ -310,7 +310,7 @@ def run_quality(cfg: QualityConfig, *, progress: bool = True, on_rows=None, done
                 while nxt < len(todo) or pending:
                     while nxt < len(todo) and len(pending) < cfg.workers:
                         if over_budget():
-                            done[nxt] = skipped(todo[nxt])
+                            results[nxt] = skipped(todo[nxt])
                         else:
                             pending[pool.submit(_worker_job, todo[nxt], cfg)] = nxt
                         nxt += 1
@@ -320,13 +320,13 @@ def run_quality(cfg: QualityConfig, *, progress: bool = True, on_rows=None, done
                     for f in finished:
                         i = pending.pop(f)
                         try:
-                            done[i] = f.result()
+                            results[i] = f.result()
                         except Exception as e:  # a worker died (killed, out of host memory): keep going
-                            done[i] = [dict(job=job_key(todo[i]), task=todo[i][0], model=todo[i][3], seed=todo[i][4], lr=todo[i][5],
+                            results[i] = [dict(job=job_key(todo[i]), task=todo[i][0], model=todo[i][3], seed=todo[i][4], lr=todo[i][5],
                                             error=f"worker failed: {type(e).__name__}: {e}"[:200])]
                         bar.step(_describe(todo[i]))
                         emit()
-    return [r for i in sorted(done) for r in done[i]]
+    return [r for i in sorted(results) for r in results[i]]
 
 
 def _describe(job) -> str:
@@ -334,28 +334,29 @@ def _describe(job) -> str:
     return f"{tname} {_short(task)} {model} d={width} lr={lr:g} s{seed}"
 
 
+SCORES = (("accuracy", 1), ("mse", -1), ("bits_per_byte", -1))  # a task's metric and its sign (higher is better)
+
+
+def _score(r: dict) -> float | None:
+    """The row's metric, signed so that higher is better; None for a row that measured nothing."""
+    return next((sign * r[m] for m, sign in SCORES if r.get(m) is not None), None)
+
+
 def best_over_lr(rows: list[dict]) -> list[dict]:
     """Keep, for each task setting × eval × model × seed × width, the row of the learning rate that
     scored best on the first eval of that training (Zoology reports the best of its lr sweep)."""
-    def score(r):
-        for m, sign in (("accuracy", 1), ("mse", -1), ("bits_per_byte", -1)):
-            if r.get(m) is not None:
-                return sign * r[m]
-        return -math.inf
-
     trainings: dict = {}
     for r in rows:
-        if "lr" not in r or not any(r.get(m) is not None for m in ("accuracy", "mse", "bits_per_byte")):
+        if "lr" not in r or _score(r) is None:
             continue
         key = (r["task"], repr(sorted((k, v) for k, v in r["setting"].items() if k != "seq_len" or r["task"] != "passkey")),
                r["model"], r["seed"], r.get("d_model"))
         trainings.setdefault(key, {}).setdefault(r["lr"], []).append(r)
     keep = set()
     for by_lr in trainings.values():
-        lr = max(by_lr, key=lambda x: score(by_lr[x][0]))
+        lr = max(by_lr, key=lambda x: _score(by_lr[x][0]))
         keep.update(id(r) for r in by_lr[lr])
-    return [r for r in rows if id(r) in keep or "lr" not in r or not any(
-        r.get(m) is not None for m in ("accuracy", "mse", "bits_per_byte"))]
+    return [r for r in rows if id(r) in keep or "lr" not in r or _score(r) is None]
 
 
 def _short(task) -> str:
@@ -369,9 +370,11 @@ def quick_models() -> list[str]:
     return api.mechanisms() + ["gated_deltanet@LS"]
 
 
-__all__ = ["QualityConfig", "run_quality", "train_eval", "sweeps", "parse_model", "quick_models"]
-
-
 def full_models() -> list[str]:
     """Every registered mechanism plus the 3:1 Gated DeltaNet/softmax hybrid (the GPU default; 4 layers)."""
     return api.mechanisms() + ["gated_deltanet@LLLS"]
+
+
+__all__ = ["QualityConfig", "run_quality", "train_eval", "sweeps", "parse_model", "quick_models", "full_models",
+           "best_over_lr"]
+

@@ -246,12 +246,7 @@ def run_speed(cfg: SpeedConfig, *, progress: bool = True, on_rows=None, done: li
     have = {_row_key(r) for r in rows if "ms" in r or "missing" in r or "unsupported" in r or "error" in r}
     skip: dict = {}
     for r in rows:  # what an earlier sitting learnt: too slow or out of memory from some T on
-        key = ("anchor" if r["impl"] != "longmix" else "longmix", r["label"] if r["impl"] != "longmix" else r["mechanism"],
-               r.get("backend"), r["pattern"], r["pass"])
-        if r.get("ms", 0) > cfg.max_ms:
-            skip[key] = f"T={r['T']} already took {r['ms']:.0f} ms > max_ms={cfg.max_ms:.0f}"
-        elif "out of memory" in r.get("error", ""):
-            skip[key] = f"out of memory at T={r['T']}"
+        _learn_skip(skip, r, cfg.max_ms)
     with Progress(len(jobs), enabled=progress, title="speed") as bar:
         for (kind, name, backend), pattern, T, p in jobs:
             bar.step(f"{name}{'' if backend == '-' else '/' + backend} {pattern} T={T} {p}")
@@ -262,6 +257,21 @@ def run_speed(cfg: SpeedConfig, *, progress: bool = True, on_rows=None, done: li
             if on_rows is not None:
                 on_rows(rows)
     return rows
+
+
+def _skip_key(row) -> tuple:
+    """The implementation × pattern × pass a row belongs to (what ``skip`` is keyed by)."""
+    anchor = row["impl"] != "longmix"
+    return ("anchor" if anchor else "longmix", row["label"] if anchor else row["mechanism"], row["backend"],
+            row["pattern"], row["pass"])
+
+
+def _learn_skip(skip: dict, row: dict, max_ms: float) -> None:
+    """Once an implementation took longer than ``max_ms`` or ran out of memory, skip its longer lengths."""
+    if row.get("ms", 0) > max_ms:
+        skip[_skip_key(row)] = f"T={row['T']} already took {row['ms']:.0f} ms > max_ms={max_ms:.0f}"
+    elif row.get("error", "").startswith("out of memory"):
+        skip[_skip_key(row)] = f"out of memory at T={row['T']}"
 
 
 def _measure(cfg, kind, name, backend, pattern, T, p, dtype, skip, have=frozenset()) -> dict | None:
@@ -284,9 +294,8 @@ def _measure(cfg, kind, name, backend, pattern, T, p, dtype, skip, have=frozense
             return {**row, "missing": why}
     if cross and not (anchor.cross if anchor else mech.cross):
         return {**row, "unsupported": f"{mech_name} is a recurrence over one sequence: no cross (T_q ≠ T_k) form"}
-    key = (kind, name, backend, pattern, p)
-    if key in skip:
-        return {**row, "skipped": skip[key]}
+    if _skip_key(row) in skip:
+        return {**row, "skipped": skip[_skip_key(row)]}
     try:
         x = make_inputs(mech_name, B=B, Tq=Tq, Tk=T, H=cfg.heads, D=cfg.head_dim, device=cfg.device, dtype=dtype)
         if anchor is not None:
@@ -303,23 +312,20 @@ def _measure(cfg, kind, name, backend, pattern, T, p, dtype, skip, have=frozense
         if torch.device(cfg.device).type == "cuda":
             torch.cuda.synchronize()
         row["first_call_s"] = round(time.perf_counter() - t0, 3)
-        sec = timeit(call, device=cfg.device, reps=cfg.reps)
+        sec = timeit(call, device=cfg.device, warmup=0, reps=cfg.reps)  # the first call was the warm-up
         row["ms"] = sec * 1e3
         row["tokens_per_s"] = B * row["T_q"] / sec
         f = flops(mech.family, pattern, p, B, row["T_q"], T, cfg.heads, cfg.head_dim)
         row["tflops"] = None if f is None else f / sec / 1e12
         if cfg.memory:
             row["peak_mib"] = peak_memory(call, device=cfg.device) / 2**20
-        if row["ms"] > cfg.max_ms:
-            skip[key] = f"T={T} already took {row['ms']:.0f} ms > max_ms={cfg.max_ms:.0f}"
     except (RuntimeError, ValueError, TypeError, MemoryError, ImportError, AttributeError) as e:
         msg = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
         oom = isinstance(e, MemoryError) or "out of memory" in msg.lower()
-        if oom:
-            skip[key] = f"out of memory at T={T}"
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
+        if oom and torch.cuda.is_available():
+            torch.cuda.empty_cache()
         row["error"] = ("out of memory: " if oom else "") + f"{type(e).__name__}: {msg}"
+    _learn_skip(skip, row, cfg.max_ms)
     return row
 
 
