@@ -29,7 +29,8 @@ DEFAULT_RESULTS = os.path.join("benchmarks", "results")
 CPU_QUALITY = dict(tasks=["mqar", "passkey", "induction"], models=["softmax", "retention", "mamba2", "gated_deltanet",
                                                                    "gated_deltanet@LS"], steps=120, batch_size=16, lr=1e-2)
 # GPU: every mechanism and the 3:1 hybrid, 4 layers (the hybrid needs them), d_model 128 (2 heads of 64);
-# 1200 steps solved MQAR at 4 pairs for every mechanism in a trial on an H100 (1000 steps: 0.86–1.00)
+# in an H100 trial, 1000 steps gave 0.86–1.00 on MQAR at 4 pairs for every model that finished
+# (benchmarks/results/2026-11-25-h100-quality-trial); 1200 leaves a margin
 GPU_QUALITY = dict(tasks=None, models=None, steps=1200, batch_size=64, d_model=128, n_layers=4, lr=3e-3,
                    widths=(64, 256), workers=8, quick=False)
 
