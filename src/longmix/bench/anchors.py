@@ -145,7 +145,27 @@ FLA_OPS = {
     "gated_deltanet": ("fla.ops.gated_delta_rule", "chunk_gated_delta_rule", "fused_recurrent_gated_delta_rule",
                        ("g", "beta")),
     "kda": ("fla.ops.kda", "chunk_kda", "fused_recurrent_kda", ("g", "beta")),
+    "linear": ("fla.ops.linear_attn", "chunk_linear_attn", "fused_recurrent_linear_attn", ()),
+    "lightning": ("fla.ops.lightning_attn", "chunk_lightning_attn", "fused_recurrent_lightning_attn", ()),
 }
+
+
+def _fla_inputs(mechanism, q, k, v, state=None):
+    """fla's arguments for longmix's benchmark inputs, as fla's layers call its ops (the same work):
+    linear attention maps q and k in PyTorch (elu + 1, the benchmark's feature map) and normalises in
+    the op; lightning's per-head decay comes from (layer_idx, num_layers)."""
+    kw = {}
+    if mechanism == "linear":
+        q, k = F.elu(q) + 1, F.elu(k) + 1
+        kw["normalize"] = True
+        if state is not None:  # longmix keeps [S | z] as one [B, H, K, V + 1] state; fla a (S, z) pair
+            kw["initial_state"] = (state[..., :-1].contiguous(), state[..., -1].unsqueeze(1).contiguous())
+            state = None
+    elif mechanism == "lightning":
+        kw.update(layer_idx=0, num_layers=1)
+    if state is not None:
+        kw["initial_state"] = state
+    return dict(q=q, k=k, v=v, **kw)
 
 
 def _fla(mechanism):
@@ -155,12 +175,12 @@ def _fla(mechanism):
         if not causal:
             raise ValueError("fla's chunk kernels are causal only")
         fn = getattr(importlib.import_module(module), chunk)
-        return fn(q=x["q"], k=x["k"], v=x["v"], **{n: x[n] for n in opts})[0]
+        return fn(**_fla_inputs(mechanism, x["q"], x["k"], x["v"]), **{n: x[n] for n in opts})[0]
 
     def decode(x):
         fn = getattr(importlib.import_module(module), recurrent)
         kw = {n: x[n + "1"] for n in opts}
-        return fn(q=x["q1"], k=x["k1"], v=x["v1"], initial_state=x["state"], output_final_state=True, **kw)[0]
+        return fn(**_fla_inputs(mechanism, x["q1"], x["k1"], x["v1"], x["state"]), output_final_state=True, **kw)[0]
 
     return run, decode
 

@@ -52,9 +52,31 @@ def _meta(device, **extra):
 
     name = torch.cuda.get_device_name(0) if device.startswith("cuda") else f"CPU ({platform.processor() or platform.machine()}, " \
         f"{torch.get_num_threads()} threads)"
-    return dict(command="longmix " + " ".join(sys.argv[1:]) if sys.argv[0].endswith("longmix") else " ".join(sys.argv),
+    meta = dict(command="longmix " + " ".join(sys.argv[1:]) if sys.argv[0].endswith("longmix") else " ".join(sys.argv),
                 date=datetime.datetime.now().isoformat(timespec="seconds"), torch=torch.__version__, device=device,
                 device_name=name, **extra)
+    try:
+        import triton
+
+        meta["triton"] = triton.__version__
+    except ImportError:
+        pass
+    commit = os.environ.get("LONGMIX_COMMIT") or _git_commit()
+    if commit:
+        meta["commit"] = commit
+    return meta
+
+
+def _git_commit():
+    """The checkout's commit (None outside a git checkout; a GPU machine gets LONGMIX_COMMIT instead)."""
+    import subprocess
+
+    try:
+        here = os.path.dirname(os.path.abspath(__file__))
+        return subprocess.run(["git", "-C", here, "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                              timeout=5).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
 
 
 def _load(out, name, key="rows"):
@@ -71,8 +93,11 @@ def _load(out, name, key="rows"):
 
 def _saver(out, name, meta):
     os.makedirs(out, exist_ok=True)
+    sitting = len(meta.get("sittings", ()))
 
     def save(rows):
+        if sitting:  # a resumed run: each row says which sitting (meta["sittings"][i - 1]) measured it
+            rows = [r if "sitting" in r else {**r, "sitting": sitting} for r in rows]
         tmp = os.path.join(out, name + ".tmp")
         with open(tmp, "w") as fh:
             json.dump({"meta": meta, "rows": rows}, fh)
@@ -142,6 +167,8 @@ def _resume(args, name, meta):
     if not old:
         return meta, None
     sittings = old.get("sittings") or [dict(command=old.get("command"), date=old.get("date"))]
+    if len(sittings) == 1:  # the first sitting's rows, from before rows were tagged
+        rows = [r if "sitting" in r else {**r, "sitting": 1} for r in rows]
     return {**old, "sittings": sittings + [dict(command=meta["command"], date=meta["date"])]}, rows
 
 
@@ -198,7 +225,7 @@ def add_bench_parser(sub) -> None:
     bs = b.add_subparsers(dest="what")
     s = bs.add_parser("speed", help="time, tokens/s, TFLOP/s and peak memory against T")
     _common(s)
-    s.add_argument("--lengths", type=_csv(int), help="sequence lengths (CPU default 128,…,2048; GPU 1K…128K)")
+    s.add_argument("--lengths", type=_csv(int), help="sequence lengths (CPU default 128,…,2048; GPU 1K…512K)")
     s.add_argument("--passes", type=_csv(str), help="fwd,fwdbwd,decode (default all)")
     s.add_argument("--patterns", type=_csv(str), help="causal_self,noncausal_self,causal_cross,noncausal_cross")
     s.add_argument("--pattern-lengths", type=_csv(int), help="lengths at which the patterns other than causal_self run")

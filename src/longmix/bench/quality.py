@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import torch
 
@@ -296,15 +296,9 @@ def run_quality(cfg: QualityConfig, *, progress: bool = True, on_rows=None, done
             import concurrent.futures as cf
             import multiprocessing as mp
 
-            if cfg.device.startswith("cuda"):
-                # compile each model's kernels here, one after another, into Triton's on-disk cache:
-                # workers compiling the same kernels at once contend for the CPU and are much slower
-                first = {}
-                for job in todo:
-                    first.setdefault((job[3], job[6]), job)
-                tiny = replace(cfg, steps=2, eval_examples=8, budget_s=None)
-                for job in first.values():
-                    _train_job(job, tiny)
+            # no serial pre-compilation: on an H100 it took ~11 s per (model, width) and used whole
+            # sittings; workers compile what they need into Triton's shared on-disk cache (which
+            # benchmarks/gpu_bench.sh carries from one sitting to the next)
             with cf.ProcessPoolExecutor(cfg.workers, mp_context=mp.get_context("spawn")) as pool:
                 pending, nxt = {}, 0
                 while nxt < len(todo) or pending:

@@ -1,0 +1,38 @@
+#!/bin/bash
+# One sitting of the GPU benchmark on a two-GPU machine: the speed sweep alone on GPU 0 (nothing
+# else runs there, so its timings are clean) and the quality suite on GPU 1, at once, each within
+# SECONDS; then the compile caches are packed into $OUT for the next sitting (see gpu_bench.sh).
+#
+#   bash benchmarks/gpu_sitting.sh SECONDS SPEED_FOLDER QUALITY_FOLDER
+#
+# SPEED_OPTS and QUALITY_OPTS (environment) add `longmix bench` options. The quality workers share
+# GPU 1 through CUDA MPS where the machine has it (small models' kernels then overlap instead of
+# time-slicing); if MPS cannot start or a client cannot reach it, they share it without.
+set -u
+secs=$1 speed_dir=$2 quality_dir=$3
+out=${OUT:-/tmp/longmix-out}
+mkdir -p "$out"
+nvidia-smi --query-gpu=index,name,memory.total --format=csv,noheader
+CUDA_VISIBLE_DEVICES=0 bash benchmarks/gpu_bench.sh speed "$speed_dir" "$secs" ${SPEED_OPTS:-} >"$out/speed.log" 2>&1 &
+(
+    export CUDA_VISIBLE_DEVICES=1
+    if command -v nvidia-cuda-mps-control >/dev/null; then
+        export CUDA_MPS_PIPE_DIRECTORY=/tmp/longmix-mps CUDA_MPS_LOG_DIRECTORY=/tmp/longmix-mps-log
+        mkdir -p $CUDA_MPS_PIPE_DIRECTORY $CUDA_MPS_LOG_DIRECTORY
+        if nvidia-cuda-mps-control -d && timeout 60 python3 -c "import torch; torch.ones(1, device='cuda').sum().item()"; then
+            echo "quality workers share GPU 1 through CUDA MPS"
+        else
+            echo quit | nvidia-cuda-mps-control 2>/dev/null
+            unset CUDA_MPS_PIPE_DIRECTORY CUDA_MPS_LOG_DIRECTORY
+            echo "CUDA MPS did not start: quality workers share GPU 1 without it"
+        fi
+    else
+        echo "no CUDA MPS on this machine: quality workers share GPU 1 without it"
+    fi
+    bash benchmarks/gpu_bench.sh quality "$quality_dir" "$secs" ${QUALITY_OPTS:-}
+    [ -n "${CUDA_MPS_PIPE_DIRECTORY:-}" ] && echo quit | nvidia-cuda-mps-control
+) >"$out/quality.log" 2>&1 &
+wait
+tail -8 "$out/speed.log"
+tail -24 "$out/quality.log"
+bash benchmarks/gpu_bench.sh pack
