@@ -5,7 +5,8 @@
 #
 #   bash benchmarks/gpu_sitting.sh SECONDS SPEED_FOLDER QUALITY_FOLDER
 #
-# SPEED_OPTS and QUALITY_OPTS (environment) add `longmix bench` options. The quality workers share
+# SPEED_OPTS and QUALITY_OPTS (environment) add `longmix bench` options; SPEED_OPTS2, if set, is a
+# second speed stage run with the time the first leaves (into the same rows). The quality workers share
 # GPU 1 through CUDA MPS where the machine has it (small models' kernels then overlap instead of
 # time-slicing); if MPS cannot start or a client cannot reach it, they share it without.
 set -u
@@ -13,17 +14,30 @@ secs=$1 speed_dir=$2 quality_dir=$3
 out=${OUT:-/tmp/longmix-out}
 mkdir -p "$out"
 nvidia-smi --query-gpu=index,name,memory.total --format=csv,noheader
-CUDA_VISIBLE_DEVICES=0 bash benchmarks/gpu_bench.sh speed "$speed_dir" "$secs" ${SPEED_OPTS:-} >"$out/speed.log" 2>&1 &
+(
+    export CUDA_VISIBLE_DEVICES=0
+    start=$SECONDS
+    bash benchmarks/gpu_bench.sh speed "$speed_dir" "$secs" ${SPEED_OPTS:-}
+    left=$((secs - (SECONDS - start)))
+    if [ -n "${SPEED_OPTS2:-}" ] && [ $left -gt 30 ]; then  # a second stage (e.g. fla at a few lengths), same rows
+        echo "second stage: $SPEED_OPTS2 ($left s)"
+        bash benchmarks/gpu_bench.sh speed "$out/speed" "$left" $SPEED_OPTS2
+    fi
+) >"$out/speed.log" 2>&1 &
 (
     export CUDA_VISIBLE_DEVICES=1
+    ok="import torch; assert torch.cuda.device_count() == 1, torch.cuda.device_count(); torch.ones(1, device='cuda').sum().item()"
     if command -v nvidia-cuda-mps-control >/dev/null; then
         export CUDA_MPS_PIPE_DIRECTORY=/tmp/longmix-mps CUDA_MPS_LOG_DIRECTORY=/tmp/longmix-mps-log
         mkdir -p $CUDA_MPS_PIPE_DIRECTORY $CUDA_MPS_LOG_DIRECTORY
-        if nvidia-cuda-mps-control -d && timeout 60 python3 -c "import torch; torch.ones(1, device='cuda').sum().item()"; then
+        # the daemon sees GPU 1 only; its clients see what it sees (GPU 1 as device 0), so they
+        # must not name GPU 1 themselves
+        if nvidia-cuda-mps-control -d && unset CUDA_VISIBLE_DEVICES && timeout 60 python3 -c "$ok"; then
             echo "quality workers share GPU 1 through CUDA MPS"
         else
             echo quit | nvidia-cuda-mps-control 2>/dev/null
             unset CUDA_MPS_PIPE_DIRECTORY CUDA_MPS_LOG_DIRECTORY
+            export CUDA_VISIBLE_DEVICES=1
             echo "CUDA MPS did not start: quality workers share GPU 1 without it"
         fi
     else

@@ -256,3 +256,20 @@ def test_constant_gate_shape(name):
     case = make_case(name, T=8, dtype=f32)
     with pytest.raises(ValueError, match=r"g must have shape \[H\] = \(4,\)"):
         longmix.attention(case.q, case.k, case.v, name, g=torch.zeros(2, 8, 4))
+
+
+def test_trusted_values_skips_value_checks_only():
+    """Inside trusted_values() a positive gate is not refused (the caller vouches for it); outside it is,
+    and shape errors are raised either way."""
+    import longmix
+
+    q, k, v = torch.randn(3, 1, 8, 2, 16).unbind(0)
+    g = torch.full((1, 8, 2), 0.5)
+    with pytest.raises(ValueError, match="must be ≤ 0"):
+        longmix.attention(q, k, v, "mamba2", g=g)
+    with longmix.trusted_values():
+        assert longmix.attention(q, k, v, "mamba2", g=g).shape == (1, 8, 2, 16)
+        with pytest.raises(ValueError, match="shape"):
+            longmix.attention(q, k, v, "mamba2", g=g[:, :4])
+    with pytest.raises(ValueError, match="must be ≤ 0"):  # the block ended: checked again
+        longmix.attention(q, k, v, "mamba2", g=g)

@@ -9,7 +9,8 @@
 """
 from . import mechanisms as _registered  # noqa: F401  (import the package before the function shadows its name)
 from .api import attention, describe, mechanisms
+from .checks import trusted_values
 from .models.mixer import Mixer
 
-__all__ = ["attention", "describe", "mechanisms", "Mixer"]
+__all__ = ["attention", "describe", "mechanisms", "Mixer", "trusted_values"]
 __version__ = "0.1.0"

@@ -20,6 +20,30 @@ FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 # ValueError if a value was bad. The result is never returned for bad input, and a call costs no
 # pipeline drain.
 _PENDING: contextvars.ContextVar[list | None] = contextvars.ContextVar("longmix_pending_checks", default=None)
+_TRUSTED: contextvars.ContextVar[bool] = contextvars.ContextVar("longmix_trusted_values", default=False)
+
+
+@contextlib.contextmanager
+def trusted_values():
+    """Skip the value checks (gate ≤ 0 and not NaN, beta in [0, 2]) inside the block.
+
+    For callers whose gates and betas are in range by construction (log-sigmoid or −softplus
+    gates, sigmoid betas), such as :class:`longmix.Mixer`: on CUDA every checked call otherwise
+    waits for its min/max reduction, i.e. for all work queued before it, so a training step
+    cannot run ahead of the GPU. Shape, dtype and device checks still run. Example::
+
+        >>> import torch, longmix
+        >>> q, k, v = torch.randn(3, 1, 8, 2, 16).unbind(0)
+        >>> g = torch.nn.functional.logsigmoid(torch.randn(1, 8, 2))  # ≤ 0 by construction
+        >>> with longmix.trusted_values():
+        ...     longmix.attention(q, k, v, "mamba2", g=g).shape
+        torch.Size([1, 8, 2, 16])
+    """
+    token = _TRUSTED.set(True)
+    try:
+        yield
+    finally:
+        _TRUSTED.reset(token)
 
 
 @contextlib.contextmanager
@@ -37,7 +61,10 @@ def deferred_values():
 
 
 def _min_max(x: torch.Tensor, judge) -> None:
-    """Call ``judge(min, max)`` now, or when the enclosing ``deferred_values`` block ends (CUDA)."""
+    """Call ``judge(min, max)`` now, or when the enclosing ``deferred_values`` block ends (CUDA);
+    not at all inside ``trusted_values()``."""
+    if _TRUSTED.get():
+        return
     lo_hi = torch.stack(torch.aminmax(x))  # one pass; NaN propagates into both
     pending = _PENDING.get()
     if pending is None or not x.is_cuda:

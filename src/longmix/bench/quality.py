@@ -166,6 +166,8 @@ def train_eval(task, evals: list[dict], model: str, seed: int, cfg: QualityConfi
     lm = LM(lm_cfg).to(cfg.device)
     opt = torch.optim.AdamW(lm.parameters(), lr=lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.98))
     data = task.generate(cfg.steps * cfg.batch_size, seed=seed, split="train")
+    train_len = data.inputs.shape[1]
+    data = data.to(cfg.device)  # once: no host-to-device copy (and wait) per step
     t0 = time.perf_counter()
     lm.train()
     losses = []
@@ -175,7 +177,7 @@ def train_eval(task, evals: list[dict], model: str, seed: int, cfg: QualityConfi
             if cfg.device.startswith("cuda"):
                 torch.cuda.synchronize()
             t_warm = time.perf_counter()
-        b = data.slice(step * cfg.batch_size, (step + 1) * cfg.batch_size).to(cfg.device)
+        b = data.slice(step * cfg.batch_size, (step + 1) * cfg.batch_size)
         for group in opt.param_groups:
             group["lr"] = _lr(step, cfg.steps, lr)
         loss = loss_fn(lm(b.inputs), b.labels)
@@ -183,9 +185,8 @@ def train_eval(task, evals: list[dict], model: str, seed: int, cfg: QualityConfi
         loss.backward()
         torch.nn.utils.clip_grad_norm_(lm.parameters(), 1.0)
         opt.step()
-        losses.append(loss.item())
-    if cfg.device.startswith("cuda"):
-        torch.cuda.synchronize()
+        losses.append(loss.detach())  # no .item() here: it would make the CPU wait for the GPU every step
+    losses = torch.stack(losses).float().cpu().tolist()
     train_s = time.perf_counter() - t0
     step_ms = (time.perf_counter() - t_warm) * 1e3 / max(1, cfg.steps - n_warm)
     lm.eval()
@@ -200,7 +201,7 @@ def train_eval(task, evals: list[dict], model: str, seed: int, cfg: QualityConfi
         T = ev.inputs.shape[1]
         rows.append(dict(task=task.name, setting={**_setting(task), **over}, model=model, mechanism=name,
                          pattern=pattern, seed=seed, steps=cfg.steps, lr=lr, d_model=d_model, main_width=d_model == cfg.d_model,
-                         eval_len=T, train_len=data.inputs.shape[1],
+                         eval_len=T, train_len=train_len,
                          state_floats=lm.state_floats(T), params=lm.num_params(), train_s=round(train_s, 2),
                          step_ms=round(step_ms, 2),
                          first_loss=round(sum(losses[:5]) / len(losses[:5]), 4),
