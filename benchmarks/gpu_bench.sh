@@ -48,7 +48,7 @@ export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD/src:/tmp/site
     fi
     mkdir -p $cache && touch $cache/.restored
 ) 9>/tmp/longmix-setup.lock
-out=$out_root/$what
+out=$out_root/${LONGMIX_OUT_NAME:-$what}  # LONGMIX_OUT_NAME: another folder, for two sweeps at once
 mkdir -p "$out"
 cp "$dir/$what.json" "$out/" 2>/dev/null && echo "resuming from $dir/$what.json"
 start=$SECONDS

@@ -6,7 +6,8 @@
 #   bash benchmarks/gpu_sitting.sh SECONDS SPEED_FOLDER QUALITY_FOLDER
 #
 # SPEED_OPTS and QUALITY_OPTS (environment) add `longmix bench` options; SPEED_OPTS2, if set, is a
-# second speed stage run with the time the first leaves (into the same rows). The quality workers share
+# second speed stage run with the time the first leaves (into the same rows). With SPEED1_OPTS set,
+# GPU 1 runs a second speed sweep with those options (into $OUT/speed1) instead of the quality suite. The quality workers share
 # GPU 1 through CUDA MPS where the machine has it (small models' kernels then overlap instead of
 # time-slicing); if MPS cannot start or a client cannot reach it, they share it without.
 set -u
@@ -24,7 +25,10 @@ nvidia-smi --query-gpu=index,name,memory.total --format=csv,noheader
         bash benchmarks/gpu_bench.sh speed "$out/speed" "$left" $SPEED_OPTS2
     fi
 ) >"$out/speed.log" 2>&1 &
-(
+if [ -n "${SPEED1_OPTS:-}" ]; then  # GPU 1 runs a second sweep instead (e.g. the fla anchors), into $OUT/speed1
+    CUDA_VISIBLE_DEVICES=1 LONGMIX_OUT_NAME=speed1 bash benchmarks/gpu_bench.sh speed "$speed_dir" "$secs" $SPEED1_OPTS \
+        >"$out/speed1.log" 2>&1 &
+else (
     export CUDA_VISIBLE_DEVICES=1
     ok="import torch; assert torch.cuda.device_count() == 1, torch.cuda.device_count(); torch.ones(1, device='cuda').sum().item()"
     if command -v nvidia-cuda-mps-control >/dev/null; then
@@ -46,7 +50,8 @@ nvidia-smi --query-gpu=index,name,memory.total --format=csv,noheader
     bash benchmarks/gpu_bench.sh quality "$quality_dir" "$secs" ${QUALITY_OPTS:-}
     [ -n "${CUDA_MPS_PIPE_DIRECTORY:-}" ] && echo quit | nvidia-cuda-mps-control
 ) >"$out/quality.log" 2>&1 &
+fi
 wait
 tail -8 "$out/speed.log"
-tail -24 "$out/quality.log"
+tail -24 "$out"/quality.log "$out"/speed1.log 2>/dev/null
 bash benchmarks/gpu_bench.sh pack
