@@ -229,3 +229,39 @@ def test_speed_resume_measures_an_anchor_that_was_missing_before():
     again = run_speed(cfg, progress=False, done=was_missing)
     math_rows = [r for r in again if r["label"] == "sdpa_math"]
     assert len(math_rows) == 1 and "ms" in math_rows[0]
+
+
+def _srow(impl, label, mech, T, p, ms=None, **kw):
+    r = dict(impl=impl, label=label, mechanism=mech, family="decay", pattern="causal_self", T=T, B=1, H=2, D=16,
+             dtype="float32", backend="triton" if impl == "longmix" else "-", **{"pass": p}, **kw)
+    if ms is not None:
+        r["ms"] = ms
+    return r
+
+
+def test_report_compares_longmix_with_the_same_mechanism_elsewhere():
+    from longmix.bench.summary import _same_mechanism_table
+
+    rows = [_srow("longmix", "gla[triton]", "gla", 2048, "fwd", 2.0), _srow("fla", "fla:gla", "gla", 2048, "fwd", 4.0),
+            _srow("longmix", "gla[triton]", "gla", 2048, "fwdbwd", 6.0),
+            _srow("fla", "fla:gla", "gla", 2048, "fwdbwd", error="RuntimeError: refused on Hopper"),
+            _srow("fla", "fla:gla", "gla", 4096, "fwd", 1.0)]  # no longmix row at 4096: not compared
+    table = _same_mechanism_table(rows)
+    lines = [ln for ln in table.splitlines() if ln.startswith("| gla")]
+    assert len(lines) == 2
+    assert "| 0.50 |" in lines[0]  # 2 ms ÷ 4 ms
+    assert "refused on Hopper" in lines[1]
+
+
+def test_report_mqar_headline_uses_the_settings_every_model_finished():
+    from longmix.bench.summary import _quality_tables, digest
+
+    def q(model, pairs, acc):
+        return dict(task="mqar", model=model, setting={"seq_len": 64, "num_kv_pairs": pairs}, accuracy=acc, lr=1e-3,
+                    seed=0, eval_len=64, train_len=64, main_width=True, steps=10)
+    rows = [q("a", 4, 1.0), q("a", 8, 0.0), q("b", 4, 0.5),
+            dict(task="mqar", model="b", setting={"seq_len": 64, "num_kv_pairs": 8}, skipped="not started")]
+    d = {x["mechanism"]: x["mqar"] for x in digest([], rows)}
+    assert d == {"a": 1.0, "b": 0.5}  # b never finished 8 pairs, so a's 8-pair score is left out too
+    md = "\n".join(_quality_tables(rows))
+    assert "| a | 1 | 0 |" in md and "| b | 0.5 | — |" in md

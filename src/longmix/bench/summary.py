@@ -38,10 +38,15 @@ def _at_max(rows, mech, pass_, value="ms"):
     return T, min(r[value] for r in rs if r["T"] == T)
 
 
-def _quality(qrows, model, task, metric="accuracy", eval_len_max=False):
-    """Mean ``metric`` of ``model`` on ``task`` at the main width (rows already best over lr)."""
+def _setting_key(r) -> str:
+    return json.dumps(r.get("setting") or {}, sort_keys=True)
+
+
+def _quality(qrows, model, task, metric="accuracy", eval_len_max=False, settings=None):
+    """Mean ``metric`` of ``model`` on ``task`` at the main width (rows already best over lr), over
+    ``settings`` (keys of ``_setting_key``) if given."""
     rs = [r for r in qrows if r.get("model") == model and r.get("task") == task and r.get(metric) is not None
-          and r.get("main_width", True)]
+          and r.get("main_width", True) and (settings is None or _setting_key(r) in settings)]
     if eval_len_max and rs:
         L = max(r["eval_len"] for r in rs)
         rs = [r for r in rs if r["eval_len"] == L]
@@ -65,6 +70,13 @@ def digest(srows: list[dict], qrows: list[dict]) -> list[dict]:
     qrows = best_over_lr(qrows)
     names = list(dict.fromkeys([r["mechanism"] for r in srows if r.get("impl") == "longmix"] +
                                [r["model"] for r in qrows if "model" in r]))
+    # MQAR's headline is the mean over the settings every model finished (a run cut short must not
+    # compare one model's easy settings with another's hard ones)
+    per_model = defaultdict(set)
+    for r in qrows:
+        if r.get("task") == "mqar" and r.get("accuracy") is not None and r.get("main_width", True):
+            per_model[r["model"]].add(_setting_key(r))
+    mqar_common = set.intersection(*per_model.values()) if per_model else set()
     out = []
     for n in names:
         d = {"mechanism": n}
@@ -72,7 +84,7 @@ def digest(srows: list[dict], qrows: list[dict]) -> list[dict]:
             d[f"{p}_T"], d[f"{p}_ms"] = _at_max(srows, n, p)
             d[f"{p}_cross"] = _cross_str(cross.get((n, p)))
         d["peak_mib"] = _at_max(srows, n, "fwdbwd", "peak_mib")[1]
-        d["mqar"] = _quality(qrows, n, "mqar")
+        d["mqar"] = _quality(qrows, n, "mqar", settings=mqar_common)
         d["passkey_1x"] = _quality(qrows, n, "passkey")
         d["passkey_max"] = _quality(qrows, n, "passkey", eval_len_max=True)
         for t, m in (("selective_copy", "accuracy"), ("induction", "accuracy"), ("listops", "accuracy"),
@@ -94,7 +106,7 @@ def render_table(srows, qrows):
     T = max([x["fwdbwd_T"] for x in d if x["fwdbwd_T"]] or [None], key=lambda v: v or 0)
     t = Table(title=f"longmix bench — which mechanism for my length?  (times at T={_fmt(T)}; "
                     "'wins >T': faster than the best SDPA backend above that length)", title_style="bold",
-              caption="ms: median time; MiB: peak fwd+bwd memory; MQAR: mean accuracy; passkey: accuracy at the "
+              caption="ms: median time; MiB: peak fwd+bwd memory; MQAR: mean accuracy over the settings every model finished; passkey: accuracy at the "
                       "training length → longest; state: floats carried per sequence", box=box.SIMPLE_HEAD, pad_edge=False)
     for c in ("mechanism", "fwd+bwd", "wins>T", "decode", "wins>T ", "MiB", "MQAR", "passkey", "state"):
         t.add_column(c, justify="left" if c == "mechanism" else "right", no_wrap=True)
@@ -144,6 +156,63 @@ def _pattern_table(srows):
     return _md_table(head, rows)
 
 
+QUALITY_METRIC = {"regression": "mse", "text": "bits_per_byte"}
+
+
+def _quality_tables(qrows) -> list[str]:
+    """One Markdown table per task: model × setting (× eval length), best over learning rates, mean over seeds."""
+    rows = best_over_lr(qrows)
+    md = []
+    for task in dict.fromkeys(r["task"] for r in rows if "task" in r):
+        metric = QUALITY_METRIC.get(task, "accuracy")
+        rs = [r for r in rows if r.get("task") == task and r.get(metric) is not None]
+        if not rs:
+            continue
+
+        def col(r):
+            st = dict(r.get("setting") or {})
+            short = ", ".join(f"{k}={v}" for k, v in st.items() if k not in ("vocab_size", "power_a", "seq_len"))
+            head = f"T={r.get('eval_len')}" + (f" (trained {r['train_len']})" if r.get("train_len") not in (None, r.get("eval_len")) else "")
+            return head + (f", {short}" if short else "") + ("" if r.get("main_width", True) else f", d={r.get('d_model')}")
+        cols = list(dict.fromkeys(col(r) for r in sorted(rs, key=lambda r: (not r.get("main_width", True), r.get("eval_len") or 0))))
+        cells = defaultdict(lambda: defaultdict(list))
+        for r in rs:
+            cells[r["model"]][col(r)].append(r[metric])
+        table = [[m] + [_fmt(statistics.mean(cells[m][c]), digits=3) if cells[m][c] else "—" for c in cols] for m in cells]
+        md += [f"**{task}** ({metric})", "", _md_table(["model"] + cols, table), ""]
+    return md
+
+
+def _same_mechanism_table(srows):
+    """longmix against outside implementations of the same recurrent mechanism (fla): time ratios
+    longmix ÷ anchor per T and pass, below 1 where longmix is faster; errors (refusals) say so."""
+    ours = {}
+    for r in srows:
+        if r.get("impl") == "longmix" and r["pattern"] == "causal_self" and "ms" in r and r["family"] != "dense":
+            k = (r["mechanism"], r["T"], r["pass"])
+            ours[k] = min(ours.get(k, float("inf")), r["ms"])
+    rows = []
+    for r in srows:
+        if r.get("impl") in ("longmix", None) or r["family"] == "dense" or r["pattern"] != "causal_self":
+            continue
+        k = (r["mechanism"], r["T"], r["pass"])
+        if k not in ours:
+            continue
+        if "ms" in r:
+            cell = [_fmt(ours[k]), _fmt(r["ms"]), f"{ours[k] / r['ms']:.2f}"]
+        else:
+            why = r.get("error") or r.get("missing") or r.get("skipped") or "—"
+            cell = [_fmt(ours[k]), why[:90], "—"]
+        rows.append([r["mechanism"], r["label"], r["T"], r["pass"]] + cell + [r.get("sitting", "")])
+    if not rows:
+        return ""
+    rows.sort(key=lambda x: (x[0], x[2], PASS_ORDER.get(x[3], 9)))
+    return _md_table(["mechanism", "anchor", "T", "pass", "longmix ms", "anchor ms", "longmix ÷ anchor", "sitting"], rows)
+
+
+PASS_ORDER = {"fwd": 0, "fwdbwd": 1, "decode": 2}
+
+
 def write_report(folder: str, srows: list[dict], qrows: list[dict], *, meta: dict, results_dir: str | None = None) -> str:
     """Write ``folder``/summary.md, speed.json, quality.json and plots; returns the summary path."""
     os.makedirs(folder, exist_ok=True)
@@ -153,7 +222,7 @@ def write_report(folder: str, srows: list[dict], qrows: list[dict], *, meta: dic
             continue
         with open(os.path.join(folder, name), "w") as fh:
             json.dump({"meta": meta, "rows": rows, **({"crossovers": cross} if name == "speed.json" else {})}, fh, indent=1)
-    md = [f"# longmix benchmark", "",
+    md = ["# longmix benchmark", "",
           f"_{meta.get('date', '')} · `{meta.get('command', '')}` · torch {meta.get('torch', '')} · device: "
           f"{meta.get('device_name', meta.get('device', ''))}_", ""]
     d = digest(srows, qrows)
@@ -162,7 +231,7 @@ def write_report(folder: str, srows: list[dict], qrows: list[dict], *, meta: dic
                "Crossover = the sequence length above which the mechanism's best longmix backend is faster than the best "
                "PyTorch SDPA backend (causal self-attention; log–log interpolation between measured lengths).", "",
                _md_table(["mechanism", "fwd+bwd ms (T)", "fwd+bwd beats SDPA above T", "decode ms (T)",
-                          "decode beats SDPA above T", "peak MiB fwd+bwd", "MQAR acc", "passkey 1× / longest",
+                          "decode beats SDPA above T", "peak MiB fwd+bwd", "MQAR acc (settings all finished)", "passkey 1× / longest",
                           "sel. copy", "induction", "ListOps", "regression MSE", "text bits/byte"],
                          [[x["mechanism"], f"{_fmt(x['fwdbwd_ms'])} ({_fmt(x['fwdbwd_T'])})", _fmt(x["fwdbwd_cross"]),
                            f"{_fmt(x['decode_ms'])} ({_fmt(x['decode_T'])})", _fmt(x["decode_cross"]), _fmt(x["peak_mib"]),
@@ -182,6 +251,11 @@ def write_report(folder: str, srows: list[dict], qrows: list[dict], *, meta: dic
         if pt:
             md += ["### Attention patterns (CAB: causal/noncausal × self/cross)", "",
                    "Cross attention uses T/2 queries against T keys. Recurrences over one sequence have no cross form.", "", pt, ""]
+        same = _same_mechanism_table(srows)
+        if same:
+            md += ["### Against other implementations of the same mechanism", "",
+                   "longmix's best backend ÷ the anchor, same shape (below 1: longmix is faster). `sitting`: which "
+                   "sitting measured the anchor row (see the header), where the run had several.", "", same, ""]
         status = {}
         for r in srows:
             if r.get("impl") != "longmix":
@@ -210,9 +284,15 @@ def write_report(folder: str, srows: list[dict], qrows: list[dict], *, meta: dic
                "the best kept per model), evaluated on a held-out split; mean over seeds.", ""]
         for p in plot_quality(qrows, folder):
             md += [f"![{os.path.basename(p)}]({os.path.basename(p)})", ""]
-        skipped = {r["task"]: r["skipped"] for r in qrows if "skipped" in r}
-        for t, why in skipped.items():
-            md += [f"- task `{t}` skipped: {why}"]
+        md += _quality_tables(qrows)
+        not_run = defaultdict(list)
+        for r in qrows:
+            if "skipped" in r:
+                not_run[r["task"]].append(r["skipped"])
+        for t, whys in not_run.items():
+            md += [f"- `{t}`: {len(whys)} training(s) not run: {'; '.join(sorted(set(whys)))}"]
+        if not_run:
+            md += [""]
     results = load_results_dir(results_dir) if results_dir else {}
     if results:
         md += ["## GPU kernel results (`benchmarks/results/`)", ""]
@@ -222,7 +302,8 @@ def write_report(folder: str, srows: list[dict], qrows: list[dict], *, meta: dic
                 png = f"kernels_{os.path.splitext(name)[0]}.png"
                 if plot_speed(rows, [], os.path.join(folder, png), passes=("fwd", "fwdbwd"), title=name):
                     md += [f"![{name}]({png})", ""]
-    problems = [r for r in srows + qrows if "error" in r or "skipped" in r]
+    # quality trainings not run are counted above; speed rows skipped (too slow, out of memory) are listed
+    problems = [r for r in srows + qrows if "error" in r or ("skipped" in r and r in srows)]
     if problems:
         md += ["## Errors and skipped measurements", ""]
         md += [f"- {r.get('label', r.get('model'))} {r.get('pattern', r.get('task'))} T={r.get('T', '')} {r.get('pass', '')}: "
