@@ -47,12 +47,12 @@ def dense_run(kind: str, logit_scale: Callable | None = None):
     """``run`` for a dense mechanism with weight ``kind`` (see kernels/reference/dense.py)."""
 
     def run(form, backend, q, k, v, opts, initial_state):
-        H, cd = q.shape[2], compute_dtype(q)
-        qc, kc, vc = q.to(cd), expand_heads(k, H).to(cd), expand_heads(v, H).to(cd)
         scale = opts["scale"] if opts["scale"] is not None else q.shape[-1] ** -0.5
         bias = opts.get("bias")
-        if backend == "sdpa":  # PyTorch's kernels, in the inputs' dtype
+        if backend == "sdpa":  # PyTorch's kernels, in the inputs' dtype: no float32 copies of q, k, v
             return sdpa(q, k, v, scale=scale, causal=opts["causal"], bias=bias), None
+        H, cd = q.shape[2], compute_dtype(q)
+        qc, kc, vc = q.to(cd), expand_heads(k, H).to(cd), expand_heads(v, H).to(cd)
         if kind == "sigmoid" and bias is None:
             bias = sigmoid_default_bias(k.shape[1])
         if torch.is_tensor(bias):
