@@ -151,3 +151,23 @@ def test_relu_row_with_zero_denominator_is_zero():
     o, _ = lib(case)
     assert torch.isfinite(o).all() and o[:, 2].abs().max() == 0
     check_forward(case, form="chunk", chunk_size=2)
+
+
+@pytest.mark.parametrize("causal", [True, False], ids=["causal", "noncausal"])
+def test_normalizer_gradients_gradcheck(causal):
+    """The denominators q_t·z_t run beside the recurrence with their own backward (the running key
+    sum is recomputed, not saved): torch.autograd.gradcheck in float64, with and without z_0, and T = 0."""
+    from longmix.mechanisms.base import _Denominator
+
+    gen = torch.Generator().manual_seed(0)
+    for T in (5, 1, 0):
+        q, k = (torch.randn(2, T, 3, 4, generator=gen, dtype=torch.float64, requires_grad=True) for _ in range(2))
+        z0 = torch.randn(2, 3, 4, generator=gen, dtype=torch.float64, requires_grad=True)
+        for z in ((z0, None) if causal else (None,)):
+            assert torch.autograd.gradcheck(lambda q, k, *z: _Denominator.apply(q, k, z[0] if z else None, causal),
+                                            (q, k) + ((z,) if z is not None else ()))
+
+
+def test_linear_normalized_noncausal_gradients():
+    case = make_case("linear", T=7, B=1, H=2, H_kv=1, D_k=4, D_v=3, feature_map="elu1", normalize=True)
+    check_grads(case, form="chunk", chunk_size=3, causal=False)

@@ -86,8 +86,9 @@ def check_bias(bias, B, H, T_q, T_k):
 class Prepared:
     """A mechanism's inputs mapped onto the shared recurrence (compute dtype, H heads).
 
-    q is already multiplied by the scale; ``post`` (normaliser, output norm) is applied
-    to the recurrence's output.
+    q is already multiplied by the scale; ``post`` (output norm) is applied to the
+    recurrence's output. ``normalize``: divide the output by q_t·z_t, z_t = Σ_{j≤t} k_j (linear
+    attention's normaliser, no gates); z is the state's extra last column, [B, H, K, V + 1].
     """
 
     q: torch.Tensor
@@ -96,6 +97,56 @@ class Prepared:
     g: torch.Tensor | None = None
     beta: torch.Tensor | None = None
     post: Callable[[torch.Tensor], torch.Tensor] | None = None
+    normalize: bool = False
+
+
+class _Denominator(torch.autograd.Function):
+    """q_t·z_t with z_t = z0 + Σ_{j≤t} k_j (causal) or z0 + Σ_j k_j (noncausal), in float32 or more.
+
+    Computed beside the recurrence instead of as an extra value column of ones: the kernels then
+    run at D_v (128, not 129, which costs a third tile and unaligned rows), and only q and k are
+    saved for the backward (the running sum is recomputed there)."""
+
+    @staticmethod
+    def forward(ctx, q, k, z0, causal):
+        ctx.causal = causal
+        ctx.save_for_backward(q, k, z0)
+        return (q.to(_acc(q)) * _running_keys(k, z0, causal)).sum(-1, keepdim=True)
+
+    @staticmethod
+    def backward(ctx, g):
+        q, k, z0 = ctx.saved_tensors
+        gq = g * q.to(g.dtype)  # [B, T, H, K]: ∂/∂k_j of Σ_t g_t q_t·z_t is Σ_{t≥j} g_t q_t
+        dq = (g * _running_keys(k, z0, ctx.causal)).to(q.dtype)
+        total = gq.sum(1)
+        if ctx.causal:
+            dk = gq.flip(1).cumsum(1).flip(1) if gq.shape[1] else gq
+        else:
+            dk = total[:, None].expand_as(gq)
+        return dq, dk.to(k.dtype), None if z0 is None else total.to(z0.dtype), None
+
+
+def _acc(x: torch.Tensor) -> torch.dtype:
+    return torch.float64 if x.dtype == torch.float64 else torch.float32
+
+
+def _running_keys(k, z0, causal):
+    kz = k.to(_acc(k)).cumsum(1) if causal else k.to(_acc(k)).sum(1, keepdim=True)
+    return kz if z0 is None else kz + z0[:, None].to(kz.dtype)
+
+
+def normalize_output(o, q, k, z0, S, causal):
+    """Linear attention's normalised output o / (q·z) and, if the recurrence returned a state S
+    [B, H, K, V], the state with z_T as its last column [B, H, K, V + 1]. Rows whose
+    denominator is exactly 0 (they saw no key mass) return 0."""
+    den = _Denominator.apply(q, k, z0, causal)
+    o = safe_div(o.to(den.dtype), den)
+    if S is not None:
+        zT = k.to(S.dtype).sum(1)
+        if z0 is not None:
+            zT = zT + z0.to(S.dtype)
+        S = torch.cat([S, zT[..., None]], -1)
+    return o, S
 
 
 # form → kernel(q, k, v, g, beta, initial_state, *, chunk_size) for each backend;
@@ -118,19 +169,25 @@ def recurrent_run(prepare: Callable[..., Prepared]):
         if p.g is not None and backend == "reference":  # (the Triton kernels clamp as they load g)
             p.g = p.g.clamp_min(GATE_MIN)  # exp(g) is exactly 0 below GATE_MIN in every float format
         B, K, V = q.shape[0], p.k.shape[-1], p.v.shape[-1]
+        Vs = V + 1 if p.normalize else V  # the state's columns (z rides as the last one)
+        z0 = None
         if initial_state is not None:
             checks.tensor(initial_state, "initial_state", shape_doc="[B, H, D_k, D_v]")
-            if tuple(initial_state.shape) != (B, H, K, V):
-                raise ValueError(f"initial_state must have shape [B, H, D_k, D_v] = {(B, H, K, V)} "
+            if tuple(initial_state.shape) != (B, H, K, Vs):
+                raise ValueError(f"initial_state must have shape [B, H, D_k, D_v] = {(B, H, K, Vs)} "
                                  f"(D_k after the feature map; D_v + 1 with normalize=True), got {tuple(initial_state.shape)}")
             if not initial_state.is_floating_point():
                 raise TypeError(f"initial_state must be floating point (float32), got {initial_state.dtype}")
             initial_state = initial_state.to(cd)
+            if p.normalize:
+                initial_state, z0 = initial_state[..., :V].contiguous(), initial_state[..., V]
         kernel = partial(KERNELS[(backend, form)], chunk_size=opts["chunk_size"] or DEFAULT_CHUNK["recurrent"])
         if opts["causal"]:
             o, S = kernel(p.q, p.k, p.v, p.g, p.beta, initial_state)
         else:
             o, S = ref_recurrent.bidirectional(kernel, p.q, p.k, p.v, p.g, p.beta), None
+        if p.normalize:
+            o, S = normalize_output(o, p.q, p.k, z0, S, opts["causal"])
         if p.post is not None:
             o = p.post(o.to(cd))
         return o.to(q.dtype), S

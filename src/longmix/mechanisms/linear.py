@@ -6,9 +6,9 @@
 ``feature_map`` is a name from ``longmix.feature_maps`` (identity, elu1, elu, relu,
 taylor2, hedgehog, performer) or any callable [..., D] → [..., F] (e.g. a learnable
 ``longmix.feature_maps.Hedgehog``); ``scale`` defaults to F^-½. With
-``normalize=True`` the normaliser z rides along as an extra value column, so the state
-is [B, H, F, D_v + 1] (its last column is z). A row whose denominator is exactly 0
-returns zeros.
+``normalize=True`` the state is [B, H, F, D_v + 1]: its last column is z. The
+denominators φ(q_t)·z_t are computed beside the recurrence, which itself runs at D_v. A row
+whose denominator is exactly 0 returns zeros.
 
 Example::
 
@@ -18,11 +18,9 @@ Example::
     >>> S.shape
     torch.Size([1, 2, 16, 17])
 """
-import torch
-
 from .. import feature_maps
 from ..registry import register
-from .base import Prepared, default_scale, safe_div, make_recurrent
+from .base import Prepared, default_scale, make_recurrent
 
 
 def apply_feature_map(fm, q, k, default="identity"):
@@ -37,13 +35,7 @@ def apply_feature_map(fm, q, k, default="identity"):
 
 def _prepare(q, k, v, opts):
     fq, fk = apply_feature_map(opts.get("feature_map"), q, k)
-    post = None
-    if opts.get("normalize"):
-        v = torch.cat([v, torch.ones_like(v[..., :1])], -1)
-
-        def post(o):
-            return safe_div(o[..., :-1], o[..., -1:])
-    return Prepared(fq * default_scale(opts, fq.shape[-1]), fk, v, post=post)
+    return Prepared(fq * default_scale(opts, fq.shape[-1]), fk, v, normalize=bool(opts.get("normalize")))
 
 
 def check_feature_map_option(q, k, v, opts):
