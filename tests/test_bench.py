@@ -70,7 +70,8 @@ def test_flops():
 
 @pytest.mark.parametrize("kw,match", [(dict(lengths=[0]), "lengths"), (dict(mechanisms=["nope"]), "unknown mechanism"),
                                       (dict(passes=["bwd"]), "passes"), (dict(heads=0), "heads"),
-                                      (dict(dtype="fp8"), "dtype"), (dict(anchors=["xformers"]), "anchors")])
+                                      (dict(dtype="fp8"), "dtype"), (dict(anchors=["xformers"]), "anchors"),
+                                      (dict(backends=["trtion"]), "unknown backends")])
 def test_speed_bad_config(kw, match):
     with pytest.raises(ValueError, match=match):
         speed.validate(SpeedConfig(**{**TINY, **kw}))
@@ -265,3 +266,21 @@ def test_report_mqar_headline_uses_the_settings_every_model_finished():
     assert d == {"a": 1.0, "b": 0.5}  # b never finished 8 pairs, so a's 8-pair score is left out too
     md = "\n".join(_quality_tables(rows))
     assert "| a | 1 | 0 |" in md and "| b | 0.5 | — |" in md
+
+
+def test_quality_budget_starts_only_trainings_expected_to_end_in_time(monkeypatch):
+    """A training cut off by a time limit is lost whole, so once a model's training is seen to take
+    100 s, a 50 s budget starts no more of that model's (nor, lacking its own, of another model's)."""
+    import longmix.bench.quality as q
+
+    calls = []
+
+    def fake(job, cfg):
+        calls.append(job[3])
+        return [dict(job=q.job_key(job), task=job[0], model=job[3], train_s=100.0, accuracy=1.0)]
+
+    monkeypatch.setattr(q, "_train_job", fake)
+    cfg = QualityConfig(tasks=["mqar"], models=["gla", "retention"], steps=2, batch_size=4, budget_s=50.0)
+    rows = run_quality(cfg, progress=False)
+    assert calls == ["gla"]  # no estimate yet: it starts; after it, 0 + 100 s > 50 s for every job
+    assert sum("skipped" in r and "would not end" in r["skipped"] for r in rows) == len(rows) - 1

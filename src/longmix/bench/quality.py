@@ -78,7 +78,8 @@ class QualityConfig:
     head dim ``d_model / n_heads`` and changes the number of heads (so the same kernels serve all).
     ``backend``: the attention backend of every layer (``"reference"`` on a GPU: no kernel compilation).
     ``workers``: training processes run at once (on a GPU several small models share it).
-    ``budget_s``: start no new training after this many seconds; the jobs left become ``skipped`` rows.
+    ``budget_s``: start only trainings expected to end within this many seconds (judged by the
+    longest finished training of the same model); the jobs left become ``skipped`` rows.
     """
 
     tasks: list = field(default_factory=lambda: list(QUICK_TASKS))
@@ -264,7 +265,8 @@ def job_key(job) -> str:
 def run_quality(cfg: QualityConfig, *, progress: bool = True, on_rows=None, done: list[dict] | None = None) -> list[dict]:
     """Run every task × setting × model × seed × lr (× width for the recall sweep) of ``cfg``;
     ``on_rows(rows)`` is called after each training (to save rows as they come). Errors become
-    rows with an ``error`` field; jobs not started within ``cfg.budget_s`` become ``skipped`` rows.
+    rows with an ``error`` field; a job is started only if, judged by the longest finished training
+    of its model, it should end within ``cfg.budget_s``: the others become ``skipped`` rows.
     With ``cfg.workers > 1`` trainings run in that many processes at once; rows keep job order.
     ``done``: rows of an earlier run (``bench quality --resume``); its finished trainings are kept
     and not run again (those skipped for time are)."""
@@ -279,19 +281,31 @@ def run_quality(cfg: QualityConfig, *, progress: bool = True, on_rows=None, done
         if on_rows is not None:
             on_rows([r for i in sorted(results) for r in results[i]])
 
-    def over_budget():
-        return cfg.budget_s is not None and time.perf_counter() - t0 > cfg.budget_s
+    def expected_s(job):
+        """How long ``job`` should take: the longest finished training of the same model and task,
+        else of the same model, else of any (a training cut off by a time limit is lost whole)."""
+        tname, model = job[0], job[3]
+        seen = [r for i in sorted(results) for r in results[i] if r.get("train_s")]
+        for pick in (lambda r: r["model"] == model and r["task"] == tname, lambda r: r["model"] == model, lambda r: True):
+            times = [r["train_s"] for r in seen if pick(r)]
+            if times:
+                return max(times)
+        return 0.0
+
+    def over_budget(job):
+        """Start ``job`` only if it is expected to end within ``budget_s``."""
+        return cfg.budget_s is not None and time.perf_counter() - t0 + expected_s(job) > cfg.budget_s
 
     def skipped(job):
         tname, task, _, model, seed, lr, width = job
         return [dict(job=job_key(job), task=tname, setting=_setting(task), model=model, seed=seed, lr=lr, d_model=width,
-                     skipped=f"not started: the time budget ({cfg.budget_s:g} s) was spent")]
+                     skipped=f"not started: it would not end within the time budget ({cfg.budget_s:g} s)")]
 
     with Progress(len(todo), enabled=progress, title="quality") as bar:
         if cfg.workers == 1:
             for i, job in enumerate(todo):
                 bar.step(_describe(job))
-                results[i] = skipped(job) if over_budget() else _train_job(job, cfg)
+                results[i] = skipped(job) if over_budget(job) else _train_job(job, cfg)
                 emit()
         else:
             import concurrent.futures as cf
@@ -304,7 +318,7 @@ def run_quality(cfg: QualityConfig, *, progress: bool = True, on_rows=None, done
                 pending, nxt = {}, 0
                 while nxt < len(todo) or pending:
                     while nxt < len(todo) and len(pending) < cfg.workers:
-                        if over_budget():
+                        if over_budget(todo[nxt]):
                             results[nxt] = skipped(todo[nxt])
                         else:
                             pending[pool.submit(_worker_job, todo[nxt], cfg)] = nxt

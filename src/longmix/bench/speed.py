@@ -108,6 +108,11 @@ def validate(cfg: SpeedConfig) -> list:
     names = cfg.mechanisms or api.mechanisms()
     for n in names:
         api.describe(n)
+    if cfg.backends:  # "none": time no longmix backend (anchors only)
+        known = {b for n in api.mechanisms() for b in api.describe(n).backends} | {"none"}
+        bad = [b for b in cfg.backends if b not in known]
+        if bad:
+            raise ValueError(f"unknown backends {bad}; backends are: {', '.join(sorted(known))}")
     impls = []
     for n in names:
         backends = api.describe(n).backends
