@@ -284,3 +284,21 @@ def test_quality_budget_starts_only_trainings_expected_to_end_in_time(monkeypatc
     rows = run_quality(cfg, progress=False)
     assert calls == ["gla"]  # no estimate yet: it starts; after it, 0 + 100 s > 50 s for every job
     assert sum("skipped" in r and "would not end" in r["skipped"] for r in rows) == len(rows) - 1
+
+
+def test_kernel_results_format_round_trips(tmp_path):
+    """A GPU sweep's rows also go out in the kernel issue's format, which the report reads back."""
+    from longmix.bench.report import load_results_file, to_kernel_results
+
+    rows = [dict(_srow("longmix", "gla[triton]", "gla", 2048, p, ms), B=16, peak_mib=1024.0) for p, ms in (("fwd", 1.0), ("fwdbwd", 3.0))]
+    rows += [dict(_srow("fla", "fla:gla", "gla", 2048, "fwd", 0.5), B=16), _srow("fla", "fla:gla", "gla", 2048, "decode", 0.1)]
+    data = to_kernel_results(rows, dict(command="c", device_name="H100", torch="t", triton="3.6", commit="abc"))
+    assert data["header"] == dict(command="c", gpu="H100", torch="t", triton="3.6", commit="abc")
+    ours, fla = data["rows"]
+    assert (ours["impl"], ours["variant"], ours["fwd_ms"], ours["fwdbwd_ms"], ours["peak_gib"]) == ("longmix", "triton", 1.0, 3.0, 1.0)
+    assert (fla["impl"], fla["mechanism"], fla["fwd_ms"], fla["fwdbwd_ms"]) == ("fla", "gla", 0.5, None)
+    p = tmp_path / "k.json"
+    p.write_text(json.dumps(data))
+    _, back = load_results_file(str(p))
+    assert sorted((r["label"], r["pass"], r["ms"]) for r in back) == [("fla:gla", "fwd", 0.5), ("gla (triton)", "fwd", 1.0),
+                                                                     ("gla (triton)", "fwdbwd", 3.0)]

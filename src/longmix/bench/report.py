@@ -59,6 +59,27 @@ def load_results_file(path: str) -> tuple[dict, list[dict]]:
     return header, out
 
 
+def to_kernel_results(srows: list[dict], meta: dict) -> dict:
+    """The kernel issue's results format from speed rows (causal self-attention, fwd and fwd+bwd):
+    ``{"header": {command, gpu, torch, triton, commit}, "rows": [{impl, mechanism, variant, B, T, H, D,
+    dtype, fwd_ms, fwdbwd_ms, peak_gib}]}``; ``impl`` is "longmix", "fla" or the anchor's name, the
+    variant longmix's backend. ``load_results_file`` reads it back."""
+    rows: dict[tuple, dict] = {}
+    for r in srows:
+        if r.get("pattern") != "causal_self" or r.get("pass") not in ("fwd", "fwdbwd") or "ms" not in r:
+            continue
+        variant = r.get("backend") if r["impl"] == "longmix" else None
+        key = (r["impl"], r["mechanism"], variant, r.get("label"), r["B"], r["T"], r["H"], r["D"], r["dtype"])
+        row = rows.setdefault(key, dict(impl=r["impl"], mechanism=r["mechanism"], variant=variant, B=r["B"], T=r["T"],
+                                        H=r["H"], D=r["D"], dtype=r["dtype"], fwd_ms=None, fwdbwd_ms=None, peak_gib=None))
+        row[f"{r['pass']}_ms"] = r["ms"]
+        if r["pass"] == "fwdbwd" and r.get("peak_mib") is not None:
+            row["peak_gib"] = r["peak_mib"] / 1024
+    header = dict(command=meta.get("command"), gpu=meta.get("device_name"), torch=meta.get("torch"),
+                  triton=meta.get("triton"), commit=meta.get("commit"))
+    return {"header": header, "rows": list(rows.values())}
+
+
 def load_results_dir(folder: str) -> dict[str, tuple[dict, list[dict]]]:
     """Every ``*.json`` results file in ``folder`` (missing folder: none); unreadable files are reported, not fatal."""
     out = {}

@@ -15,7 +15,7 @@ import statistics
 from collections import defaultdict
 
 from .quality import best_over_lr
-from .report import load_results_dir, plot_quality, plot_speed
+from .report import load_results_dir, plot_quality, plot_speed, to_kernel_results
 from .speed import PATTERNS, crossovers
 
 
@@ -222,6 +222,9 @@ def write_report(folder: str, srows: list[dict], qrows: list[dict], *, meta: dic
             continue
         with open(os.path.join(folder, name), "w") as fh:
             json.dump({"meta": meta, "rows": rows, **({"crossovers": cross} if name == "speed.json" else {})}, fh, indent=1)
+    if any(str(r.get("device", "")).startswith("cuda") for r in srows):  # the kernel issue's format, for benchmarks/results/
+        with open(os.path.join(folder, "kernels.json"), "w") as fh:
+            json.dump(to_kernel_results(srows, meta), fh, indent=1)
     md = ["# longmix benchmark", "",
           f"_{meta.get('date', '')} · `{meta.get('command', '')}` · torch {meta.get('torch', '')} · device: "
           f"{meta.get('device_name', meta.get('device', ''))}_", ""]
