@@ -247,6 +247,7 @@ def test_report_compares_longmix_with_the_same_mechanism_elsewhere():
             _srow("longmix", "gla[triton]", "gla", 2048, "fwdbwd", 6.0),
             _srow("fla", "fla:gla", "gla", 2048, "fwdbwd", error="RuntimeError: refused on Hopper"),
             _srow("fla", "fla:gla", "gla", 4096, "fwd", 1.0),  # no longmix row at 4096: not compared
+            _srow("longmix", "gla[triton]", "gla", 2048, "decode", 0.2),
             _srow("fla", "fla:gla", "gla", 2048, "decode", missing="fla is not installed")]  # listed under Anchors
     table = _same_mechanism_table(rows)
     lines = [ln for ln in table.splitlines() if ln.startswith("| gla")]
