@@ -7,7 +7,8 @@
 #
 # SPEED_OPTS and QUALITY_OPTS (environment) add `longmix bench` options; SPEED_OPTS2, if set, is a
 # second speed stage run with the time the first leaves (into the same rows). With SPEED1_OPTS set,
-# GPU 1 runs a second speed sweep with those options (into $OUT/speed1) instead of the quality suite. The quality workers share
+# GPU 1 runs a second speed sweep with those options (into $OUT/speed1, then merged into
+# $OUT/speed/speed.json by benchmarks/merge_speed.py) instead of the quality suite. The quality workers share
 # GPU 1 through CUDA MPS where the machine has it (small models' kernels then overlap instead of
 # time-slicing); if MPS cannot start or a client cannot reach it, they share it without.
 set -u
@@ -52,6 +53,10 @@ else (
 ) >"$out/quality.log" 2>&1 &
 fi
 wait
+if [ -f "$out/speed1/speed.json" ] && [ -f "$out/speed/speed.json" ]; then  # one rows file for the report
+    PYTHONPATH=$PWD/src python3 benchmarks/merge_speed.py "$out/speed/speed.json" "$out/speed1/speed.json" \
+        "cuda:1 of the same machine, at the same time as the sitting before it"
+fi
 tail -8 "$out/speed.log"
 tail -24 "$out"/quality.log "$out"/speed1.log 2>/dev/null
 bash benchmarks/gpu_bench.sh pack

@@ -304,3 +304,22 @@ def test_kernel_results_format_round_trips(tmp_path):
     _, back = load_results_file(str(p))
     assert sorted((r["label"], r["pass"], r["ms"]) for r in back) == [("fla:gla", "fwd", 0.5), ("gla (triton)", "fwd", 1.0),
                                                                      ("gla (triton)", "fwdbwd", 3.0)]
+
+
+def test_merge_two_sweeps_of_one_sitting():
+    """Two GPUs' sweeps from the same earlier file: the second's own sitting gets a new number, shared rows stay one."""
+    import importlib.util
+    import pathlib
+
+    spec = importlib.util.spec_from_file_location("merge_speed", pathlib.Path(__file__).parent.parent / "benchmarks" / "merge_speed.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    s1, s2a, s2b = (dict(command=c, date="d") for c in ("first", "gpu0", "gpu1"))
+    old = dict(_srow("longmix", "gla[triton]", "gla", 2048, "fwd", 1.0), sitting=1)
+    a = {"meta": {"sittings": [s1, s2a]}, "rows": [old, dict(_srow("longmix", "gla[triton]", "gla", 4096, "fwd", 2.0), sitting=2)]}
+    b = {"meta": {"sittings": [s1, s2b]}, "rows": [old, dict(_srow("fla", "fla:gla", "gla", 2048, "fwd", 0.5), sitting=2)]}
+    out = mod.merge(a, b, "cuda:1")
+    assert [s["command"] for s in out["meta"]["sittings"]] == ["first", "gpu0", "gpu1"]
+    assert out["meta"]["sittings"][2]["note"] == "cuda:1"
+    assert sorted((r["label"], r["T"], r["sitting"]) for r in out["rows"]) == [("fla:gla", 2048, 3), ("gla[triton]", 2048, 1),
+                                                                              ("gla[triton]", 4096, 2)]
