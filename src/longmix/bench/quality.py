@@ -235,20 +235,21 @@ def jobs(cfg: QualityConfig, models: list[str]) -> list[tuple]:
 
 def _train_job(job, cfg: QualityConfig) -> list[dict]:
     """Run one job; failures become rows (the run goes on and keeps what it measured)."""
-    return [{"job": job_key(job), **r} for r in _train_rows(job, cfg)]
-
-
-def _train_rows(job, cfg: QualityConfig) -> list[dict]:
     tname, task, evals, model, seed, lr, width = job
     try:
-        return train_eval(task, evals, model, seed, cfg, lr=lr, d_model=width)
+        return [{"job": job_key(job), **r} for r in train_eval(task, evals, model, seed, cfg, lr=lr, d_model=width)]
     except TaskUnavailable as e:
-        return [dict(task=tname, model=model, seed=seed, skipped=str(e))]
+        return [_job_row(job, skipped=str(e))]
     except (RuntimeError, ValueError) as e:  # out of memory and the like
         if "out of memory" in str(e).lower() and torch.cuda.is_available():
             torch.cuda.empty_cache()
-        return [dict(task=tname, setting=_setting(task), model=model, seed=seed, lr=lr, d_model=width,
-                     error=f"{type(e).__name__}: {str(e).splitlines()[0][:160]}")]
+        return [_job_row(job, error=f"{type(e).__name__}: {str(e).splitlines()[0][:160]}")]
+
+
+def _job_row(job, **why) -> dict:
+    """The row of a training that measured nothing (``skipped=`` or ``error=`` says why)."""
+    tname, task, _, model, seed, lr, width = job
+    return dict(job=job_key(job), task=tname, setting=_setting(task), model=model, seed=seed, lr=lr, d_model=width, **why)
 
 
 def _worker_job(job, cfg):  # in a worker process: one thread per process (several share the machine)
@@ -297,9 +298,7 @@ def run_quality(cfg: QualityConfig, *, progress: bool = True, on_rows=None, done
         return cfg.budget_s is not None and time.perf_counter() - t0 + expected_s(job) > cfg.budget_s
 
     def skipped(job):
-        tname, task, _, model, seed, lr, width = job
-        return [dict(job=job_key(job), task=tname, setting=_setting(task), model=model, seed=seed, lr=lr, d_model=width,
-                     skipped=f"not started: it would not end within the time budget ({cfg.budget_s:g} s)")]
+        return [_job_row(job, skipped=f"not started: it would not end within the time budget ({cfg.budget_s:g} s)")]
 
     with Progress(len(todo), enabled=progress, title="quality") as bar:
         if cfg.workers == 1:
@@ -331,8 +330,7 @@ def run_quality(cfg: QualityConfig, *, progress: bool = True, on_rows=None, done
                         try:
                             results[i] = f.result()
                         except Exception as e:  # a worker died (killed, out of host memory): keep going
-                            results[i] = [dict(job=job_key(todo[i]), task=todo[i][0], model=todo[i][3], seed=todo[i][4], lr=todo[i][5],
-                                            error=f"worker failed: {type(e).__name__}: {e}"[:200])]
+                            results[i] = [_job_row(todo[i], error=f"worker failed: {type(e).__name__}: {e}"[:200])]
                         bar.step(_describe(todo[i]))
                         emit()
     return [r for i in sorted(results) for r in results[i]]

@@ -30,7 +30,7 @@ import statistics
 from collections import defaultdict
 
 from .quality import best_over_lr
-from .speed import crossovers
+from .speed import best_longmix
 
 PASS_TITLES = {"fwd": "forward", "fwdbwd": "forward + backward", "decode": "decode step (cache / state of T)"}
 
@@ -134,16 +134,6 @@ def _series(rows, pass_, value="ms"):
     return {k: sorted(v.items()) for k, v in s.items() if v}
 
 
-def _best_longmix(rows, mechanism, pass_):
-    """T → the fastest longmix backend's time for ``mechanism`` (what the crossover compares)."""
-    pts: dict = {}
-    for r in rows:
-        if (r.get("impl") == "longmix" and r.get("mechanism") == mechanism and r["pass"] == pass_
-                and r.get("ms") is not None and r.get("pattern", "causal_self") == "causal_self"):
-            pts[r["T"]] = min(pts.get(r["T"], math.inf), r["ms"])
-    return pts
-
-
 def plot_speed(rows, cross, path, passes=("fwd", "fwdbwd", "decode"), value="ms", ylabel="median time (ms)", title=""):
     """Time (or memory) against T, log–log, one panel per pass, crossover points marked."""
     plt = _plt()
@@ -158,7 +148,7 @@ def plot_speed(rows, cross, path, passes=("fwd", "fwdbwd", "decode"), value="ms"
             ax.plot(*zip(*series[label]), label=label, **_style(label, labels.index(label) if label in labels else 0))
         for c in cross:
             if c["pass"] == p and c["crossover_T"] and not c["below_range"] and value == "ms":
-                pts = _best_longmix(rows, c["mechanism"], p)  # labels may carry a backend: "gla[triton]"
+                pts = best_longmix(rows, p).get(c["mechanism"], {})  # labels may carry a backend: "gla[triton]"
                 if not pts:
                     continue
                 Ts = sorted(pts)

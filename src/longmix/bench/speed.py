@@ -342,6 +342,17 @@ def _measure(cfg, kind, name, backend, pattern, T, p, dtype, skip, have=frozense
     return row
 
 
+def best_longmix(rows: list[dict], pass_: str) -> dict:
+    """mechanism → {T: ms of its fastest longmix backend} for causal self-attention (what crossovers
+    and comparisons with other implementations use)."""
+    best: dict = {}
+    for r in rows:
+        if r.get("impl") == "longmix" and r["pass"] == pass_ and "ms" in r and r.get("pattern") == "causal_self":
+            d = best.setdefault(r["mechanism"], {})
+            d[r["T"]] = min(d.get(r["T"], math.inf), r["ms"])
+    return best
+
+
 def crossovers(rows: list[dict], passes=("fwdbwd", "decode")) -> list[dict]:
     """Per mechanism and pass (causal self-attention), the T above which its best longmix backend
     beats the best SDPA backend, interpolated log–log between measured lengths.
@@ -357,12 +368,7 @@ def crossovers(rows: list[dict], passes=("fwdbwd", "decode")) -> list[dict]:
                 base[r["T"]] = min(base.get(r["T"], math.inf), r["ms"])
         if not base:
             continue
-        best: dict = {}
-        for r in ok:
-            if r["pass"] == p and r["impl"] == "longmix":
-                d = best.setdefault(r["mechanism"], {})
-                d[r["T"]] = min(d.get(r["T"], math.inf), r["ms"])
-        for mech, times in best.items():
+        for mech, times in best_longmix(rows, p).items():
             Ts = sorted(T for T in times if T in base)
             if not Ts:
                 continue

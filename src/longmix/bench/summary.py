@@ -16,7 +16,7 @@ from collections import defaultdict
 
 from .quality import best_over_lr
 from .report import load_results_dir, plot_quality, plot_speed, to_kernel_results
-from .speed import PATTERNS, crossovers
+from .speed import PATTERNS, best_longmix, crossovers
 
 
 def _fmt(x, unit="", digits=3):
@@ -87,9 +87,8 @@ def digest(srows: list[dict], qrows: list[dict]) -> list[dict]:
         d["mqar"] = _quality(qrows, n, "mqar", settings=mqar_common)
         d["passkey_1x"] = _quality(qrows, n, "passkey")
         d["passkey_max"] = _quality(qrows, n, "passkey", eval_len_max=True)
-        for t, m in (("selective_copy", "accuracy"), ("induction", "accuracy"), ("listops", "accuracy"),
-                     ("regression", "mse"), ("text", "bits_per_byte")):
-            d[t] = _quality(qrows, n, t, m)
+        for t in ("selective_copy", "induction", "listops", "regression", "text"):
+            d[t] = _quality(qrows, n, t, QUALITY_METRIC.get(t, "accuracy"))
         states = [r["state_floats"] for r in qrows if r.get("model") == n and r.get("task") == "mqar" and "state_floats" in r
                   and r.get("main_width", True)]
         d["mqar_state"] = max(states) if states else None
@@ -186,11 +185,7 @@ def _quality_tables(qrows) -> list[str]:
 def _same_mechanism_table(srows):
     """longmix against outside implementations of the same recurrent mechanism (fla): time ratios
     longmix ÷ anchor per T and pass, below 1 where longmix is faster; errors (refusals) say so."""
-    ours = {}
-    for r in srows:
-        if r.get("impl") == "longmix" and r["pattern"] == "causal_self" and "ms" in r and r["family"] != "dense":
-            k = (r["mechanism"], r["T"], r["pass"])
-            ours[k] = min(ours.get(k, float("inf")), r["ms"])
+    ours = {(m, T, p): ms for p in PASS_ORDER for m, times in best_longmix(srows, p).items() for T, ms in times.items()}
     rows = []
     for r in srows:
         if r.get("impl") in ("longmix", None) or r["family"] == "dense" or r["pattern"] != "causal_self":

@@ -111,7 +111,7 @@ class _Denominator(torch.autograd.Function):
     def forward(ctx, q, k, z0, causal):
         ctx.causal = causal
         ctx.save_for_backward(q, k, z0)
-        return (q.to(_acc(q)) * _running_keys(k, z0, causal)).sum(-1, keepdim=True)
+        return (q.to(compute_dtype(q)) * _running_keys(k, z0, causal)).sum(-1, keepdim=True)
 
     @staticmethod
     def backward(ctx, g):
@@ -126,12 +126,9 @@ class _Denominator(torch.autograd.Function):
         return dq, dk.to(k.dtype), None if z0 is None else total.to(z0.dtype), None
 
 
-def _acc(x: torch.Tensor) -> torch.dtype:
-    return torch.float64 if x.dtype == torch.float64 else torch.float32
-
-
 def _running_keys(k, z0, causal):
-    kz = k.to(_acc(k)).cumsum(1) if causal else k.to(_acc(k)).sum(1, keepdim=True)
+    kc = k.to(compute_dtype(k))
+    kz = kc.cumsum(1) if causal else kc.sum(1, keepdim=True)
     return kz if z0 is None else kz + z0[:, None].to(kz.dtype)
 
 
