@@ -3,6 +3,7 @@
 #
 #   bash benchmarks/gpu_bench.sh speed|quality FOLDER SECONDS [longmix bench options…]
 #   bash benchmarks/gpu_bench.sh pack            # after the sittings: compile caches → $OUT/cache.tgz.NN
+#   bash benchmarks/gpu_bench.sh exec SECONDS COMMAND…   # any command (e.g. pytest) with the same set-up and caches
 #
 # FOLDER holds the rows of earlier sittings (FOLDER/speed.json or FOLDER/quality.json, e.g. a
 # folder under benchmarks/results/ that travels with the working tree); they are copied to
@@ -34,8 +35,6 @@ if [ "$what" = pack ]; then
     du -ch "$out_root"/cache.tgz.* | tail -1
     exit 0
 fi
-dir=$2 secs=$3
-shift 3
 export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD/src:/tmp/site
 (
     flock 9
@@ -48,6 +47,14 @@ export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD/src:/tmp/site
     fi
     mkdir -p $cache && touch $cache/.restored
 ) 9>/tmp/longmix-setup.lock
+if [ "$what" = exec ]; then
+    secs=$2
+    shift 2
+    timeout "$secs" "$@"
+    exit $?
+fi
+dir=$2 secs=$3
+shift 3
 out=$out_root/${LONGMIX_OUT_NAME:-$what}  # LONGMIX_OUT_NAME: another folder, for two sweeps at once
 mkdir -p "$out"
 cp "$dir/$what.json" "$out/" 2>/dev/null && echo "resuming from $dir/$what.json"

@@ -8,7 +8,9 @@
 # SPEED_OPTS and QUALITY_OPTS (environment) add `longmix bench` options; SPEED_OPTS2, if set, is a
 # second speed stage run with the time the first leaves (into the same rows). With SPEED1_OPTS set,
 # GPU 1 runs a second speed sweep with those options (into $OUT/speed1, then merged into
-# $OUT/speed/speed.json by benchmarks/merge_speed.py) instead of the quality suite. The quality workers share
+# $OUT/speed/speed.json by benchmarks/merge_speed.py) instead of the quality suite. GPU1_PRE, if set,
+# is a shell command run on GPU 1 first (within GPU1_PRE_S seconds, default 150; log $OUT/gpu1_pre.log),
+# while GPU 0 already sweeps. The quality workers share
 # GPU 1 through CUDA MPS where the machine has it (small models' kernels then overlap instead of
 # time-slicing); if MPS cannot start or a client cannot reach it, they share it without.
 set -u
@@ -26,8 +28,15 @@ nvidia-smi --query-gpu=index,name,memory.total --format=csv,noheader
         bash benchmarks/gpu_bench.sh speed "$out/speed" "$left" $SPEED_OPTS2
     fi
 ) >"$out/speed.log" 2>&1 &
+secs1=$secs
+if [ -n "${GPU1_PRE:-}" ]; then  # a command (e.g. the CUDA tests) on GPU 1 before its stage, within GPU1_PRE_S
+    pre_start=$SECONDS
+    CUDA_VISIBLE_DEVICES=1 bash benchmarks/gpu_bench.sh exec "${GPU1_PRE_S:-150}" bash -c "$GPU1_PRE" >"$out/gpu1_pre.log" 2>&1
+    echo "GPU 1 pre-command: rc=$? after $((SECONDS - pre_start)) s" >>"$out/gpu1_pre.log"
+    secs1=$((secs - (SECONDS - pre_start)))
+fi
 if [ -n "${SPEED1_OPTS:-}" ]; then  # GPU 1 runs a second sweep instead (e.g. the fla anchors), into $OUT/speed1
-    CUDA_VISIBLE_DEVICES=1 LONGMIX_OUT_NAME=speed1 bash benchmarks/gpu_bench.sh speed "$speed_dir" "$secs" $SPEED1_OPTS \
+    CUDA_VISIBLE_DEVICES=1 LONGMIX_OUT_NAME=speed1 bash benchmarks/gpu_bench.sh speed "$speed_dir" "$secs1" $SPEED1_OPTS \
         >"$out/speed1.log" 2>&1 &
 else (
     export CUDA_VISIBLE_DEVICES=1
@@ -48,7 +57,7 @@ else (
     else
         echo "no CUDA MPS on this machine: quality workers share GPU 1 without it"
     fi
-    bash benchmarks/gpu_bench.sh quality "$quality_dir" "$secs" ${QUALITY_OPTS:-}
+    bash benchmarks/gpu_bench.sh quality "$quality_dir" "$secs1" ${QUALITY_OPTS:-}
     [ -n "${CUDA_MPS_PIPE_DIRECTORY:-}" ] && echo quit | nvidia-cuda-mps-control
 ) >"$out/quality.log" 2>&1 &
 fi
@@ -58,5 +67,5 @@ if [ -f "$out/speed1/speed.json" ] && [ -f "$out/speed/speed.json" ]; then  # on
         "cuda:1 of the same machine, at the same time as the sitting before it"
 fi
 tail -8 "$out/speed.log"
-tail -24 "$out"/quality.log "$out"/speed1.log 2>/dev/null
+tail -24 "$out"/gpu1_pre.log "$out"/quality.log "$out"/speed1.log 2>/dev/null
 bash benchmarks/gpu_bench.sh pack

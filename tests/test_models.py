@@ -2,6 +2,7 @@
 what the Mixer builds follows describe(), bad arguments are refused clearly."""
 import pytest
 import torch
+import torch.nn.functional as F
 
 import longmix
 from longmix.models import LM, LMConfig, Mixer, loss_fn
@@ -147,3 +148,16 @@ def test_output_gate_starts_open_and_conv_can_be_given_to_every_layer():
     lm = LM(LMConfig(vocab_size=16, d_model=32, n_layers=2, mechanism="softmax", conv_size=4))
     assert all(layer.mixer.conv_size == 4 for layer in lm.layers)
     assert LM(LMConfig(vocab_size=16, d_model=32, n_layers=1, mechanism="softmax")).layers[0].mixer.conv_size == 0
+
+
+def test_mse_loss_is_the_mean_over_labelled_positions():
+    out = torch.randn(3, 5, 1, requires_grad=True)
+    labels = torch.randn(3, 5)
+    labels[0, 1:] = float("nan")
+    labels[2, :2] = float("nan")
+    mask = ~torch.isnan(labels)
+    want = F.mse_loss(out[..., 0][mask], labels[mask])
+    got = loss_fn(out, labels)
+    torch.testing.assert_close(got, want)
+    got.backward()
+    assert torch.isfinite(out.grad).all() and (out.grad[..., 0][~mask] == 0).all()

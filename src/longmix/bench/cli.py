@@ -137,6 +137,8 @@ def _quality(args, device, progress=True):
                  widths=getattr(args, "widths", None), workers=getattr(args, "workers", None),
                  budget_s=getattr(args, "budget_s", None), conv_size=getattr(args, "conv_size", None),
                  backend=getattr(args, "backend", None))
+    if getattr(args, "no_cuda_graph", False):
+        given["cuda_graph"] = False
     kw = {**defaults, **{k: v for k, v in given.items() if v is not None}}
     if getattr(args, "full", False):
         kw["quick"] = False
@@ -253,6 +255,8 @@ def add_bench_parser(sub) -> None:
     q.add_argument("--budget-s", type=float, help="start only trainings expected to end within this many seconds")
     q.add_argument("--conv-size", type=int, help="short-conv width in every mixer (default 4; 0: none)")
     q.add_argument("--backend", help="attention backend of every layer: auto (default), reference, triton, sdpa")
+    q.add_argument("--no-cuda-graph", action="store_true",
+                   help="run each training step eagerly on CUDA instead of replaying it as one CUDA graph")
     q.add_argument("--d-model", type=int)
     q.add_argument("--layers", type=int)
     q.add_argument("--full", action="store_true", help="the GPU task sizes (MQAR T 64–256 with 4–32 pairs, …)")

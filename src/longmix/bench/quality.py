@@ -21,6 +21,7 @@ Example::
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from dataclasses import dataclass, field
@@ -101,6 +102,7 @@ class QualityConfig:
     workers: int = 1
     budget_s: float | None = None
     device: str = "cpu"
+    cuda_graph: bool = True
 
 
 def parse_model(spec: str) -> tuple[str, str]:
@@ -165,31 +167,12 @@ def train_eval(task, evals: list[dict], model: str, seed: int, cfg: QualityConfi
                       out_dim=getattr(task, "out_dim", None), conv_size=cfg.conv_size,
                       backend=cfg.backend)
     lm = LM(lm_cfg).to(cfg.device)
-    opt = torch.optim.AdamW(lm.parameters(), lr=lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.98))
     data = task.generate(cfg.steps * cfg.batch_size, seed=seed, split="train")
     train_len = data.inputs.shape[1]
     data = data.to(cfg.device)  # once: no host-to-device copy (and wait) per step
     t0 = time.perf_counter()
-    lm.train()
-    losses = []
-    n_warm = min(3, cfg.steps - 1)  # the first steps compile kernels; the rest are timed on their own
-    for step in range(cfg.steps):
-        if step == n_warm:
-            if cfg.device.startswith("cuda"):
-                torch.cuda.synchronize()
-            t_warm = time.perf_counter()
-        b = data.slice(step * cfg.batch_size, (step + 1) * cfg.batch_size)
-        for group in opt.param_groups:
-            group["lr"] = _lr(step, cfg.steps, lr)
-        loss = loss_fn(lm(b.inputs), b.labels)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(lm.parameters(), 1.0)
-        opt.step()
-        losses.append(loss.detach())  # no .item() here: it would make the CPU wait for the GPU every step
-    losses = torch.stack(losses).float().cpu().tolist()
+    losses, step_ms, graphed = _train(lm, data, cfg, lr)
     train_s = time.perf_counter() - t0
-    step_ms = (time.perf_counter() - t_warm) * 1e3 / max(1, cfg.steps - n_warm)
     lm.eval()
     rows = []
     for over in evals:
@@ -204,10 +187,95 @@ def train_eval(task, evals: list[dict], model: str, seed: int, cfg: QualityConfi
                          pattern=pattern, seed=seed, steps=cfg.steps, lr=lr, d_model=d_model, main_width=d_model == cfg.d_model,
                          eval_len=T, train_len=train_len,
                          state_floats=lm.state_floats(T), params=lm.num_params(), train_s=round(train_s, 2),
-                         step_ms=round(step_ms, 2),
+                         step_ms=round(step_ms, 2), cuda_graph=graphed,
                          first_loss=round(sum(losses[:5]) / len(losses[:5]), 4),
                          final_loss=round(sum(losses[-5:]) / len(losses[-5:]), 4), **metrics))
     return rows
+
+
+def _train(lm: LM, data, cfg: QualityConfig, lr: float) -> tuple[list[float], float, bool | str | None]:
+    """``cfg.steps`` AdamW steps on consecutive batches of ``data``; returns the losses, the time of
+    a step after the first few (ms) and how the steps ran on CUDA: True (replayed as one CUDA
+    graph), False (``cfg.cuda_graph`` off) or the reason capture failed (the steps then ran
+    eagerly, with the same numerics); None on the CPU.
+
+    A small model's step is a few hundred kernel launches of microseconds each, so eagerly it is
+    bound by the CPU issuing them; one graph replay issues them all at once. The first steps run
+    eagerly (they compile and autotune kernels), then the step is captured once and replayed with
+    each batch copied into the captured input buffers and the learning rate into a device tensor."""
+    cuda = str(cfg.device).startswith("cuda")
+    use_graph = cuda and cfg.cuda_graph
+    bs, steps = cfg.batch_size, cfg.steps
+    sched = [_lr(s, steps, lr) for s in range(steps)]
+    params = list(lm.parameters())
+    # capturable: the step count and bias corrections stay on the device; lr a tensor so that a
+    # replay reads the value copied in before it
+    opt = torch.optim.AdamW(params, lr=torch.tensor(lr, device=cfg.device) if use_graph else lr,
+                            weight_decay=cfg.weight_decay, betas=(0.9, 0.98), capturable=use_graph,
+                            **({"foreach": True} if use_graph else {}))
+
+    def set_lr(value):
+        for group in opt.param_groups:
+            if isinstance(group["lr"], torch.Tensor):
+                group["lr"].fill_(value)
+            else:
+                group["lr"] = value
+
+    def step(inputs, labels):
+        loss = loss_fn(lm(inputs), labels)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        return loss
+
+    def batch(i):
+        return data.slice(i * bs, (i + 1) * bs)
+
+    losses = torch.zeros(steps, device=cfg.device)  # filled on the device: no wait for the GPU per step
+    lm.train()
+    n_warm = min(3, steps - 1)  # the first steps compile kernels; the rest are timed on their own
+    side = torch.cuda.Stream() if use_graph else None
+    if side is not None:  # warm-up off the default stream, as CUDA-graph capture wants
+        side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side) if side is not None else contextlib.nullcontext():
+        for i in range(n_warm):
+            set_lr(sched[i])
+            opt.zero_grad(set_to_none=True)
+            losses[i] = step(batch(i).inputs, batch(i).labels).detach()
+    if side is not None:
+        torch.cuda.current_stream().wait_stream(side)
+    graph, graphed = None, (False if cuda else None)
+    if use_graph and n_warm < steps:
+        first = batch(n_warm)
+        static_in, static_labels = first.inputs.clone(), first.labels.clone()
+        opt.zero_grad(set_to_none=True)  # the captured backward writes the gradients afresh each replay
+        try:
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph):
+                static_loss = step(static_in, static_labels)
+            graphed = True
+        except Exception as e:  # something in the step cannot be captured: run it eagerly instead
+            graph, graphed = None, f"capture failed, ran eagerly: {type(e).__name__}: {str(e).splitlines()[0][:120]}"
+            torch.cuda.synchronize()
+            opt.zero_grad(set_to_none=True)
+    if cuda:
+        torch.cuda.synchronize()
+    t_warm = time.perf_counter()
+    for i in range(n_warm, steps):
+        set_lr(sched[i])
+        b = batch(i)
+        if graph is not None:
+            static_in.copy_(b.inputs)
+            static_labels.copy_(b.labels)
+            graph.replay()
+            losses[i] = static_loss.detach()
+        else:
+            opt.zero_grad(set_to_none=True)
+            losses[i] = step(b.inputs, b.labels).detach()
+    out = losses.float().cpu().tolist()  # waits for the last step
+    step_ms = (time.perf_counter() - t_warm) * 1e3 / max(1, steps - n_warm)
+    del graph
+    return out, step_ms, graphed
 
 
 def _setting(task) -> dict:
@@ -250,6 +318,15 @@ def _job_row(job, **why) -> dict:
     """The row of a training that measured nothing (``skipped=`` or ``error=`` says why)."""
     tname, task, _, model, seed, lr, width = job
     return dict(job=job_key(job), task=tname, setting=_setting(task), model=model, seed=seed, lr=lr, d_model=width, **why)
+
+
+def _worker_init(counter, gpus: int):
+    """Give each worker process its own GPU in turn (worker i → GPU i mod ``gpus``)."""
+    with counter.get_lock():
+        i = counter.value
+        counter.value += 1
+    if gpus > 1:
+        torch.cuda.set_device(i % gpus)
 
 
 def _worker_job(job, cfg):  # in a worker process: one thread per process (several share the machine)
@@ -313,7 +390,10 @@ def run_quality(cfg: QualityConfig, *, progress: bool = True, on_rows=None, done
             # no serial pre-compilation: on an H100 it took ~11 s per (model, width) and used whole
             # sittings; workers compile what they need into Triton's shared on-disk cache (which
             # benchmarks/gpu_bench.sh carries from one sitting to the next)
-            with cf.ProcessPoolExecutor(cfg.workers, mp_context=mp.get_context("spawn")) as pool:
+            ctx = mp.get_context("spawn")
+            gpus = torch.cuda.device_count() if cfg.device == "cuda" else 0  # "cuda": spread over every visible GPU
+            with cf.ProcessPoolExecutor(cfg.workers, mp_context=ctx, initializer=_worker_init,
+                                        initargs=(ctx.Value("i", 0), gpus)) as pool:
                 pending, nxt = {}, 0
                 while nxt < len(todo) or pending:
                     while nxt < len(todo) and len(pending) < cfg.workers:
