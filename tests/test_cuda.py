@@ -73,7 +73,8 @@ def test_sdpa_backend_matches_reference_on_gpu(Tq, Tk):
 
 
 def _train_losses(model, cuda_graph, task="mqar"):
-    """Ten quality-benchmark training steps of a small 4-layer LM; (losses, parameters, how it ran)."""
+    """Ten quality-benchmark training steps of a small 4-layer LM (the GPU suite's head dim, 64);
+    (losses, parameters, how it ran)."""
     from longmix.bench.quality import QualityConfig, _train, parse_model
     from longmix.models import LM, LMConfig
     from longmix.tasks import MQAR, Regression
@@ -82,7 +83,7 @@ def _train_losses(model, cuda_graph, task="mqar"):
     t = MQAR(vocab_size=64, seq_len=64, num_kv_pairs=4) if task == "mqar" else Regression(dim=4, num_points=16)
     torch.manual_seed(0)
     lm = LM(LMConfig(vocab_size=getattr(t, "vocab_size", 1), in_dim=getattr(t, "in_dim", None),
-                     out_dim=getattr(t, "out_dim", None), d_model=64, n_layers=4, n_heads=2, mechanism=name,
+                     out_dim=getattr(t, "out_dim", None), d_model=128, n_layers=4, n_heads=2, mechanism=name,
                      pattern=pattern, conv_size=4)).cuda()
     data = t.generate(80, seed=0, split="train").to("cuda")
     losses, _, how = _train(lm, data, QualityConfig(steps=10, batch_size=8, device="cuda", cuda_graph=cuda_graph), 3e-3)
