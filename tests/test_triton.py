@@ -243,3 +243,17 @@ def test_minus_inf_gate_is_a_hard_reset():
     for a, b in zip(tri, ref):
         assert torch.isfinite(a).all()
         assert _rel(a, b) < tol
+
+
+def test_float32_products_follow_torch_matmul_precision():
+    from longmix.kernels.triton.chunk import _prec
+
+    before = torch.get_float32_matmul_precision()
+    x32, x16 = torch.zeros(1), torch.zeros(1, dtype=torch.float16)
+    try:
+        torch.set_float32_matmul_precision("highest")
+        assert (_prec(x32), _prec(x16)) == ("ieee", "tf32")
+        torch.set_float32_matmul_precision("high")
+        assert (_prec(x32), _prec(x16)) == ("tf32", "tf32")
+    finally:
+        torch.set_float32_matmul_precision(before)

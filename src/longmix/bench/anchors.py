@@ -97,8 +97,16 @@ backend_name_words = {"MATH": "math", "FLASH_ATTENTION": "flash", "EFFICIENT_ATT
 
 @lru_cache(maxsize=None)
 def _compiled_flex():
+    import torch._dynamo
+
     from torch.nn.attention.flex_attention import flex_attention
 
+    # one static compilation per (shape, grad mode): a sweep needs dozens, and past Dynamo's
+    # recompile limit (8) flex_attention silently falls back to an unfused eager implementation that
+    # materialises the T×T scores (out of memory from T = 8K), which is not FlexAttention's speed
+    for name in ("recompile_limit", "cache_size_limit", "accumulated_recompile_limit", "accumulated_cache_size_limit"):
+        if hasattr(torch._dynamo.config, name):
+            setattr(torch._dynamo.config, name, max(getattr(torch._dynamo.config, name), 1024))
     return torch.compile(flex_attention, dynamic=False)
 
 

@@ -139,6 +139,8 @@ def _quality(args, device, progress=True):
                  backend=getattr(args, "backend", None))
     if getattr(args, "no_cuda_graph", False):
         given["cuda_graph"] = False
+    if getattr(args, "no_tf32", False):
+        given["tf32"] = False
     kw = {**defaults, **{k: v for k, v in given.items() if v is not None}}
     if getattr(args, "full", False):
         kw["quick"] = False
@@ -257,6 +259,8 @@ def add_bench_parser(sub) -> None:
     q.add_argument("--backend", help="attention backend of every layer: auto (default), reference, triton, sdpa")
     q.add_argument("--no-cuda-graph", action="store_true",
                    help="run each training step eagerly on CUDA instead of replaying it as one CUDA graph")
+    q.add_argument("--no-tf32", action="store_true",
+                   help="full float32 products on CUDA (default: TF32, as LM training usually runs)")
     q.add_argument("--d-model", type=int)
     q.add_argument("--layers", type=int)
     q.add_argument("--full", action="store_true", help="the GPU task sizes (MQAR T 64–256 with 4–32 pairs, …)")

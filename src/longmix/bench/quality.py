@@ -81,6 +81,9 @@ class QualityConfig:
     ``workers``: training processes run at once (on a GPU several small models share it).
     ``budget_s``: start only trainings expected to end within this many seconds (judged by the
     longest finished training of the same model); the jobs left become ``skipped`` rows.
+    ``cuda_graph``: on CUDA, replay each training step as one CUDA graph (see ``_train``).
+    ``tf32``: on CUDA, float32 products at TF32 (``torch.set_float32_matmul_precision("high")``
+    while a model trains and evaluates), as LM training usually runs; off: full float32 products.
     """
 
     tasks: list = field(default_factory=lambda: list(QUICK_TASKS))
@@ -103,6 +106,7 @@ class QualityConfig:
     budget_s: float | None = None
     device: str = "cpu"
     cuda_graph: bool = True
+    tf32: bool = True
 
 
 def parse_model(spec: str) -> tuple[str, str]:
@@ -170,24 +174,34 @@ def train_eval(task, evals: list[dict], model: str, seed: int, cfg: QualityConfi
     data = task.generate(cfg.steps * cfg.batch_size, seed=seed, split="train")
     train_len = data.inputs.shape[1]
     data = data.to(cfg.device)  # once: no host-to-device copy (and wait) per step
-    t0 = time.perf_counter()
-    losses, step_ms, graphed = _train(lm, data, cfg, lr)
-    train_s = time.perf_counter() - t0
-    lm.eval()
+    tf32 = cfg.tf32 and str(cfg.device).startswith("cuda")
+    before = torch.get_float32_matmul_precision()
+    try:
+        if tf32:  # float32 products on tensor cores (PyTorch's and longmix's kernels alike)
+            torch.set_float32_matmul_precision("high")
+        t0 = time.perf_counter()
+        losses, step_ms, graphed = _train(lm, data, cfg, lr)
+        train_s = time.perf_counter() - t0
+        lm.eval()
+        evals_out = []
+        for over in evals:
+            ev = task.generate(cfg.eval_examples, seed=seed, split="eval", **over)
+            outs = []
+            with torch.no_grad():
+                for s in range(0, len(ev), 64):
+                    outs.append(lm(ev.slice(s, s + 64).inputs.to(cfg.device)).float().cpu())
+            evals_out.append((over, ev, torch.cat(outs)))
+    finally:
+        torch.set_float32_matmul_precision(before)
     rows = []
-    for over in evals:
-        ev = task.generate(cfg.eval_examples, seed=seed, split="eval", **over)
-        outs = []
-        with torch.no_grad():
-            for s in range(0, len(ev), 64):
-                outs.append(lm(ev.slice(s, s + 64).inputs.to(cfg.device)).float().cpu())
-        metrics = task.evaluate(torch.cat(outs), ev)
+    for over, ev, out in evals_out:
+        metrics = task.evaluate(out, ev)
         T = ev.inputs.shape[1]
         rows.append(dict(task=task.name, setting={**_setting(task), **over}, model=model, mechanism=name,
                          pattern=pattern, seed=seed, steps=cfg.steps, lr=lr, d_model=d_model, main_width=d_model == cfg.d_model,
                          eval_len=T, train_len=train_len,
                          state_floats=lm.state_floats(T), params=lm.num_params(), train_s=round(train_s, 2),
-                         step_ms=round(step_ms, 2), cuda_graph=graphed,
+                         step_ms=round(step_ms, 2), cuda_graph=graphed, tf32=tf32,
                          first_loss=round(sum(losses[:5]) / len(losses[:5]), 4),
                          final_loss=round(sum(losses[-5:]) / len(losses[-5:]), 4), **metrics))
     return rows

@@ -39,7 +39,7 @@ def sdpa(q, k, v, *, scale: float, causal: bool, bias=None) -> torch.Tensor:
     mask, is_causal = None, False
     if bias is not None:
         if not torch.is_tensor(bias):
-            bias = torch.tensor(float(bias), dtype=q.dtype, device=q.device)
+            bias = q.new_full((), float(bias))  # a fill on the device, not a copy from the host
         mask = bias.to(q.dtype)
         if mask.dim() < 2:  # SDPA wants at least [T_q, T_k]
             mask = mask.reshape(1, -1) if mask.dim() == 1 else mask.reshape(1, 1)

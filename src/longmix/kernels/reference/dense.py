@@ -154,7 +154,7 @@ def dense(q, k, v, *, kind="softmax", scale, causal=True, window=None, block_siz
     qpos = torch.arange(T_q, device=q.device) + (T_k - T_q)
     kpos = torch.arange(T_k, device=q.device)
     if bias is not None and not torch.is_tensor(bias):
-        bias = torch.tensor(float(bias), dtype=q.dtype, device=q.device)
+        bias = q.new_full((), float(bias))  # a fill on the device, not a copy from the host (CUDA-graph safe)
     if form == "parallel":
         rows = [(0, T_q)]
         kblock = T_k
@@ -164,7 +164,7 @@ def dense(q, k, v, *, kind="softmax", scale, causal=True, window=None, block_siz
         kblock = T_k if form == "recurrent" else chunk_size
     outs = []
     for a, b in rows:
-        ls = None if logit_scale is None else logit_scale[a:b].to(q.dtype)[:, None]
+        ls = None if logit_scale is None else logit_scale[a:b].to(device=q.device, dtype=q.dtype)[:, None]
         bias_rows = None if bias is None else (bias if bias.dim() < 2 or bias.shape[-2] == 1 else bias[..., a:b, :])
         if bias_rows is not None and bias_rows.dim() >= 1 and bias_rows.shape[-1] != T_k:  # broadcast over keys
             bias_rows = bias_rows.expand(*bias_rows.shape[:-1], T_k)

@@ -76,7 +76,12 @@ def _stages(gate: int, delta: bool) -> dict:
 
 
 def _prec(x: torch.Tensor) -> str:
-    return "ieee" if x.dtype == torch.float32 else "tf32"
+    """Precision of the kernels' products: 16-bit inputs use tensor cores; float32 inputs get full
+    float32 products ("ieee") unless PyTorch's float32 matmul precision allows TF32
+    (``torch.set_float32_matmul_precision("high")``), the same switch PyTorch's own matmuls follow."""
+    if x.dtype != torch.float32:
+        return "tf32"
+    return "ieee" if torch.get_float32_matmul_precision() == "highest" else "tf32"
 
 
 def _forward(q, k, v, G, gate, s0, C, want_state, beta=None):
