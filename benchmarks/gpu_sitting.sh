@@ -8,7 +8,7 @@
 # SPEED_OPTS and QUALITY_OPTS (environment) add `longmix bench` options; SPEED_OPTS2, if set, is a
 # second speed stage run with the time the first leaves (into the same rows). With SPEED1_OPTS set,
 # GPU 1 runs a second speed sweep with those options (into $OUT/speed1, then merged into
-# $OUT/speed/speed.json by benchmarks/merge_speed.py) instead of the quality suite. GPU1_PRE, if set,
+# $OUT/speed/speed.json by benchmarks/merge_rows.py) instead of the quality suite. GPU1_PRE, if set,
 # is a shell command run on GPU 1 first (within GPU1_PRE_S seconds, default 150; log $OUT/gpu1_pre.log),
 # while GPU 0 already sweeps. The quality workers share
 # GPU 1 through CUDA MPS where the machine has it (small models' kernels then overlap instead of
@@ -63,7 +63,7 @@ else (
 fi
 wait
 if [ -f "$out/speed1/speed.json" ] && [ -f "$out/speed/speed.json" ]; then  # one rows file for the report
-    PYTHONPATH=$PWD/src python3 benchmarks/merge_speed.py "$out/speed/speed.json" "$out/speed1/speed.json" \
+    PYTHONPATH=$PWD/src python3 benchmarks/merge_rows.py "$out/speed/speed.json" "$out/speed1/speed.json" \
         "cuda:1 of the same machine, at the same time as the sitting before it"
 fi
 tail -8 "$out/speed.log"

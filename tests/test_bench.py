@@ -311,7 +311,7 @@ def test_merge_two_sweeps_of_one_sitting():
     import importlib.util
     import pathlib
 
-    spec = importlib.util.spec_from_file_location("merge_speed", pathlib.Path(__file__).parent.parent / "benchmarks" / "merge_speed.py")
+    spec = importlib.util.spec_from_file_location("merge_rows", pathlib.Path(__file__).parent.parent / "benchmarks" / "merge_rows.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     s1, s2a, s2b = (dict(command=c, date="d") for c in ("first", "gpu0", "gpu1"))
@@ -323,3 +323,21 @@ def test_merge_two_sweeps_of_one_sitting():
     assert out["meta"]["sittings"][2]["note"] == "cuda:1"
     assert sorted((r["label"], r["T"], r["sitting"]) for r in out["rows"]) == [("fla:gla", 2048, 3), ("gla[triton]", 2048, 1),
                                                                               ("gla[triton]", 4096, 2)]
+
+
+def test_merge_two_quality_runs_of_one_sitting():
+    """Two GPUs' quality runs resumed from one file, each with its own tasks: one row per training and eval."""
+    import importlib.util
+    import pathlib
+
+    spec = importlib.util.spec_from_file_location("merge_rows", pathlib.Path(__file__).parent.parent / "benchmarks" / "merge_rows.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    s1, s2a, s2b = (dict(command=c, date="d") for c in ("first", "gpu0", "gpu1"))
+    old = dict(job="mqar|a|gla", setting={"n": 4}, task="mqar", accuracy=0.9, sitting=1)
+    pk = [dict(job="passkey|b|gla", setting={"seq_len": n}, task="passkey", accuracy=1.0, sitting=2) for n in (256, 512)]
+    a = {"meta": {"sittings": [s1, s2a]}, "rows": [old, dict(old, job="mqar|c|gla", sitting=2)]}
+    b = {"meta": {"sittings": [s1, s2b]}, "rows": [old, *pk]}
+    out = mod.merge(a, b, "cuda:1")
+    assert sorted((r["job"], r["setting"].get("seq_len"), r["sitting"]) for r in out["rows"]) == [
+        ("mqar|a|gla", None, 1), ("mqar|c|gla", None, 2), ("passkey|b|gla", 256, 3), ("passkey|b|gla", 512, 3)]

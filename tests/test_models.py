@@ -161,3 +161,29 @@ def test_mse_loss_is_the_mean_over_labelled_positions():
     torch.testing.assert_close(got, want)
     got.backward()
     assert torch.isfinite(out.grad).all() and (out.grad[..., 0][~mask] == 0).all()
+
+
+@pytest.mark.parametrize("mechanism", longmix.mechanisms())
+def test_training_step_moves_nothing_between_host_and_device(mechanism):
+    """After its first call a model's step must not copy between host and device, nor read a value
+    back (``.item()``): either would make the CPU wait for the GPU, and CUDA-graph capture (the quality
+    benchmark's training loop) refuses both. Run on the meta device, where a host tensor meeting a
+    device tensor shows up as a copy and a read-back raises."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    copies = []
+
+    class Spy(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            kwargs = kwargs or {}
+            if func in (torch.ops.aten._to_copy.default, torch.ops.aten.copy_.default):
+                if any(isinstance(a, torch.Tensor) and a.device.type == "cpu" for a in (*args, *kwargs.values())):
+                    copies.append(func)
+            return func(*args, **kwargs)
+
+    lm = LM(LMConfig(vocab_size=64, d_model=32, n_layers=1, n_heads=2, mechanism=mechanism, conv_size=4)).to("meta")
+    x = torch.zeros(2, 16, dtype=torch.long, device="meta")
+    lm(x).sum().backward()  # the first call may make its constants on the device
+    with Spy():
+        loss_fn(lm(x), torch.zeros(2, 16, dtype=torch.long, device="meta")).backward()
+    assert not copies, copies

@@ -117,7 +117,8 @@ def _block_mask(causal, Tq, Tk, device):
     if not causal:
         return None
     off = Tk - Tq
-    return create_block_mask(lambda b, h, qi, ki: qi + off >= ki, None, None, Tq, Tk, device=device)
+    # _compile: build the block mask without materialising the Tq×Tk mask (128 GiB at T = 128K)
+    return create_block_mask(lambda b, h, qi, ki: qi + off >= ki, None, None, Tq, Tk, device=device, _compile=True)
 
 
 def _flex(x, causal, q=None):

@@ -192,11 +192,18 @@ def recurrent_run(prepare: Callable[..., Prepared]):
     return run
 
 
+_DEFAULT_GATES: dict = {}  # (default, H, device, dtype) → the default gate already on that device
+
+
 def constant_gate(opts, name, B, T, H, default: Callable[[int], torch.Tensor], like):
-    """A per-head constant log-decay [H] (given or default), expanded to [B, T, H]."""
+    """A per-head constant log-decay [H] (given or default), expanded to [B, T, H]. A default gate
+    is made once per device and dtype: no copy from the host per call (a CUDA graph cannot hold one)."""
     g = opts.get(name)
     if g is None:
-        g = default(H)
+        key = (default, H, like.device, gate_dtype(like))
+        if key not in _DEFAULT_GATES:
+            _DEFAULT_GATES[key] = default(H).to(device=like.device, dtype=gate_dtype(like))
+        g = _DEFAULT_GATES[key]
     return g.to(device=like.device, dtype=gate_dtype(like))[None, None, :].expand(B, T, H)
 
 

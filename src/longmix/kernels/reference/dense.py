@@ -100,11 +100,12 @@ def _logits(o: _Opts, q, k, qp, kp, bias_blk, logit_scale):
     return s, m
 
 
-def _attend_block(o: _Opts, qb, k, v, bias_rows, logit_scale, qp, kp_all, chunk_size):
-    """Output rows for one query block against the key blocks it can reach."""
+def _attend_block(o: _Opts, qb, k, v, bias_rows, logit_scale, qp, kp_all, chunk_size, q_first: int, q_last: int):
+    """Output rows for one query block (key positions ``q_first``…``q_last``, given as ints so that
+    nothing waits for the GPU) against the key blocks it can reach."""
     B, H, Cq, _ = qb.shape
     Dv = v.shape[-1]
-    lo, hi = visible_range(int(qp[0]), int(qp[-1]), k.shape[2], causal=o.causal, window=o.window, block_size=o.block_size)
+    lo, hi = visible_range(q_first, q_last, k.shape[2], causal=o.causal, window=o.window, block_size=o.block_size)
     acc = qb.new_zeros(B, H, Cq, Dv)
     den = qb.new_zeros(B, H, Cq, 1)
     run_max = qb.new_full((B, H, Cq, 1), float("-inf"))
@@ -168,7 +169,7 @@ def dense(q, k, v, *, kind="softmax", scale, causal=True, window=None, block_siz
         bias_rows = None if bias is None else (bias if bias.dim() < 2 or bias.shape[-2] == 1 else bias[..., a:b, :])
         if bias_rows is not None and bias_rows.dim() >= 1 and bias_rows.shape[-1] != T_k:  # broadcast over keys
             bias_rows = bias_rows.expand(*bias_rows.shape[:-1], T_k)
-        args = (o, qh[:, :, a:b], kh, vh, bias_rows, ls, qpos[a:b], kpos, kblock)
+        args = (o, qh[:, :, a:b], kh, vh, bias_rows, ls, qpos[a:b], kpos, kblock, a + T_k - T_q, b - 1 + T_k - T_q)
         if form != "parallel" and torch.is_grad_enabled() and any(
             t is not None and t.requires_grad for t in (qh, kh, vh, sinks, alibi_slopes, bias)
         ):
