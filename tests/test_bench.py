@@ -341,3 +341,29 @@ def test_merge_two_quality_runs_of_one_sitting():
     out = mod.merge(a, b, "cuda:1")
     assert sorted((r["job"], r["setting"].get("seq_len"), r["sitting"]) for r in out["rows"]) == [
         ("mqar|a|gla", None, 1), ("mqar|c|gla", None, 2), ("passkey|b|gla", 256, 3), ("passkey|b|gla", 512, 3)]
+
+
+def test_a_resumed_run_records_each_sittings_commit_and_gpu(tmp_path, monkeypatch):
+    import argparse
+
+    from longmix.bench.cli import _resume
+
+    (tmp_path / "speed.json").write_text(json.dumps({"meta": {"command": "first", "date": "d0"}, "rows": [{"T": 1}]}))
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")
+    meta, rows = _resume(argparse.Namespace(resume=True, out=str(tmp_path)), "speed.json",
+                         dict(command="second", date="d1", commit="abc1234", device_name="H100"))
+    assert meta["sittings"] == [dict(command="first", date="d0"),
+                                dict(command="second", date="d1", commit="abc1234", gpu="H100 (CUDA_VISIBLE_DEVICES=1)")]
+    assert rows == [{"T": 1, "sitting": 1}]
+
+
+def test_speed_resume_keeps_one_row_per_measurement():
+    """A row an earlier sitting skipped is measured again (or skipped again) and replaced, not repeated."""
+    from longmix.bench.speed import _row_key
+
+    cfg = SpeedConfig(mechanisms=["retention"], anchors=[], patterns=["causal_self"], passes=["fwd"], **{**TINY, "lengths": [16, 32]})
+    first = run_speed(cfg, progress=False)
+    earlier = [first[0], dict(first[1], skipped="too slow before", ms=None)]
+    earlier[1].pop("ms")
+    rows = run_speed(cfg, progress=False, done=earlier)
+    assert len(rows) == 2 and len({_row_key(r) for r in rows}) == 2 and "ms" in rows[1]

@@ -32,7 +32,7 @@ CPU_QUALITY = dict(tasks=["mqar", "passkey", "induction"], models=["softmax", "r
 # in an H100 trial, 1000 steps gave 0.86–1.00 on MQAR at 4 pairs for every model that finished
 # (benchmarks/results/2026-11-25-h100-quality-trial); 1200 leaves a margin
 GPU_QUALITY = dict(tasks=None, models=None, steps=1200, batch_size=64, d_model=128, n_layers=4, lr=3e-3,
-                   widths=(64, 256), workers=8, quick=False)
+                   widths=(64, 256), workers=None, quick=False)  # workers: 2 per visible GPU (see _quality)
 
 
 def _device(name):
@@ -142,6 +142,12 @@ def _quality(args, device, progress=True):
     if getattr(args, "no_tf32", False):
         given["tf32"] = False
     kw = {**defaults, **{k: v for k, v in given.items() if v is not None}}
+    if kw.get("workers") is None:
+        import torch
+
+        # two trainings per GPU: one's CPU work (data, capture, eval) overlaps the other's replays;
+        # more only time-slice the GPU (on an H100, 3 per GPU ran each step 3× slower)
+        kw["workers"] = 2 * torch.cuda.device_count() if device.startswith("cuda") else 1
     if getattr(args, "full", False):
         kw["quick"] = False
     if kw.get("tasks") in (None, ["all"]):
@@ -173,7 +179,10 @@ def _resume(args, name, meta):
     sittings = old.get("sittings") or [dict(command=old.get("command"), date=old.get("date"))]
     if len(sittings) == 1:  # the first sitting's rows, from before rows were tagged
         rows = [r if "sitting" in r else {**r, "sitting": 1} for r in rows]
-    return {**old, "sittings": sittings + [dict(command=meta["command"], date=meta["date"])]}, rows
+    this = {k: meta[k] for k in ("command", "date", "commit") if meta.get(k)}
+    if os.environ.get("CUDA_VISIBLE_DEVICES"):  # which GPU of the machine measured this sitting
+        this["gpu"] = f"{meta.get('device_name')} (CUDA_VISIBLE_DEVICES={os.environ['CUDA_VISIBLE_DEVICES']})"
+    return {**old, "sittings": sittings + [this]}, rows
 
 
 def _finish(args, meta, t0):
@@ -253,7 +262,7 @@ def add_bench_parser(sub) -> None:
     q.add_argument("--lr", type=float, help="one learning rate (no sweep)")
     q.add_argument("--lrs", type=_csv(float), help="learning rates to sweep; the report keeps each model's best")
     q.add_argument("--widths", type=_csv(int), help="d_model values for the MQAR recall–memory sweep")
-    q.add_argument("--workers", type=int, help="trainings run at once, in separate processes (GPU default 8)")
+    q.add_argument("--workers", type=int, help="trainings run at once, in separate processes (GPU default: 2 per visible GPU)")
     q.add_argument("--budget-s", type=float, help="start only trainings expected to end within this many seconds")
     q.add_argument("--conv-size", type=int, help="short-conv width in every mixer (default 4; 0: none)")
     q.add_argument("--backend", help="attention backend of every layer: auto (default), reference, triton, sdpa")

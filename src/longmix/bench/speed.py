@@ -266,7 +266,8 @@ def run_speed(cfg: SpeedConfig, *, progress: bool = True, on_rows=None, done: li
             row = _measure(cfg, kind, name, backend, pattern, T, p, dtype, skip, have)
             if row is None:  # measured in an earlier sitting
                 continue
-            rows.append(row)
+            key = _row_key(row)  # an earlier sitting's skipped row for this job gives way to the new one
+            rows = [r for r in rows if _row_key(r) != key] + [row]
             if on_rows is not None:
                 on_rows(rows)
     return rows
