@@ -367,3 +367,22 @@ def test_speed_resume_keeps_one_row_per_measurement():
     earlier[1].pop("ms")
     rows = run_speed(cfg, progress=False, done=earlier)
     assert len(rows) == 2 and len({_row_key(r) for r in rows}) == 2 and "ms" in rows[1]
+
+
+def test_quality_workers_take_the_gpus_in_turn(monkeypatch):
+    """With several GPUs visible, worker i trains on GPU i mod n (each worker process runs the
+    initializer once)."""
+    import multiprocessing as mp
+
+    import torch
+
+    from longmix.bench import quality
+
+    chosen = []
+    monkeypatch.setattr(torch.cuda, "set_device", chosen.append)
+    counter = mp.get_context("spawn").Value("i", 0)
+    for _ in range(5):
+        quality._worker_init(counter, 2)
+    assert chosen == [0, 1, 0, 1, 0]
+    quality._worker_init(counter, 1)  # one GPU (or the CPU): nothing to choose
+    assert len(chosen) == 5
