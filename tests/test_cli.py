@@ -44,3 +44,14 @@ def test_compare_bad_lengths():
         main(["compare", "--lengths", "a,b"])
     with pytest.raises(SystemExit, match="lengths must be"):
         main(["compare", "--lengths", "0"])
+
+
+def test_bench_quality_heads_option(tmp_path):
+    out = tmp_path / "r"
+    rc = main(["bench", "quality", "--device", "cpu", "--tasks", "induction", "--models", "gla", "--steps", "1",
+               "--batch-size", "2", "--d-model", "32", "--heads", "4", "--out", str(out), "--results-dir", "/nonexistent"])
+    assert rc in (0, None)
+    rows = json.loads((out / "quality.json").read_text())["rows"]
+    assert rows[0]["state_floats"] == 2 * 4 * 8 * 8  # 2 layers × 4 heads × (head dim 8)² floats
+    with pytest.raises(SystemExit):
+        main(["bench", "quality", "--heads", "3", "--d-model", "32", "--device", "cpu", "--out", str(out)])

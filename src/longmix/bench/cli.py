@@ -133,7 +133,7 @@ def _quality(args, device, progress=True):
     given = dict(tasks=getattr(args, "tasks", None), models=getattr(args, "models", None) or args.mechanisms,
                  seeds=getattr(args, "seeds", None), steps=getattr(args, "steps", None),
                  batch_size=getattr(args, "batch_size", None), d_model=getattr(args, "d_model", None),
-                 n_layers=getattr(args, "layers", None), lr=getattr(args, "lr", None), lrs=getattr(args, "lrs", None),
+                 n_layers=getattr(args, "layers", None), n_heads=getattr(args, "quality_heads", None), lr=getattr(args, "lr", None), lrs=getattr(args, "lrs", None),
                  widths=getattr(args, "widths", None), workers=getattr(args, "workers", None),
                  budget_s=getattr(args, "budget_s", None), conv_size=getattr(args, "conv_size", None),
                  backend=getattr(args, "backend", None))
@@ -272,5 +272,7 @@ def add_bench_parser(sub) -> None:
                    help="full float32 products on CUDA (default: TF32, as LM training usually runs)")
     q.add_argument("--d-model", type=int)
     q.add_argument("--layers", type=int)
+    q.add_argument("--heads", dest="quality_heads", type=int,
+                   help="heads per layer (default 2; head dim = d_model / heads, kept by --widths)")
     q.add_argument("--full", action="store_true", help="the GPU task sizes (MQAR T 64–256 with 4–32 pairs, …)")
     _common(bs.add_parser("report", help="re-render the report from its JSON rows"))
