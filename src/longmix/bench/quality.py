@@ -255,7 +255,8 @@ def _train(lm: LM, data, cfg: QualityConfig, lr: float) -> tuple[list[float], fl
         for i in range(n_warm):
             set_lr(sched[i])
             opt.zero_grad(set_to_none=True)
-            losses[i] = step(batch(i).inputs, batch(i).labels).detach()
+            b = batch(i)
+            losses[i] = step(b.inputs, b.labels).detach()
     if side is not None:
         torch.cuda.current_stream().wait_stream(side)
     graph, graphed = None, (False if cuda else None)
