@@ -20,6 +20,8 @@ def _inputs(name, B=2, T=1000, H=4, D=64, dtype=torch.bfloat16):
     if "g" in mech.required:
         shape = (B, T, H, D) if "D_k" in mech.inputs["g"] else (B, T, H)
         kw["g"] = F.logsigmoid(torch.randn(*shape, generator=gen) + 2).cuda()
+    if "normalize" in mech.inputs:  # linear attention as the benchmark and the Mixer run it
+        kw.update(feature_map="elu1", normalize=True)
     return [x.cuda().to(dtype) for x in (q, k, v)], kw
 
 
@@ -33,10 +35,10 @@ TOL = {"bf16": 2e-2, "tf32": 1e-2, "fp32": 1e-4}
 def _fwd_bwd(name, backend, qkv, kw, w):
     """(o, dq, dk, dv, dg, dβ) of ``(o · w).sum()``, every input a leaf (gates and β too)."""
     leaves = [x.detach().clone().requires_grad_() for x in qkv]
-    opts = {n: t.detach().clone().requires_grad_() for n, t in kw.items()}
+    opts = {n: t.detach().clone().requires_grad_() if torch.is_tensor(t) else t for n, t in kw.items()}
     o = longmix.attention(*leaves, name, backend=backend, **opts)
     (o.float() * w).sum().backward()
-    return [o] + [x.grad for x in leaves] + [opts[n].grad for n in sorted(opts)]
+    return [o] + [x.grad for x in leaves] + [opts[n].grad for n in sorted(opts) if torch.is_tensor(opts[n])]
 
 
 @pytest.mark.parametrize("prec", ["bf16", "tf32", "fp32"])
@@ -55,7 +57,7 @@ def test_triton_backend_matches_reference_forward_and_backward(name, prec):
         torch.set_float32_matmul_precision(before)
     want = _fwd_bwd(name, "reference", qkv, kw, w)
     errs = {}
-    for what, a, b in zip(["o", "dq", "dk", "dv"] + [f"d{n}" for n in sorted(kw)], fast, want):
+    for what, a, b in zip(["o", "dq", "dk", "dv"] + [f"d{n}" for n in sorted(kw) if torch.is_tensor(kw[n])], fast, want):
         assert torch.isfinite(a).all(), what
         errs[what] = ((a.float() - b.float()).norm() / b.float().norm()).item()
     print(name, prec, {k: f"{v:.1e}" for k, v in errs.items()})
@@ -65,8 +67,10 @@ def test_triton_backend_matches_reference_forward_and_backward(name, prec):
 @pytest.mark.parametrize("name", [n for n in TRITON_MECHS if longmix.describe(n).family != "dense"])
 def test_training_gradients_triton_match_reference(name):
     """One training step's gradients of the quality suite's model (d_model 128, 4 layers, 2 heads of
-    64, T = 256, float32 with TF32 products) through the Triton kernels and through the reference:
-    a wrong backward kernel would train the suite's models on a wrong signal."""
+    64, T = 256) through the Triton kernels and through the reference, in full float32 products: a
+    wrong backward kernel would train the suite's models on a wrong signal. (With TF32 products, as
+    the suite trains, both sides round every product to 10 bits and four layers compound it: Mamba-2
+    differed by 2.8e-2 on an H200; the kernel-level test above bounds TF32 per kernel.)"""
     from longmix.models import LM, LMConfig
     from longmix.tasks import Passkey
 
@@ -79,7 +83,7 @@ def test_training_gradients_triton_match_reference(name):
                          backend=backend)).cuda()
         before = torch.get_float32_matmul_precision()
         try:
-            torch.set_float32_matmul_precision("high")
+            torch.set_float32_matmul_precision("highest")
             logits = lm(data.inputs)
             F.cross_entropy(logits.flatten(0, 1), data.labels.flatten(), ignore_index=-100).backward()
         finally:
@@ -88,7 +92,7 @@ def test_training_gradients_triton_match_reference(name):
     assert grads["triton"].keys() == grads["reference"].keys()
     worst = max(((grads["triton"][n] - g).norm() / g.norm().clamp_min(1e-30)).item() for n, g in grads["reference"].items())
     print(name, f"worst parameter-gradient error {worst:.1e}")
-    assert worst < 2e-2, worst
+    assert worst < 1e-3, worst
 
 
 def test_deferred_value_checks_still_raise():

@@ -86,9 +86,11 @@ def check_bias(bias, B, H, T_q, T_k):
 class Prepared:
     """A mechanism's inputs mapped onto the shared recurrence (compute dtype, H heads).
 
-    q is already multiplied by the scale; ``post`` (output norm) is applied to the
+    ``scale`` multiplies q (the kernels fold it into their output instead of a pass over q:
+    the recurrence's output is linear in q); ``post`` (output norm) is applied to the
     recurrence's output. ``normalize``: divide the output by q_t·z_t, z_t = Σ_{j≤t} k_j (linear
-    attention's normaliser, no gates); z is the state's extra last column, [B, H, K, V + 1].
+    attention's normaliser, no gates; any scale cancels); z is the state's extra last column,
+    [B, H, K, V + 1].
     """
 
     q: torch.Tensor
@@ -98,6 +100,7 @@ class Prepared:
     beta: torch.Tensor | None = None
     post: Callable[[torch.Tensor], torch.Tensor] | None = None
     normalize: bool = False
+    scale: float = 1.0
 
 
 class _Denominator(torch.autograd.Function):
@@ -147,11 +150,17 @@ def _running_keys(k, z0, causal):
     return kz if z0 is None else kz + z0[:, None].to(kz.dtype)
 
 
-def normalize_output(o, q, k, z0, S, causal):
+# backend → den(q, k, z0, causal) = q_t·z_t [B, T, H, 1]; kernel packages add theirs (a fused
+# kernel instead of PyTorch's five full-size passes, see longmix.kernels.triton.denominator)
+DENOMINATORS: dict[str, Callable] = {"reference": _Denominator.apply}
+
+
+def normalize_output(o, q, k, z0, S, causal, backend="reference"):
     """Linear attention's normalised output o / (q·z) and, if the recurrence returned a state S
     [B, H, K, V], the state with z_T as its last column [B, H, K, V + 1]. Rows whose
-    denominator is exactly 0 (they saw no key mass) return 0."""
-    den = _Denominator.apply(q, k, z0, causal)
+    denominator is exactly 0 (they saw no key mass) return 0. ``backend`` picks the
+    denominator's implementation (``DENOMINATORS``; the reference where it has none)."""
+    den = DENOMINATORS.get(backend, _Denominator.apply)(q, k, z0, causal)
     o = safe_div(o.to(den.dtype), den)
     if S is not None:
         zT = k.to(S.dtype).sum(1)
@@ -161,12 +170,19 @@ def normalize_output(o, q, k, z0, S, causal):
     return o, S
 
 
-# form → kernel(q, k, v, g, beta, initial_state, *, chunk_size) for each backend;
-# kernel packages add their own entries (see longmix.kernels.triton).
+def _scaled(q, scale):
+    return q if scale == 1.0 else q * scale
+
+
+# form → kernel(q, k, v, g, beta, initial_state, *, chunk_size, scale=1.0) for each backend, the
+# recurrence with scale·q; kernel packages add their own entries (see longmix.kernels.triton).
 KERNELS: dict[tuple[str, str], Callable] = {
-    ("reference", "parallel"): lambda q, k, v, g, beta, s0, chunk_size: ref_chunk.parallel(q, k, v, g, beta, s0),
-    ("reference", "chunk"): lambda q, k, v, g, beta, s0, chunk_size: ref_chunk.chunk(q, k, v, g, beta, s0, chunk_size=chunk_size),
-    ("reference", "recurrent"): lambda q, k, v, g, beta, s0, chunk_size: ref_recurrent.scan(q, k, v, g, beta, s0),
+    ("reference", "parallel"): lambda q, k, v, g, beta, s0, chunk_size, scale=1.0:
+        ref_chunk.parallel(_scaled(q, scale), k, v, g, beta, s0),
+    ("reference", "chunk"): lambda q, k, v, g, beta, s0, chunk_size, scale=1.0:
+        ref_chunk.chunk(_scaled(q, scale), k, v, g, beta, s0, chunk_size=chunk_size),
+    ("reference", "recurrent"): lambda q, k, v, g, beta, s0, chunk_size, scale=1.0:
+        ref_recurrent.scan(_scaled(q, scale), k, v, g, beta, s0),
 }
 
 
@@ -195,11 +211,11 @@ def recurrent_run(prepare: Callable[..., Prepared]):
                 initial_state, z0 = initial_state[..., :V].contiguous(), initial_state[..., V]
         kernel = partial(KERNELS[(backend, form)], chunk_size=opts["chunk_size"] or DEFAULT_CHUNK["recurrent"])
         if opts["causal"]:
-            o, S = kernel(p.q, p.k, p.v, p.g, p.beta, initial_state)
+            o, S = kernel(p.q, p.k, p.v, p.g, p.beta, initial_state, scale=p.scale)
         else:
-            o, S = ref_recurrent.bidirectional(kernel, p.q, p.k, p.v, p.g, p.beta), None
+            o, S = ref_recurrent.bidirectional(kernel, _scaled(p.q, p.scale), p.k, p.v, p.g, p.beta), None
         if p.normalize:
-            o, S = normalize_output(o, p.q, p.k, z0, S, opts["causal"])
+            o, S = normalize_output(o, p.q, p.k, z0, S, opts["causal"], backend)
         if p.post is not None:
             o = p.post(o.to(cd))
         return o.to(q.dtype), S
@@ -303,10 +319,10 @@ def default_scale(opts, K: int) -> float:
 
 
 def prepare_direct(q, k, v, opts) -> Prepared:
-    """q, k, v as given (q scaled); data-dependent ``g`` and ``beta`` passed straight through."""
+    """q, k, v as given (with their scale); data-dependent ``g`` and ``beta`` passed straight through."""
     g, beta = opts.get("g"), opts.get("beta")
-    return Prepared(q * default_scale(opts, q.shape[-1]), k, v,
-                    g=None if g is None else g.to(gate_dtype(q)), beta=None if beta is None else beta.to(q.dtype))
+    return Prepared(q, k, v, g=None if g is None else g.to(gate_dtype(q)),
+                    beta=None if beta is None else beta.to(q.dtype), scale=default_scale(opts, q.shape[-1]))
 
 
 def check_gates(*, per_key: bool | None = None, beta: bool = False):
@@ -326,7 +342,7 @@ def constant_decay(default: Callable[[int], torch.Tensor]):
 
     def prepare(q, k, v, opts):
         B, T, H, K = q.shape
-        return Prepared(q * default_scale(opts, K), k, v, g=constant_gate(opts, "g", B, T, H, default, q))
+        return Prepared(q, k, v, g=constant_gate(opts, "g", B, T, H, default, q), scale=default_scale(opts, K))
 
     def check(q, k, v, opts):
         check_constant_gate(opts.get("g"), q.shape[2], q)

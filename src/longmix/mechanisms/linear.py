@@ -35,7 +35,8 @@ def apply_feature_map(fm, q, k, default="identity"):
 
 def _prepare(q, k, v, opts):
     fq, fk = apply_feature_map(opts.get("feature_map"), q, k)
-    return Prepared(fq * default_scale(opts, fq.shape[-1]), fk, v, normalize=bool(opts.get("normalize")))
+    normalize = bool(opts.get("normalize"))  # the scale cancels in o / (φ(q)·z)
+    return Prepared(fq, fk, v, normalize=normalize, scale=1.0 if normalize else default_scale(opts, fq.shape[-1]))
 
 
 def check_feature_map_option(q, k, v, opts):

@@ -27,7 +27,7 @@ def srms_norm(o, eps=1e-8):
 
 def _prepare(q, k, v, opts):
     fq, fk = apply_feature_map(opts.get("feature_map"), q, k, default="elu")
-    return Prepared(fq * default_scale(opts, fq.shape[-1]), fk, v, post=srms_norm)
+    return Prepared(fq, fk, v, post=srms_norm, scale=default_scale(opts, fq.shape[-1]))
 
 
 register(make_recurrent(

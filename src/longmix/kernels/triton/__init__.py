@@ -2,7 +2,8 @@
 
 Importing this package does not import Triton: it adds ``("triton", "chunk")`` and
 ``("triton", "recurrent")`` (the fused decode kernel, ``recurrent.py``) to
-``longmix.mechanisms.base.KERNELS`` as thin wrappers that load their module on first
+``longmix.mechanisms.base.KERNELS`` and linear attention's normaliser (``denominator.py``) to
+``base.DENOMINATORS`` as thin wrappers that load their module on first
 use, and declares the ``triton`` backend for the mechanisms whose configurations the
 kernels fully support — only when Triton is installed. A configuration the kernels
 do not support raises a clear error; nothing falls back to another backend.
@@ -26,17 +27,24 @@ def available() -> bool:
     return importlib.util.find_spec("triton") is not None
 
 
-def _chunk(q, k, v, g, beta, s0, chunk_size):
+def _chunk(q, k, v, g, beta, s0, chunk_size, scale=1.0):
     from .chunk import chunk
 
-    return chunk(q, k, v, g, beta, s0, chunk_size=chunk_size)
+    return chunk(q, k, v, g, beta, s0, chunk_size=chunk_size, scale=scale)
 
 
-def _recurrent(q, k, v, g, beta, s0, chunk_size):
+def _recurrent(q, k, v, g, beta, s0, chunk_size, scale=1.0):
     """The recurrent form (decoding): the fused token-by-token kernel (forward only for T > 1)."""
     from .recurrent import recurrent
 
-    return recurrent(q, k, v, g, beta, s0)
+    return recurrent(q, k, v, g, beta, s0, scale=scale)
+
+
+def _denominator(q, k, z0, causal):
+    """Linear attention's normaliser q_t·z_t, fused (``denominator.py``)."""
+    from .denominator import denominator
+
+    return denominator(q, k, z0, causal)
 
 
 def _no_parallel(*args, **kwargs):
@@ -51,6 +59,7 @@ def register() -> None:
     base.KERNELS[("triton", "chunk")] = _chunk
     base.KERNELS[("triton", "recurrent")] = _recurrent
     base.KERNELS[("triton", "parallel")] = _no_parallel
+    base.DENOMINATORS["triton"] = _denominator
     for name in SUPPORTED:
         registry.add_backend(name, "triton")
 

@@ -41,7 +41,7 @@ def _key_gate(G, b, hh, t0, i_k, T, H, K, BT: tl.constexpr, BK: tl.constexpr):
 
 
 @triton.jit
-def fwd_output(q, k, v, G, h, A, o, T, H, K: tl.constexpr, V: tl.constexpr, NT,
+def fwd_output(q, k, v, G, h, A, o, T, H, K: tl.constexpr, V: tl.constexpr, NT, scale,
                GATE: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, PREC: tl.constexpr):
     i_v, n, i_bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     b, hh = i_bh // H, i_bh % H
@@ -74,7 +74,7 @@ def fwd_output(q, k, v, G, h, A, o, T, H, K: tl.constexpr, V: tl.constexpr, NT,
     vv = tl.load(p_v, boundary_check=(0, 1))
     acc += tl.dot(P.to(vv.dtype), vv, input_precision=PREC)
     p_o = tl.make_block_ptr(o + (b * T * H + hh) * V, (T, V), (H * V, 1), (t0, i_v * BV), (BT, BV), (1, 0))
-    tl.store(p_o, acc.to(o.dtype.element_ty), boundary_check=(0, 1))
+    tl.store(p_o, (acc * scale).to(o.dtype.element_ty), boundary_check=(0, 1))  # o is linear in q: scale folded here
 
 
 @triton.jit

@@ -21,7 +21,8 @@ step 2 runs with ``DELTA`` and also writes ``u = U − W h[n]``, which step 4 re
 Backward: ``bwd_dv`` gives ``Pᵀ dO``, the reverse state pass turns it into ``du``, ``bwd_dqk``
 (v → u) gives dq and part of dk, dG, and ``_delta.backward`` the rest plus dv and dβ.
 
-Inputs fp16/bf16/fp32 (fp32 matmuls use IEEE precision, not TF32); states and
+Inputs fp16/bf16/fp32 (fp32 products are IEEE unless ``torch.set_float32_matmul_precision``
+allows TF32, see ``_prec``); states and
 gate cumsums fp32; per-chunk states are stored in the input dtype for the tensor cores.
 
 Example (GPU, or CPU with ``TRITON_INTERPRET=1``)::
@@ -84,7 +85,7 @@ def _prec(x: torch.Tensor) -> str:
     return "ieee" if torch.get_float32_matmul_precision() == "highest" else "tf32"
 
 
-def _forward(q, k, v, G, gate, s0, C, want_state, beta=None):
+def _forward(q, k, v, G, gate, s0, C, want_state, beta=None, scale=1.0):
     """o, final state, and what the backward needs (entering states h, intra matrices, delta-rule parts)."""
     B, T, H, K = k.shape
     V = v.shape[-1]
@@ -112,7 +113,7 @@ def _forward(q, k, v, G, gate, s0, C, want_state, beta=None):
     o = torch.empty_like(v)
     bk, bv = _tile(K, CONFIG["out_bk"]), _tile(V, CONFIG["out_bv"])
     _output.fwd_output[(triton.cdiv(V, bv), NT, B * H)](
-        q, k, vo, Gp, h, A if A is not None else q, o, T, H, K, V, NT,
+        q, k, vo, Gp, h, A if A is not None else q, o, T, H, K, V, NT, scale,
         GATE=gate, BT=C, BK=bk, BV=bv, PREC=prec, num_warps=CONFIG["out_warps"])
     return o, sT, h, A, delta
 
@@ -183,12 +184,12 @@ def _backward(q, k, v, G, gate, h, A, do, dsT, has_s0, C, beta=None, delta=None)
 
 class _ChunkFn(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, q, k, v, g, beta, s0, C):
+    def forward(ctx, q, k, v, g, beta, s0, C, scale):
         gate = 0 if g is None else (1 if g.dim() == 3 else 2)
         G = chunk_cumsum(g, C, clamp=True) if g is not None else None
-        o, sT, h, A, delta = _forward(q, k, v, G, gate, s0, C, True, beta)
+        o, sT, h, A, delta = _forward(q, k, v, G, gate, s0, C, True, beta, scale)
         ctx.save_for_backward(q, k, v, G, h, A, beta, *(delta.get(n) for n in _DELTA_SAVED))
-        ctx.gate, ctx.C, ctx.has_s0 = gate, C, s0 is not None
+        ctx.gate, ctx.C, ctx.has_s0, ctx.scale = gate, C, s0 is not None, scale
         ctx.g_dtype = None if g is None else g.dtype
         return o, sT
 
@@ -196,14 +197,16 @@ class _ChunkFn(torch.autograd.Function):
     def backward(ctx, do, dsT):
         q, k, v, G, h, A, beta, *saved = ctx.saved_tensors
         delta = dict(zip(_DELTA_SAVED, saved)) if beta is not None else None
-        dq, dk, dv, dg, ds0, dbeta = _backward(q, k, v, G, ctx.gate, h, A, do.contiguous(),
+        # o = scale · (the recurrence with q): every input's gradient is the recurrence's for scale·dO
+        do = do.contiguous() if ctx.scale == 1.0 else do * ctx.scale
+        dq, dk, dv, dg, ds0, dbeta = _backward(q, k, v, G, ctx.gate, h, A, do,
                                                None if dsT is None else dsT.contiguous(), ctx.has_s0, ctx.C,
                                                beta, delta)
         if dg is not None:
             dg = dg.to(ctx.g_dtype)
         if dbeta is not None:
             dbeta = dbeta.to(beta.dtype)
-        return dq, dk, dv, dg, dbeta, ds0, None
+        return dq, dk, dv, dg, dbeta, ds0, None, None
 
 
 _DELTA_SAVED = ("Kp", "Tinv", "W", "u")
@@ -241,10 +244,11 @@ def _check(q, k, v, g, beta, initial_state, chunk_size):
             raise ValueError(f"the triton delta-rule kernels need D_k ≤ {_delta.MAX_K}, got {K}")
 
 
-def chunk(q, k, v, g=None, beta=None, initial_state=None, *, chunk_size: int = 64):
+def chunk(q, k, v, g=None, beta=None, initial_state=None, *, chunk_size: int = 64, scale: float = 1.0):
     """Chunkwise recurrence on the GPU (Triton), differentiable in q, k, v, g, beta, initial_state.
 
-    Args: as ``longmix.kernels.reference.chunk.chunk``: q, k [B, T, H, K] (q already scaled),
+    Args: as ``longmix.kernels.reference.chunk.chunk`` for the recurrence with ``scale·q``, the
+    scale applied to the output as it is stored (no pass over q): q, k [B, T, H, K],
     v [B, T, H, V], g None | [B, T, H] | [B, T, H, K] (fp32 log-gates ≤ 0), beta None | [B, T, H],
     initial_state None | [B, H, K, V]; chunk_size 16, 32, 64 or 128.
 
@@ -260,4 +264,4 @@ def chunk(q, k, v, g=None, beta=None, initial_state=None, *, chunk_size: int = 6
     s0 = None if initial_state is None else initial_state.float().contiguous()
     g = None if g is None else g.contiguous()
     beta = None if beta is None else beta.contiguous()
-    return _ChunkFn.apply(q.contiguous(), k.contiguous(), v.contiguous(), g, beta, s0, chunk_size)
+    return _ChunkFn.apply(q.contiguous(), k.contiguous(), v.contiguous(), g, beta, s0, chunk_size, float(scale))

@@ -29,7 +29,7 @@ CONFIG = {"bv": 32, "warps": 4}
 
 
 @triton.jit
-def fused_recurrent(q, k, v, g, beta, s0, o, sT, T, H, K: tl.constexpr, V: tl.constexpr,
+def fused_recurrent(q, k, v, g, beta, s0, o, sT, T, H, K: tl.constexpr, V: tl.constexpr, scale,
                     GATE: tl.constexpr, DELTA: tl.constexpr, HAS_S0: tl.constexpr,
                     BK: tl.constexpr, BV: tl.constexpr):
     i_v, i_bh = tl.program_id(0), tl.program_id(1)
@@ -55,14 +55,15 @@ def fused_recurrent(q, k, v, g, beta, s0, o, sT, T, H, K: tl.constexpr, V: tl.co
             bt = tl.load(beta + row).to(tl.float32)
             vt = bt * (vt - tl.sum(kt[:, None] * S, 0))
         S += kt[:, None] * vt[None, :]
-        tl.store(o + row * V + o_v, tl.sum(qt[:, None] * S, 0).to(o.dtype.element_ty), mask=mv)
+        tl.store(o + row * V + o_v, (tl.sum(qt[:, None] * S, 0) * scale).to(o.dtype.element_ty), mask=mv)
     tl.store(sT + p_s, S, mask=m_s)
 
 
-def recurrent(q, k, v, g=None, beta=None, initial_state=None, *, inplace: bool = False):
-    """Run T tokens of the recurrence against a state, fused (forward only for T > 1).
+def recurrent(q, k, v, g=None, beta=None, initial_state=None, *, inplace: bool = False, scale: float = 1.0):
+    """Run T tokens of the recurrence (with ``scale·q``, applied to the output) against a state, fused
+    (forward only for T > 1).
 
-    Args: q, k [B, T, H, K] (q already scaled), v [B, T, H, V] (one dtype: fp16/bf16/fp32), g None |
+    Args: q, k [B, T, H, K], v [B, T, H, V] (one dtype: fp16/bf16/fp32), g None |
     [B, T, H] | [B, T, H, K] fp32 log-gates ≤ 0, beta None | [B, T, H], initial_state None |
     [B, H, K, V]; ``inplace=True`` writes the new state into ``initial_state`` (fp32, contiguous).
 
@@ -81,7 +82,7 @@ def recurrent(q, k, v, g=None, beta=None, initial_state=None, *, inplace: bool =
         if T != 1:
             raise ValueError("the triton recurrent (decode) kernel is forward only for T > 1; use form='chunk' "
                              "for gradients (same result) or run it under torch.no_grad()")
-        return chunk(q, k, v, g, beta, initial_state, chunk_size=16)
+        return chunk(q, k, v, g, beta, initial_state, chunk_size=16, scale=scale)
     if inplace and (initial_state is None or initial_state.dtype != torch.float32 or not initial_state.is_contiguous()):
         raise ValueError("inplace=True needs initial_state as a contiguous float32 [B, H, K, V] tensor")
     s0 = None if initial_state is None else (initial_state if inplace else initial_state.float().contiguous())
@@ -99,6 +100,6 @@ def recurrent(q, k, v, g=None, beta=None, initial_state=None, *, inplace: bool =
     q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
     fused_recurrent[(triton.cdiv(V, BV), B * H)](
         q, k, v, g.contiguous() if g is not None else q, beta.contiguous() if beta is not None else q,
-        s0 if s0 is not None else q, o, sT, T, H, K, V,
+        s0 if s0 is not None else q, o, sT, T, H, K, V, float(scale),
         GATE=gate, DELTA=beta is not None, HAS_S0=s0 is not None, BK=BK, BV=BV, num_warps=CONFIG["warps"])
     return o, sT
