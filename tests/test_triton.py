@@ -153,6 +153,69 @@ def test_delta_wide_heads_tile_loops(gate):
     _compare(_inputs(1, 33, 1, 80, 72, gate, s0=True, beta=(0.0, 2.0), knorm=1.0), C=32)
 
 
+@pytest.mark.parametrize("gate", [None, "scalar", "key"])
+@pytest.mark.parametrize("T,K,V,beta", [(1, 16, 16, (0.0, 2.0)), (64, 16, 16, (0.0, 2.0)), (150, 16, 16, (1.9, 2.0)),
+                                         (70, 80, 72, (0.0, 2.0))])
+def test_delta_four_block_prep_at_the_default_chunk(gate, T, K, V, beta):
+    """Chunks of 64 (the default) take fwd_prep4, which inverts the triangular system in registers by
+    16-row blocks; against the reference (forward and every gradient), with T = 1, a whole chunk, a
+    ragged last chunk, β near 2 and key/value dims over one tile."""
+    _compare(_inputs(1, T, 1, K, V, gate, s0=True, beta=beta, knorm=1.0, seed=T), C=64)
+
+
+def _exact_prep(k, v, beta, G, gate, C):
+    """Tinv, U, W of ``_delta.prep`` in float64, chunk by chunk with torch.linalg.inv."""
+    B, T, H, K = k.shape
+    k, v, beta = k.double(), v.double(), beta.double()
+    G = None if G is None else G.double()
+    Tinv = torch.zeros(B, T, H, C, dtype=torch.float64)
+    U, W = torch.zeros_like(v), torch.zeros_like(k)
+    for t0 in range(0, T, C):
+        s = slice(t0, min(t0 + C, T))
+        n = s.stop - t0
+        for b in range(B):
+            for h in range(H):
+                kk, bt = k[b, s, h], beta[b, s, h]
+                if gate == 2:
+                    e = G[b, s, h]
+                    kp = torch.einsum("td,ud,tud->tu", kk, kk, torch.exp(e[:, None] - e[None, :]).clamp_max(1e30))
+                else:
+                    kp = kk @ kk.T
+                    if gate == 1:
+                        e = G[b, s, h]
+                        kp = kp * torch.exp((e[:, None] - e[None, :]).tril(-1))
+                A = bt[:, None] * kp.tril(-1)
+                ti = torch.linalg.inv(torch.eye(n, dtype=torch.float64) + A)
+                Tinv[b, s, h, :n] = ti
+                kg = kk if gate == 0 else kk * torch.exp(G[b, s, h] if gate == 2 else G[b, s, h][:, None])
+                U[b, s, h], W[b, s, h] = ti @ (bt[:, None] * v[b, s, h]), ti @ (bt[:, None] * kg)
+    return Tinv, U, W
+
+
+@pytest.mark.parametrize("gate", [None, "scalar", "key"])
+def test_delta_four_block_prep_as_accurate_as_the_general_kernel(gate, monkeypatch):
+    """fwd_prep4 and the general block-row kernel against the float64 inverse (nearly aligned keys and
+    β near 2: badly conditioned systems, where a less careful inverse loses digits; the power series
+    (I + N)⁻¹ = Π (I + N^{2^p}) lost 1e-2 on such 16×16 blocks and is why both substitute by rows)."""
+    from longmix.kernels.triton import _delta, _gla
+    from longmix.kernels.triton._cumsum import chunk_cumsum
+
+    q, k, v, g, _, beta = _inputs(1, 100, 2, 32, 16, gate, s0=False, beta=(1.9, 2.0), seed=9)
+    k = F.normalize(k[:, :1] + 0.05 * k, dim=-1)  # nearly aligned keys
+    G = None if g is None else chunk_cumsum(g, 64, clamp=True)
+    gid = {None: 0, "scalar": 1, "key": 2}[gate]
+    Kp = _gla.fwd_intra(k, k, G, 64, "ieee") if gid == 2 else None
+    exact = _exact_prep(k.cpu(), v.cpu(), beta.cpu(), None if G is None else G.cpu(), gid, 64)
+    errs = {}
+    for four in (True, False):
+        monkeypatch.setitem(_delta.CONFIG, "prep4", four)
+        got = _delta.prep(k, v, beta, G, Kp, gid, 64, "ieee")
+        assert all(torch.isfinite(x).all() for x in got)
+        errs[four] = [_rel(a.cpu(), e) for a, e in zip(got, exact)]
+    for e4, eg in zip(errs[True], errs[False]):
+        assert e4 <= 2 * eg + 1e-6, errs
+
+
 # ----------------------------------------------------------------------------- decode kernel
 
 

@@ -28,7 +28,7 @@ import triton.language as tl
 
 BC = 16  # diagonal block of the triangular inverse
 MAX_K = 256
-CONFIG = {"prep_warps": 4, "bwd_warps": 4, "bk": 64, "bv": 64}
+CONFIG = {"prep_warps": 4, "bwd_warps": 4, "bk": 64, "bv": 64, "prep4": True}
 
 
 @triton.jit
@@ -112,6 +112,199 @@ def fwd_prep(k, v, beta, G, Kp, Tinv, U, W, T, H, K: tl.constexpr, V: tl.constex
             kb *= _gate_k(G, b, hh, t0, i_k, T, H, K, GATE, BT, BK)
         p_w = tl.make_block_ptr(W + (b * T * H + hh) * K, (T, K), (H * K, 1), (t0, i_k * BK), (BT, BK), (1, 0))
         tl.store(p_w, tl.dot(ti_, kb, input_precision=PREC).to(W.dtype.element_ty), boundary_check=(0, 1))
+
+
+@triton.jit
+def _blk(x, b, hh, t, i_k, T, H, K, BC: tl.constexpr, BK: tl.constexpr):
+    """Rows t..t+BC of x [B, T, H, K] at key tile i_k, [BC, BK] (zeros past T or K)."""
+    o_t = t + tl.arange(0, BC)
+    o_k = i_k * BK + tl.arange(0, BK)
+    return tl.load(x + ((b * T + o_t[:, None]) * H + hh) * K + o_k[None, :],
+                   mask=(o_t[:, None] < T) & (o_k[None, :] < K), other=0.0)
+
+
+@triton.jit
+def _pair(ki, kj, gi, gj, Kp, b, hh, ti, j, T, H, BT: tl.constexpr, BC: tl.constexpr, GATE: tl.constexpr,
+          DIAG: tl.constexpr):
+    """Finish the key-key block (rows block at ti, columns block j): the scalar gate's decay, or for
+    per-key gates the block of Kp; strictly lower on the diagonal. ``ki``/``kj`` hold the raw product."""
+    o_s = tl.arange(0, BC)
+    if GATE == 2:
+        o_r = ti + o_s
+        m = o_r[:, None] < T
+        if DIAG:
+            m = m & (o_s[:, None] > o_s[None, :])
+        return tl.load(Kp + ((b * T + o_r[:, None]) * H + hh) * BT + j * BC + o_s[None, :], mask=m, other=0.0)
+    a = ki
+    if GATE == 1:
+        if DIAG:
+            a *= tl.exp(tl.where(o_s[:, None] > o_s[None, :], gi[:, None] - gj[None, :], float("-inf")))
+        else:
+            a *= tl.exp(gi[:, None] - gj[None, :])  # u before r: G_r − G_u ≤ 0
+    if DIAG:
+        a = tl.where(o_s[:, None] > o_s[None, :], a, 0.0)
+    return a
+
+
+@triton.jit
+def _unit_lower_inverse(a, BC: tl.constexpr):
+    """(I + a)⁻¹ for a strictly lower [BC, BC] block, by forward substitution in registers (fp32):
+    row r of the inverse minus I is −a_r − Σ_j a_rj (row j of it)."""
+    o_s = tl.arange(0, BC)
+    x = -a
+    for r in range(2, BC):
+        xr = tl.sum(tl.where(o_s[:, None] == r, x, 0.0), 0)
+        xr += tl.sum(xr[:, None] * x, 0)
+        x = tl.where(o_s[:, None] == r, xr[None, :], x)
+    return x + (o_s[:, None] == o_s[None, :]).to(tl.float32)
+
+
+@triton.jit
+def _dot(a, b):
+    return tl.dot(a, b, input_precision="ieee")
+
+
+@triton.jit
+def _store_blk(p, x, b, hh, t, col, T, H, W: tl.constexpr, BC: tl.constexpr, BN: tl.constexpr, N):
+    """Store x [BC, BN] at rows t.. and columns col.. of p [B, T, H, W] (mask rows past T, columns past N)."""
+    o_t = t + tl.arange(0, BC)
+    o_n = col + tl.arange(0, BN)
+    tl.store(p + ((b * T + o_t[:, None]) * H + hh) * W + o_n[None, :], x.to(p.dtype.element_ty),
+             mask=(o_t[:, None] < T) & (o_n[None, :] < N))
+
+
+@triton.jit
+def fwd_prep4(k, v, beta, G, Kp, Tinv, U, W, T, H, K: tl.constexpr, V: tl.constexpr,
+              GATE: tl.constexpr, BT: tl.constexpr, BC: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
+              PREC: tl.constexpr):
+    """``fwd_prep`` for chunks of four BC-row blocks (BT = 4·BC, the default 64), all in registers:
+    the ten key-key blocks, the four diagonal inverses by forward substitution (independent, so they
+    interleave), the six off-diagonal blocks of Tinv by block substitution with BC×BC products,
+    ``Tinv_ij = −D_i Σ_{j≤m<i} A_im Tinv_mj``; then U and W by blocks. No global round trips (the
+    general kernel writes each block row of Tinv and reads it back)."""
+    n, i_bh = tl.program_id(0), tl.program_id(1)
+    b, hh = i_bh // H, i_bh % H
+    t0 = n * BT
+    t1, t2, t3 = t0 + BC, t0 + 2 * BC, t0 + 3 * BC
+    o_s = tl.arange(0, BC)
+    last = tl.minimum(t0 + BT, T) - 1
+    b0 = tl.load(beta + (b * T + t0 + o_s) * H + hh, mask=t0 + o_s < T, other=0.0).to(tl.float32)
+    b1 = tl.load(beta + (b * T + t1 + o_s) * H + hh, mask=t1 + o_s < T, other=0.0).to(tl.float32)
+    b2 = tl.load(beta + (b * T + t2 + o_s) * H + hh, mask=t2 + o_s < T, other=0.0).to(tl.float32)
+    b3 = tl.load(beta + (b * T + t3 + o_s) * H + hh, mask=t3 + o_s < T, other=0.0).to(tl.float32)
+    g0 = tl.zeros([BC], dtype=tl.float32)
+    g1 = g0
+    g2 = g0
+    g3 = g0
+    if GATE == 1:  # rows past T repeat the last row's gate: decays stay ≤ 1 (their keys are 0)
+        g0 = tl.load(G + (b * T + tl.minimum(t0 + o_s, last)) * H + hh)
+        g1 = tl.load(G + (b * T + tl.minimum(t1 + o_s, last)) * H + hh)
+        g2 = tl.load(G + (b * T + tl.minimum(t2 + o_s, last)) * H + hh)
+        g3 = tl.load(G + (b * T + tl.minimum(t3 + o_s, last)) * H + hh)
+    z = tl.zeros([BC, BC], dtype=tl.float32)
+    a00 = z
+    a10 = z
+    a11 = z
+    a20 = z
+    a21 = z
+    a22 = z
+    a30 = z
+    a31 = z
+    a32 = z
+    a33 = z
+    if GATE != 2:
+        for i_k in range(tl.cdiv(K, BK)):
+            k0 = _blk(k, b, hh, t0, i_k, T, H, K, BC, BK)
+            k1 = _blk(k, b, hh, t1, i_k, T, H, K, BC, BK)
+            k2 = _blk(k, b, hh, t2, i_k, T, H, K, BC, BK)
+            k3 = _blk(k, b, hh, t3, i_k, T, H, K, BC, BK)
+            a00 += tl.dot(k0, tl.trans(k0), input_precision=PREC)
+            a10 += tl.dot(k1, tl.trans(k0), input_precision=PREC)
+            a11 += tl.dot(k1, tl.trans(k1), input_precision=PREC)
+            a20 += tl.dot(k2, tl.trans(k0), input_precision=PREC)
+            a21 += tl.dot(k2, tl.trans(k1), input_precision=PREC)
+            a22 += tl.dot(k2, tl.trans(k2), input_precision=PREC)
+            a30 += tl.dot(k3, tl.trans(k0), input_precision=PREC)
+            a31 += tl.dot(k3, tl.trans(k1), input_precision=PREC)
+            a32 += tl.dot(k3, tl.trans(k2), input_precision=PREC)
+            a33 += tl.dot(k3, tl.trans(k3), input_precision=PREC)
+    # A = diag(β) Kp, by blocks
+    a00 = _pair(a00, a00, g0, g0, Kp, b, hh, t0, 0, T, H, BT, BC, GATE, True) * b0[:, None]
+    a10 = _pair(a10, a10, g1, g0, Kp, b, hh, t1, 0, T, H, BT, BC, GATE, False) * b1[:, None]
+    a11 = _pair(a11, a11, g1, g1, Kp, b, hh, t1, 1, T, H, BT, BC, GATE, True) * b1[:, None]
+    a20 = _pair(a20, a20, g2, g0, Kp, b, hh, t2, 0, T, H, BT, BC, GATE, False) * b2[:, None]
+    a21 = _pair(a21, a21, g2, g1, Kp, b, hh, t2, 1, T, H, BT, BC, GATE, False) * b2[:, None]
+    a22 = _pair(a22, a22, g2, g2, Kp, b, hh, t2, 2, T, H, BT, BC, GATE, True) * b2[:, None]
+    a30 = _pair(a30, a30, g3, g0, Kp, b, hh, t3, 0, T, H, BT, BC, GATE, False) * b3[:, None]
+    a31 = _pair(a31, a31, g3, g1, Kp, b, hh, t3, 1, T, H, BT, BC, GATE, False) * b3[:, None]
+    a32 = _pair(a32, a32, g3, g2, Kp, b, hh, t3, 2, T, H, BT, BC, GATE, False) * b3[:, None]
+    a33 = _pair(a33, a33, g3, g3, Kp, b, hh, t3, 3, T, H, BT, BC, GATE, True) * b3[:, None]
+    d0 = _unit_lower_inverse(a00, BC)
+    d1 = _unit_lower_inverse(a11, BC)
+    d2 = _unit_lower_inverse(a22, BC)
+    d3 = _unit_lower_inverse(a33, BC)
+    t10 = -_dot(d1, _dot(a10, d0))
+    t21 = -_dot(d2, _dot(a21, d1))
+    t32 = -_dot(d3, _dot(a32, d2))
+    t20 = -_dot(d2, _dot(a20, d0) + _dot(a21, t10))
+    t31 = -_dot(d3, _dot(a31, d1) + _dot(a32, t21))
+    t30 = -_dot(d3, _dot(a30, d0) + _dot(a31, t10) + _dot(a32, t20))
+    # Tinv (fp32, for the backward), upper blocks zero
+    _store_blk(Tinv, d0, b, hh, t0, 0, T, H, BT, BC, BC, BT)
+    _store_blk(Tinv, z, b, hh, t0, BC, T, H, BT, BC, BC, BT)
+    _store_blk(Tinv, z, b, hh, t0, 2 * BC, T, H, BT, BC, BC, BT)
+    _store_blk(Tinv, z, b, hh, t0, 3 * BC, T, H, BT, BC, BC, BT)
+    _store_blk(Tinv, t10, b, hh, t1, 0, T, H, BT, BC, BC, BT)
+    _store_blk(Tinv, d1, b, hh, t1, BC, T, H, BT, BC, BC, BT)
+    _store_blk(Tinv, z, b, hh, t1, 2 * BC, T, H, BT, BC, BC, BT)
+    _store_blk(Tinv, z, b, hh, t1, 3 * BC, T, H, BT, BC, BC, BT)
+    _store_blk(Tinv, t20, b, hh, t2, 0, T, H, BT, BC, BC, BT)
+    _store_blk(Tinv, t21, b, hh, t2, BC, T, H, BT, BC, BC, BT)
+    _store_blk(Tinv, d2, b, hh, t2, 2 * BC, T, H, BT, BC, BC, BT)
+    _store_blk(Tinv, z, b, hh, t2, 3 * BC, T, H, BT, BC, BC, BT)
+    _store_blk(Tinv, t30, b, hh, t3, 0, T, H, BT, BC, BC, BT)
+    _store_blk(Tinv, t31, b, hh, t3, BC, T, H, BT, BC, BC, BT)
+    _store_blk(Tinv, t32, b, hh, t3, 2 * BC, T, H, BT, BC, BC, BT)
+    _store_blk(Tinv, d3, b, hh, t3, 3 * BC, T, H, BT, BC, BC, BT)
+    # U = Tinv (β v), W = Tinv (β k e^G), by blocks of rows
+    for i_v in range(tl.cdiv(V, BV)):
+        x0 = _blk(v, b, hh, t0, i_v, T, H, V, BC, BV).to(tl.float32) * b0[:, None]
+        x1 = _blk(v, b, hh, t1, i_v, T, H, V, BC, BV).to(tl.float32) * b1[:, None]
+        x2 = _blk(v, b, hh, t2, i_v, T, H, V, BC, BV).to(tl.float32) * b2[:, None]
+        x3 = _blk(v, b, hh, t3, i_v, T, H, V, BC, BV).to(tl.float32) * b3[:, None]
+        _store_blk(U, tl.dot(d0, x0, input_precision=PREC), b, hh, t0, i_v * BV, T, H, V, BC, BV, V)
+        _store_blk(U, tl.dot(t10, x0, input_precision=PREC) + tl.dot(d1, x1, input_precision=PREC),
+                   b, hh, t1, i_v * BV, T, H, V, BC, BV, V)
+        _store_blk(U, tl.dot(t20, x0, input_precision=PREC) + tl.dot(t21, x1, input_precision=PREC)
+                   + tl.dot(d2, x2, input_precision=PREC), b, hh, t2, i_v * BV, T, H, V, BC, BV, V)
+        _store_blk(U, tl.dot(t30, x0, input_precision=PREC) + tl.dot(t31, x1, input_precision=PREC)
+                   + tl.dot(t32, x2, input_precision=PREC) + tl.dot(d3, x3, input_precision=PREC),
+                   b, hh, t3, i_v * BV, T, H, V, BC, BV, V)
+    for i_k in range(tl.cdiv(K, BK)):
+        x0 = _blk(k, b, hh, t0, i_k, T, H, K, BC, BK).to(tl.float32) * b0[:, None]
+        x1 = _blk(k, b, hh, t1, i_k, T, H, K, BC, BK).to(tl.float32) * b1[:, None]
+        x2 = _blk(k, b, hh, t2, i_k, T, H, K, BC, BK).to(tl.float32) * b2[:, None]
+        x3 = _blk(k, b, hh, t3, i_k, T, H, K, BC, BK).to(tl.float32) * b3[:, None]
+        if GATE == 1:
+            x0 *= tl.exp(g0)[:, None]
+            x1 *= tl.exp(g1)[:, None]
+            x2 *= tl.exp(g2)[:, None]
+            x3 *= tl.exp(g3)[:, None]
+        if GATE == 2:  # per-key gates; rows past T repeat the last row (their keys are 0)
+            o_k = i_k * BK + tl.arange(0, BK)
+            mk = o_k[None, :] < K
+            x0 *= tl.exp(tl.load(G + ((b * T + tl.minimum(t0 + o_s, last)[:, None]) * H + hh) * K + o_k[None, :], mask=mk, other=0.0))
+            x1 *= tl.exp(tl.load(G + ((b * T + tl.minimum(t1 + o_s, last)[:, None]) * H + hh) * K + o_k[None, :], mask=mk, other=0.0))
+            x2 *= tl.exp(tl.load(G + ((b * T + tl.minimum(t2 + o_s, last)[:, None]) * H + hh) * K + o_k[None, :], mask=mk, other=0.0))
+            x3 *= tl.exp(tl.load(G + ((b * T + tl.minimum(t3 + o_s, last)[:, None]) * H + hh) * K + o_k[None, :], mask=mk, other=0.0))
+        _store_blk(W, tl.dot(d0, x0, input_precision=PREC), b, hh, t0, i_k * BK, T, H, K, BC, BK, K)
+        _store_blk(W, tl.dot(t10, x0, input_precision=PREC) + tl.dot(d1, x1, input_precision=PREC),
+                   b, hh, t1, i_k * BK, T, H, K, BC, BK, K)
+        _store_blk(W, tl.dot(t20, x0, input_precision=PREC) + tl.dot(t21, x1, input_precision=PREC)
+                   + tl.dot(d2, x2, input_precision=PREC), b, hh, t2, i_k * BK, T, H, K, BC, BK, K)
+        _store_blk(W, tl.dot(t30, x0, input_precision=PREC) + tl.dot(t31, x1, input_precision=PREC)
+                   + tl.dot(t32, x2, input_precision=PREC) + tl.dot(d3, x3, input_precision=PREC),
+                   b, hh, t3, i_k * BK, T, H, K, BC, BK, K)
 
 
 @triton.jit
@@ -211,7 +404,8 @@ def prep(k, v, beta, G, Kp, gate, C, prec):
     V = v.shape[-1]
     Tinv = torch.empty(B, T, H, C, device=k.device, dtype=torch.float32)
     U, W = torch.empty_like(v), torch.empty_like(k)
-    fwd_prep[(triton.cdiv(T, C), B * H)](
+    kernel = fwd_prep4 if C == 4 * BC and CONFIG["prep4"] else fwd_prep  # the default chunk: all in registers
+    kernel[(triton.cdiv(T, C), B * H)](
         k, v, beta, G if G is not None else k, Kp if Kp is not None else k, Tinv, U, W, T, H, K, V,
         GATE=gate, BT=C, BC=BC, BK=_tile(K, CONFIG["bk"]), BV=_tile(V, CONFIG["bv"]), PREC=prec,
         num_warps=CONFIG["prep_warps"])
