@@ -26,7 +26,7 @@ BC = 16  # sub-tile rows
 # key-dim tile of the sub-tile products (3-D on the diagonal) and warps, forward / backward;
 # chosen on an H100 (benchmarks/triton_check.py gla_sweep: T=8K bf16 fwd+bwd 7.5 ms at bk=32,
 # 4 warps → about 5.8 ms); benchmarks may edit this table.
-CONFIG = {"fwd_bk": 16, "fwd_warps": 2, "bwd_bk": 16, "bwd_warps": 1}
+CONFIG = {"fwd_bk": 16, "fwd_warps": 2, "bwd_bk": 16, "bwd_warps": 1, "fwd_rows": True}
 
 
 @triton.jit
@@ -80,6 +80,57 @@ def fwd_A(q, k, G, A, T, H, K: tl.constexpr, BT: tl.constexpr, BC: tl.constexpr,
         o_t = ti + tl.arange(0, BC)
         o_c = j * BC + tl.arange(0, BC)
         tl.store(A + ((b * T + o_t[:, None]) * H + hh) * BT + o_c[None, :], acc, mask=o_t[:, None] < T)
+
+
+@triton.jit
+def fwd_A_rows(q, k, G, A, A2, T, H, K: tl.constexpr, BT: tl.constexpr, BC: tl.constexpr, BK: tl.constexpr,
+               PREC: tl.constexpr, TWO: tl.constexpr):
+    """Row block i of the chunk's intra matrix in one program: every off-diagonal tile at once as one
+    [BC, BT] product, ``(q_i ⊙ e^{G_i − ref}) (k_{<i} ⊙ e^{ref − G_{<i}})ᵀ`` (ref: G at the row before
+    block i; rows from block i on are masked to 0 before the exponent), and the diagonal tile's exact
+    3-D product. ``TWO``: also the key-key matrix (q → k) into A2, sharing the key side and the
+    diagonal's decays (KDA needs both). Columns past the diagonal tile are not written."""
+    i, n, i_bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    b, hh = i_bh // H, i_bh % H
+    t0 = n * BT
+    ti = t0 + i * BC
+    if ti < T:
+        dt = q.dtype.element_ty
+        o_c = tl.arange(0, BT)
+        o_s = tl.arange(0, BC)
+        before = (o_c < i * BC) & (t0 + o_c < T)  # the chunk's rows before block i
+        acc = tl.zeros([BC, BT], dtype=tl.float32)
+        acc2 = tl.zeros([BC, BT], dtype=tl.float32)
+        accd = tl.zeros([BC, BC], dtype=tl.float32)
+        accd2 = tl.zeros([BC, BC], dtype=tl.float32)
+        for i_k in range(tl.cdiv(K, BK)):
+            o_k = i_k * BK + tl.arange(0, BK)
+            qi, gi, mi = _rows(q, G, b, hh, ti, i_k, T, H, K, BC, BK)
+            ki, _, _ = _rows(k, G, b, hh, ti, i_k, T, H, K, BC, BK)
+            if i > 0:
+                ref = _grow(G, b, hh, ti - 1, i_k, T, H, K, BK)[None, :]
+                mc = before[:, None] & (o_k[None, :] < K)
+                off = ((b * T + t0 + o_c[:, None]) * H + hh) * K + o_k[None, :]
+                kc = tl.load(k + off, mask=mc, other=0.0)
+                gc = tl.load(G + off, mask=mc, other=0.0)
+                kg = (kc * tl.exp(tl.where(mc, ref - gc, float("-inf")))).to(dt)  # [BT, BK], ≤ |k|
+                qg = tl.where(mi, qi * tl.exp(gi - ref), 0.0).to(dt)
+                acc += tl.dot(qg, tl.trans(kg), input_precision=PREC)
+                if TWO:
+                    acc2 += tl.dot(tl.where(mi, ki * tl.exp(gi - ref), 0.0).to(dt), tl.trans(kg), input_precision=PREC)
+            e = _decay3(gi, gi, ti, T, BC)
+            kf = ki.to(tl.float32)[None, :, :] * e
+            accd += tl.sum(qi.to(tl.float32)[:, None, :] * kf, 2)
+            if TWO:
+                accd2 += tl.sum(ki.to(tl.float32)[:, None, :] * kf, 2)
+        o_t = ti + o_s
+        rows = ((b * T + o_t[:, None]) * H + hh) * BT
+        mr = o_t[:, None] < T
+        tl.store(A + rows + o_c[None, :], acc, mask=mr & (o_c[None, :] < i * BC))
+        tl.store(A + rows + i * BC + o_s[None, :], accd, mask=mr)
+        if TWO:
+            tl.store(A2 + rows + o_c[None, :], acc2, mask=mr & (o_c[None, :] < i * BC))
+            tl.store(A2 + rows + i * BC + o_s[None, :], accd2, mask=mr)
 
 
 @triton.jit
@@ -139,13 +190,25 @@ def bwd_intra_kernel(q, k, G, dA, dqi, dki, dG, dq, dk, T, H, K: tl.constexpr, B
             tl.store(dk + off, acc_k.to(dk.dtype.element_ty), mask=m)
 
 
-def fwd_intra(q, k, G, C, prec):
-    """The intra-chunk matrix P as [B, T, H, C] fp32 (row t of chunk n holds P[t − nC, :])."""
+def fwd_intra(q, k, G, C, prec, with_keys=False):
+    """The intra-chunk matrix P as [B, T, H, C] fp32 (row t of chunk n holds P[t − nC, :]; entries
+    past the diagonal are not written). ``with_keys``: (P, the key-key matrix fwd_intra(k, k)) from one
+    pass (KDA needs both)."""
     B, T, H, K = k.shape
     A = torch.empty(B, T, H, C, device=q.device, dtype=torch.float32)
+    A2 = torch.empty_like(A) if with_keys else None
     NC = C // BC
+    if CONFIG["fwd_rows"]:
+        fwd_A_rows[(NC, triton.cdiv(T, C), B * H)](q, k, G, A, A2 if with_keys else A, T, H, K, BT=C, BC=BC,
+                                                    BK=CONFIG["fwd_bk"], PREC=prec, TWO=with_keys,
+                                                    num_warps=CONFIG["fwd_warps"])
+        return (A, A2) if with_keys else A
     fwd_A[(NC * NC, triton.cdiv(T, C), B * H)](q, k, G, A, T, H, K, BT=C, BC=BC, BK=CONFIG["fwd_bk"], PREC=prec,
                                                 num_warps=CONFIG["fwd_warps"])
+    if with_keys:
+        fwd_A[(NC * NC, triton.cdiv(T, C), B * H)](k, k, G, A2, T, H, K, BT=C, BC=BC, BK=CONFIG["fwd_bk"], PREC=prec,
+                                                    num_warps=CONFIG["fwd_warps"])
+        return A, A2
     return A
 
 

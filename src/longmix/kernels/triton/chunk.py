@@ -94,9 +94,11 @@ def _forward(q, k, v, G, gate, s0, C, want_state, beta=None, scale=1.0):
     h = q.new_empty(B, H, NT, K, V)
     sT = q.new_empty(B, H, K, V, dtype=torch.float32) if want_state else None
     Gp = G if G is not None else q
-    delta = {}
+    delta, A = {}, None
     if beta is not None:  # the WY/UT transform; the state pass then writes u = U − W S
-        delta["Kp"] = _gla.fwd_intra(k, k, G, C, prec) if gate == 2 else None
+        delta["Kp"] = None
+        if gate == 2:  # the output's intra matrix and the key-key matrix share one pass
+            A, delta["Kp"] = _gla.fwd_intra(q, k, G, C, prec, with_keys=True)
         delta["Tinv"], U, delta["W"] = _delta.prep(k, v, beta, G, delta["Kp"], gate, C, prec)
         delta["u"] = torch.empty_like(v)
         bk, bv = _state_tiles(B * H, K, V, delta=True)
@@ -109,7 +111,8 @@ def _forward(q, k, v, G, gate, s0, C, want_state, beta=None, scale=1.0):
         GATE=gate, HAS_S0=s0 is not None, STORE_ST=want_state, DELTA=beta is not None, BT=C, BK=bk, BV=bv,
         PREC=prec, num_warps=CONFIG["state_warps"], **_stages(gate, beta is not None))
     vo = delta["u"] if beta is not None else v  # the values the output reads
-    A = _gla.fwd_intra(q, k, G, C, prec) if gate == 2 else None
+    if gate == 2 and A is None:
+        A = _gla.fwd_intra(q, k, G, C, prec)
     o = torch.empty_like(v)
     bk, bv = _tile(K, CONFIG["out_bk"]), _tile(V, CONFIG["out_bv"])
     _output.fwd_output[(triton.cdiv(V, bv), NT, B * H)](

@@ -1,0 +1,75 @@
+"""Sweep the Triton kernels' tile / warp / variant tables (the ``CONFIG`` dicts) on one GPU.
+
+    PYTHONPATH=src python benchmarks/tune_kernels.py [B T]      # default B=16 T=2048; writes $OUT/tune.jsonl
+
+Each candidate setting is applied to its module's ``CONFIG`` and the mechanisms it affects are
+timed through ``longmix.attention`` (forward and forward+backward, the speed sweep's calls, bf16,
+H = 16, D = 128) with ``triton.testing.do_bench``; the default setting is timed in the same run.
+The table printed at the end gives, per knob, each value's time relative to the default.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import torch
+from triton.testing import do_bench
+
+from longmix.bench.speed import _longmix_fns, _time_pass, make_inputs
+from longmix.kernels.triton import _delta, _gla, chunk
+
+# (module CONFIG, key, values, mechanisms it affects)
+KNOBS = [
+    (_delta.CONFIG, "prep_warps", [1, 2, 4, 8], ["deltanet", "gated_deltanet"]),
+    (_delta.CONFIG, "prep4", [True, False], ["deltanet", "kda"]),
+    (_delta.CONFIG, "bwd_warps", [2, 4, 8], ["deltanet"]),
+    (_gla.CONFIG, "fwd_rows", [True, False], ["gla", "kda"]),
+    (_gla.CONFIG, "fwd_warps", [1, 2, 4], ["gla", "kda"]),
+    (_gla.CONFIG, "fwd_bk", [16, 32], ["gla"]),
+    (chunk.CONFIG, "out_warps", [4, 8], ["retention", "gla"]),
+    (chunk.CONFIG, "out_bv", [64, 128], ["retention"]),
+    (chunk.CONFIG, "state_warps", [4, 8], ["retention", "deltanet"]),
+    (chunk.CONFIG, "state_bv_delta", [16, 32, 64], ["deltanet", "kda"]),
+    (chunk.CONFIG, "bwd_warps", [4, 8], ["retention", "gla"]),
+]
+
+
+def main(argv):
+    B, T = (int(argv[0]), int(argv[1])) if len(argv) > 1 else (16, 2048)
+    out = open(os.path.join(os.environ.get("OUT", "."), "tune.jsonl"), "a")
+    inputs = {}
+    print(f"{torch.cuda.get_device_name()} · B={B} T={T} H=16 D=128 bf16", flush=True)
+    for cfg, key, values, mechs in KNOBS:
+        default = cfg[key]
+        for name in mechs:
+            if name not in inputs:
+                inputs[name] = make_inputs(name, B=B, Tq=T, Tk=T, H=16, D=128, device="cuda", dtype=torch.bfloat16)
+            x = inputs[name]
+            fwd = _longmix_fns(name, "triton")[0]
+            times = {}
+            for val in values:
+                cfg[key] = val
+                try:
+                    times[val] = {p: do_bench(_time_pass(fwd, None, x, p, True, "cuda", 1), warmup=25, rep=100)
+                                  for p in ("fwd", "fwdbwd")}
+                except Exception as e:  # a setting that does not compile or fit (shared memory)
+                    times[val] = {"error": f"{type(e).__name__}: {str(e)[:100]}"}
+                finally:
+                    cfg[key] = default
+            row = dict(knob=key, default=default, mechanism=name, B=B, T=T, times=times)
+            out.write(json.dumps(row) + "\n")
+            out.flush()
+            base = times.get(default, {})
+            cells = []
+            for val, t in times.items():
+                if "error" in t:
+                    cells.append(f"{val}: {t['error'][:40]}")
+                else:
+                    cells.append(f"{val}: fwd {t['fwd']:.3f} ({t['fwd'] / base.get('fwd', t['fwd']):.2f}) "
+                                 f"fwdbwd {t['fwdbwd']:.3f} ({t['fwdbwd'] / base.get('fwdbwd', t['fwdbwd']):.2f})")
+            print(f"{key:>15} {name:>15} | " + " | ".join(cells), flush=True)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
