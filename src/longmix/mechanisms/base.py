@@ -150,18 +150,22 @@ def _running_keys(k, z0, causal):
     return kz if z0 is None else kz + z0[:, None].to(kz.dtype)
 
 
-# backend → den(q, k, z0, causal) = q_t·z_t [B, T, H, 1]; kernel packages add theirs (a fused
-# kernel instead of PyTorch's five full-size passes, see longmix.kernels.triton.denominator)
-DENOMINATORS: dict[str, Callable] = {"reference": _Denominator.apply}
+def _reference_normalized(o, q, k, z0, causal):
+    den = _Denominator.apply(q, k, z0, causal)
+    return safe_div(o.to(den.dtype), den)
+
+
+# backend → normalized(o, q, k, z0, causal) = o / (q_t·z_t); kernel packages add theirs (one fused
+# pass instead of PyTorch's float32 casts and scans, see longmix.kernels.triton.normalizer)
+NORMALIZERS: dict[str, Callable] = {"reference": _reference_normalized}
 
 
 def normalize_output(o, q, k, z0, S, causal, backend="reference"):
     """Linear attention's normalised output o / (q·z) and, if the recurrence returned a state S
     [B, H, K, V], the state with z_T as its last column [B, H, K, V + 1]. Rows whose
-    denominator is exactly 0 (they saw no key mass) return 0. ``backend`` picks the
-    denominator's implementation (``DENOMINATORS``; the reference where it has none)."""
-    den = DENOMINATORS.get(backend, _Denominator.apply)(q, k, z0, causal)
-    o = safe_div(o.to(den.dtype), den)
+    denominator is exactly 0 (they saw no key mass) return o, which is 0 there. ``backend`` picks
+    the implementation (``NORMALIZERS``; the reference where it has none)."""
+    o = NORMALIZERS.get(backend, _reference_normalized)(o, q, k, z0, causal)
     if S is not None:
         zT = k.to(S.dtype).sum(1)
         if z0 is not None:

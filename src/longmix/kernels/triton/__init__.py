@@ -2,8 +2,8 @@
 
 Importing this package does not import Triton: it adds ``("triton", "chunk")`` and
 ``("triton", "recurrent")`` (the fused decode kernel, ``recurrent.py``) to
-``longmix.mechanisms.base.KERNELS`` and linear attention's normaliser (``denominator.py``) to
-``base.DENOMINATORS`` as thin wrappers that load their module on first
+``longmix.mechanisms.base.KERNELS`` and linear attention's normaliser (``normalizer.py``) to
+``base.NORMALIZERS`` as thin wrappers that load their module on first
 use, and declares the ``triton`` backend for the mechanisms whose configurations the
 kernels fully support — only when Triton is installed. A configuration the kernels
 do not support raises a clear error; nothing falls back to another backend.
@@ -40,11 +40,11 @@ def _recurrent(q, k, v, g, beta, s0, chunk_size, scale=1.0):
     return recurrent(q, k, v, g, beta, s0, scale=scale)
 
 
-def _denominator(q, k, z0, causal):
-    """Linear attention's normaliser q_t·z_t, fused (``denominator.py``)."""
-    from .denominator import denominator
+def _normalized(o, q, k, z0, causal):
+    """Linear attention's normalised output o / (q_t·z_t), fused (``normalizer.py``)."""
+    from .normalizer import normalized
 
-    return denominator(q, k, z0, causal)
+    return normalized(o, q, k, z0, causal)
 
 
 def _no_parallel(*args, **kwargs):
@@ -59,7 +59,7 @@ def register() -> None:
     base.KERNELS[("triton", "chunk")] = _chunk
     base.KERNELS[("triton", "recurrent")] = _recurrent
     base.KERNELS[("triton", "parallel")] = _no_parallel
-    base.DENOMINATORS["triton"] = _denominator
+    base.NORMALIZERS["triton"] = _normalized
     for name in SUPPORTED:
         registry.add_backend(name, "triton")
 

@@ -28,7 +28,9 @@ import triton.language as tl
 
 BC = 16  # diagonal block of the triangular inverse
 MAX_K = 256
-CONFIG = {"prep_warps": 4, "bwd_warps": 4, "bk": 64, "bv": 64, "prep4": True}
+# prep_warps: 2 ran fwd_prep4 at 0.81× the time of 4 (H200, B=16, T=2K; benchmarks/tune_kernels.py,
+# benchmarks/results/2026-11-25-h200-kernel-tune.jsonl)
+CONFIG = {"prep_warps": 2, "bwd_warps": 4, "bk": 64, "bv": 64, "prep4": True}
 
 
 @triton.jit

@@ -1,4 +1,4 @@
-"""Linear attention's normaliser ``den_t = q_t · z_t`` on the GPU, forward and backward.
+"""Linear attention's normalised output ``o_t / (q_t · z_t)`` on the GPU, forward and backward.
 
 ``z_t = z0 + Σ_{j≤t} k_j`` (causal) or ``z0 + Σ_j k_j`` (noncausal), in float32. The
 PyTorch version (``longmix.mechanisms.base._Denominator``) casts k to float32, scans it
@@ -9,13 +9,15 @@ H = 16, D = 128 on an H200). Here, per chunk of ``BT`` steps:
 * ``chunk_sums``: Σ_t w_t x_t over each chunk, [B, NT, H, K] float32 (w = 1 for the keys;
   w = ∂L/∂den for the backward's Σ_t ∂L/∂den_t q_t), one read of x;
 * the entering sums ``Z_n = z0 + Σ_{m<n} ksum_m`` (small: NT rows) by ``time_cumsum``;
-* ``den_fwd``: ``den = Σ_d q ⊙ (Z_n + cumsum_t k)`` — the in-chunk running sum is
-  ``tl.cumsum`` in registers; one read of q and k;
+* ``norm_fwd``: ``den = Σ_d q ⊙ (Z_n + cumsum_t k)`` — the in-chunk running sum is
+  ``tl.cumsum`` in registers; one read of q and k — then ``o / den`` in o's dtype, one read
+  and one write of o (the PyTorch path cast o to float32 and back around the division);
+* ``norm_bwd``: ``∂o = ∂out / den`` and ``∂den = −Σ_v ∂out ⊙ out / den``;
 * ``den_bwd``: ``dq_t = ∂den_t · z_t`` (the same running sum) and
   ``dk_j = Σ_{t≥j} ∂den_t q_t`` (a reverse in-chunk sum plus the later chunks' sums).
 
-Inputs q, k [B, T, H, K] (fp16, bf16, fp32; z0 [B, H, K] or None); den [B, T, H, 1]
-float32, as ``_Denominator``.
+Inputs o [B, T, H, V], q, k [B, T, H, K] (fp16, bf16, fp32), z0 [B, H, K] or None. A row whose
+denominator is exactly 0 keeps o (o / 1), as ``longmix.mechanisms.base.safe_div``.
 """
 from __future__ import annotations
 
@@ -28,7 +30,7 @@ from . import _interp
 _interp.apply()
 
 BT = 64  # chunk length
-CONFIG = {"bk": 64, "warps": 4}
+CONFIG = {"bk": 64, "bv": 64, "warps": 4}
 
 
 @triton.jit
@@ -46,7 +48,9 @@ def chunk_sums(x, w, out, T, H, K, BT: tl.constexpr, BK: tl.constexpr, HAS_W: tl
 
 
 @triton.jit
-def den_fwd(q, k, Z, den, T, H, K, BT: tl.constexpr, BK: tl.constexpr, CAUSAL: tl.constexpr):
+def norm_fwd(q, k, Z, o, out, den, T, H, K, V, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
+             CAUSAL: tl.constexpr):
+    """den = q·(Z_n + in-chunk cumsum k) per row, then out = o / den (den = 0: o / 1), in o's dtype."""
     n, i_bh = tl.program_id(0), tl.program_id(1)
     b, hh = i_bh // H, i_bh % H
     NT = tl.cdiv(T, BT)
@@ -63,6 +67,32 @@ def den_fwd(q, k, Z, den, T, H, K, BT: tl.constexpr, BK: tl.constexpr, CAUSAL: t
             z = z + tl.cumsum(tl.load(k + off, mask=m, other=0.0).to(tl.float32), 0)
         acc += tl.sum(qv * z, 1)
     tl.store(den + (b * T + o_t) * H + hh, acc, mask=o_t < T)
+    inv = 1.0 / tl.where(acc == 0.0, 1.0, acc)
+    for i_v in range(tl.cdiv(V, BV)):
+        o_v = i_v * BV + tl.arange(0, BV)
+        m = (o_t[:, None] < T) & (o_v[None, :] < V)
+        off = ((b * T + o_t[:, None]) * H + hh) * V + o_v[None, :]
+        ov = tl.load(o + off, mask=m, other=0.0).to(tl.float32)
+        tl.store(out + off, (ov * inv[:, None]).to(out.dtype.element_ty), mask=m)
+
+
+@triton.jit
+def norm_bwd(dout, out, den, do, dden, T, H, V, BT: tl.constexpr, BV: tl.constexpr):
+    """do = dout / den and ∂L/∂den = −Σ_v dout·out / den (0 where den = 0, as o / 1 there)."""
+    n, i_bh = tl.program_id(0), tl.program_id(1)
+    b, hh = i_bh // H, i_bh % H
+    o_t = n * BT + tl.arange(0, BT)
+    d = tl.load(den + (b * T + o_t) * H + hh, mask=o_t < T, other=1.0)
+    inv = 1.0 / tl.where(d == 0.0, 1.0, d)
+    acc = tl.zeros([BT], dtype=tl.float32)
+    for i_v in range(tl.cdiv(V, BV)):
+        o_v = i_v * BV + tl.arange(0, BV)
+        m = (o_t[:, None] < T) & (o_v[None, :] < V)
+        off = ((b * T + o_t[:, None]) * H + hh) * V + o_v[None, :]
+        g = tl.load(dout + off, mask=m, other=0.0).to(tl.float32)
+        acc += tl.sum(g * tl.load(out + off, mask=m, other=0.0).to(tl.float32), 1)
+        tl.store(do + off, (g * inv[:, None]).to(do.dtype.element_ty), mask=m)
+    tl.store(dden + (b * T + o_t) * H + hh, tl.where(d == 0.0, 0.0, -acc * inv), mask=o_t < T)
 
 
 @triton.jit
@@ -110,45 +140,56 @@ def _entering(sums: torch.Tensor, z0: torch.Tensor | None, causal: bool, reverse
     return tot if z0 is None else tot + z0[:, None].float()
 
 
-class Denominator(torch.autograd.Function):
-    """q_t·z_t [B, T, H, 1] float32 (z_t = z0 + Σ_{j≤t} k_j, or z0 + Σ_j k_j noncausal), differentiable
-    in q, k and z0; the running sums are recomputed in the backward (only q, k and the chunk sums kept)."""
+def _tiles(K: int, V: int) -> tuple[int, int]:
+    return (min(CONFIG["bk"], max(16, triton.next_power_of_2(K))), min(CONFIG["bv"], max(16, triton.next_power_of_2(V))))
+
+
+class Normalized(torch.autograd.Function):
+    """o / (q_t·z_t) in o's dtype (z_t = z0 + Σ_{j≤t} k_j, or z0 + Σ_j k_j noncausal; a row whose
+    denominator is exactly 0 keeps o), differentiable in o, q, k and z0. Saved: q, k, the chunks'
+    entering sums, the denominators [B, T, H] and the output; the running sums are recomputed."""
 
     @staticmethod
-    def forward(ctx, q, k, z0, causal):
-        q, k = q.contiguous(), k.contiguous()
+    def forward(ctx, o, q, k, z0, causal):
+        o, q, k = o.contiguous(), q.contiguous(), k.contiguous()
         B, T, H, K = q.shape
+        V = o.shape[-1]
         ctx.causal = causal
         ctx.z0_dtype = None if z0 is None else z0.dtype
         if T == 0:
-            ctx.save_for_backward(q, k, None)
-            return q.new_zeros(B, 0, H, 1, dtype=torch.float32)
+            ctx.save_for_backward(q, k, None, None, None)
+            return o.clone()
         Z = _entering(_sums(k, None), z0, causal)
-        den = torch.empty(B, T, H, 1, device=q.device, dtype=torch.float32)
-        bk = min(CONFIG["bk"], max(16, triton.next_power_of_2(K)))
-        den_fwd[(triton.cdiv(T, BT), B * H)](q, k, Z, den, T, H, K, BT=BT, BK=bk, CAUSAL=causal,
-                                             num_warps=CONFIG["warps"])
-        ctx.save_for_backward(q, k, Z)
-        return den
+        den = torch.empty(B, T, H, device=q.device, dtype=torch.float32)
+        out = torch.empty_like(o)
+        bk, bv = _tiles(K, V)
+        norm_fwd[(triton.cdiv(T, BT), B * H)](q, k, Z, o, out, den, T, H, K, V, BT=BT, BK=bk, BV=bv, CAUSAL=causal,
+                                              num_warps=CONFIG["warps"])
+        ctx.save_for_backward(q, k, Z, den, out)
+        return out
 
     @staticmethod
-    def backward(ctx, dden):
-        q, k, Z = ctx.saved_tensors
+    def backward(ctx, dout):
+        q, k, Z, den, out = ctx.saved_tensors
         B, T, H, K = q.shape
         if T == 0:
             dz0 = None if ctx.z0_dtype is None else q.new_zeros(B, H, K, dtype=ctx.z0_dtype)
-            return torch.zeros_like(q), torch.zeros_like(k), dz0, None
-        dden = dden.float().contiguous()
-        sums = _sums(q, dden)
+            return dout.clone(), torch.zeros_like(q), torch.zeros_like(k), dz0, None
+        V = out.shape[-1]
+        bk, bv = _tiles(K, V)
+        dout = dout.contiguous()
+        do, dden = torch.empty_like(dout), torch.empty_like(den)
+        norm_bwd[(triton.cdiv(T, BT), B * H)](dout, out, den, do, dden, T, H, V, BT=BT, BV=bv, num_warps=CONFIG["warps"])
+        sums = _sums(q, dden)  # Σ_t ∂L/∂den_t q_t per chunk
         Qs = _entering(sums, None, ctx.causal, reverse=True)
         dq, dk = torch.empty_like(q), torch.empty_like(k)
-        bk = min(CONFIG["bk"], max(16, triton.next_power_of_2(K)))
         den_bwd[(triton.cdiv(T, BT), B * H, triton.cdiv(K, bk))](q, k, Z, Qs, dden, dq, dk, T, H, K, BT=BT, BK=bk,
                                                                  CAUSAL=ctx.causal, num_warps=CONFIG["warps"])
         dz0 = None if ctx.z0_dtype is None else sums.sum(1).to(ctx.z0_dtype)
-        return dq, dk, dz0, None
+        return do, dq, dk, dz0, None
 
 
-def denominator(q: torch.Tensor, k: torch.Tensor, z0: torch.Tensor | None, causal: bool) -> torch.Tensor:
-    """q_t·z_t [B, T, H, 1] float32 (see the module docstring); q, k [B, T, H, K], z0 None or [B, H, K]."""
-    return Denominator.apply(q, k, z0, causal)
+def normalized(o: torch.Tensor, q: torch.Tensor, k: torch.Tensor, z0: torch.Tensor | None, causal: bool) -> torch.Tensor:
+    """o [B, T, H, V] divided by q_t·z_t, in o's dtype (see the module docstring); q, k [B, T, H, K],
+    z0 None or [B, H, K]."""
+    return Normalized.apply(o, q, k, z0, causal)
