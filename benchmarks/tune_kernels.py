@@ -19,8 +19,10 @@ from triton.testing import do_bench
 from longmix.bench.speed import _longmix_fns, _time_pass, make_inputs
 from longmix.kernels.triton import _delta, _gla, chunk
 
-# (module CONFIG, key, values, mechanisms it affects)
+# (module CONFIG, key, values, mechanisms it affects); a value may be a dict of several keys set together
 KNOBS = [
+    (_gla.CONFIG, "diag_loop", [False, True, {"diag_loop": True, "fwd_bk": 32}, {"diag_loop": True, "fwd_bk": 64},
+                                {"diag_loop": True, "fwd_warps": 4}], ["gla", "kda"]),
     (_delta.CONFIG, "prep_warps", [1, 2, 4, 8], ["deltanet", "gated_deltanet"]),
     (_delta.CONFIG, "prep4", [True, False], ["deltanet", "kda"]),
     (_delta.CONFIG, "bwd_warps", [2, 4, 8], ["deltanet"]),
@@ -37,10 +39,13 @@ KNOBS = [
 
 def main(argv):
     B, T = (int(argv[0]), int(argv[1])) if len(argv) > 1 else (16, 2048)
+    only = os.environ.get("KNOBS")  # comma list of knob names to sweep (default all)
     out = open(os.path.join(os.environ.get("OUT", "."), "tune.jsonl"), "a")
     inputs = {}
     print(f"{torch.cuda.get_device_name()} · B={B} T={T} H=16 D=128 bf16", flush=True)
     for cfg, key, values, mechs in KNOBS:
+        if only and key not in only.split(","):
+            continue
         default = cfg[key]
         for name in mechs:
             if name not in inputs:
@@ -49,14 +54,17 @@ def main(argv):
             fwd = _longmix_fns(name, "triton")[0]
             times = {}
             for val in values:
-                cfg[key] = val
+                setting = val if isinstance(val, dict) else {key: val}
+                saved = {n: cfg[n] for n in setting}
+                label = json.dumps(val) if isinstance(val, dict) else val
+                cfg.update(setting)
                 try:
-                    times[val] = {p: do_bench(_time_pass(fwd, None, x, p, True, "cuda", 1), warmup=25, rep=100)
-                                  for p in ("fwd", "fwdbwd")}
+                    times[label] = {p: do_bench(_time_pass(fwd, None, x, p, True, "cuda", 1), warmup=25, rep=100)
+                                    for p in ("fwd", "fwdbwd")}
                 except Exception as e:  # a setting that does not compile or fit (shared memory)
-                    times[val] = {"error": f"{type(e).__name__}: {str(e)[:100]}"}
+                    times[label] = {"error": f"{type(e).__name__}: {str(e)[:100]}"}
                 finally:
-                    cfg[key] = default
+                    cfg.update(saved)
             row = dict(knob=key, default=default, mechanism=name, B=B, T=T, times=times)
             out.write(json.dumps(row) + "\n")
             out.flush()

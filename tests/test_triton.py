@@ -216,6 +216,19 @@ def test_delta_four_block_prep_as_accurate_as_the_general_kernel(gate, monkeypat
         assert e4 <= 2 * eg + 1e-6, errs
 
 
+@pytest.mark.parametrize("diag_loop", [False, True])
+@pytest.mark.parametrize("beta", [None, (0.0, 2.0)], ids=["gla", "kda"])
+def test_per_key_intra_matrix_variants(diag_loop, beta, monkeypatch):
+    """Both ways of the diagonal tiles of the per-key-gate intra matrix (the exact 3-D product, or
+    column by column) in fwd_A_rows, at the default chunk with a ragged last chunk, strong gates and
+    a key dim over one tile, against the reference (forward and every gradient)."""
+    from longmix.kernels.triton import _gla
+
+    monkeypatch.setitem(_gla.CONFIG, "diag_loop", diag_loop)
+    xs = _inputs(1, 150, 1, 40, 24, "key", s0=True, strength=8.0, beta=beta, knorm=1.0 if beta else None, seed=4)
+    _compare(xs, C=64)
+
+
 # ----------------------------------------------------------------------------- decode kernel
 
 

@@ -26,7 +26,8 @@ BC = 16  # sub-tile rows
 # key-dim tile of the sub-tile products (3-D on the diagonal) and warps, forward / backward;
 # chosen on an H100 (benchmarks/triton_check.py gla_sweep: T=8K bf16 fwd+bwd 7.5 ms at bk=32,
 # 4 warps → about 5.8 ms); benchmarks may edit this table.
-CONFIG = {"fwd_bk": 16, "fwd_warps": 2, "bwd_bk": 16, "bwd_warps": 1, "fwd_rows": True}
+CONFIG = {"fwd_bk": 16, "fwd_warps": 2, "bwd_bk": 16, "bwd_warps": 1, "fwd_rows": True,
+          "diag_loop": False}
 
 
 @triton.jit
@@ -84,11 +85,12 @@ def fwd_A(q, k, G, A, T, H, K: tl.constexpr, BT: tl.constexpr, BC: tl.constexpr,
 
 @triton.jit
 def fwd_A_rows(q, k, G, A, A2, T, H, K: tl.constexpr, BT: tl.constexpr, BC: tl.constexpr, BK: tl.constexpr,
-               PREC: tl.constexpr, TWO: tl.constexpr):
+               PREC: tl.constexpr, TWO: tl.constexpr, DIAG_LOOP: tl.constexpr):
     """Row block i of the chunk's intra matrix in one program: every off-diagonal tile at once as one
     [BC, BT] product, ``(q_i ⊙ e^{G_i − ref}) (k_{<i} ⊙ e^{ref − G_{<i}})ᵀ`` (ref: G at the row before
     block i; rows from block i on are masked to 0 before the exponent), and the diagonal tile's exact
-    3-D product. ``TWO``: also the key-key matrix (q → k) into A2, sharing the key side and the
+    3-D product (``DIAG_LOOP``: column by column, each a [BC, BK] product reduced along the keys, the
+    way fla's token-parallel kernel runs it). ``TWO``: also the key-key matrix (q → k) into A2, sharing the key side and the
     diagonal's decays (KDA needs both). Columns past the diagonal tile are not written."""
     i, n, i_bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     b, hh = i_bh // H, i_bh % H
@@ -118,11 +120,24 @@ def fwd_A_rows(q, k, G, A, A2, T, H, K: tl.constexpr, BT: tl.constexpr, BC: tl.c
                 acc += tl.dot(qg, tl.trans(kg), input_precision=PREC)
                 if TWO:
                     acc2 += tl.dot(tl.where(mi, ki * tl.exp(gi - ref), 0.0).to(dt), tl.trans(kg), input_precision=PREC)
-            e = _decay3(gi, gi, ti, T, BC)
-            kf = ki.to(tl.float32)[None, :, :] * e
-            accd += tl.sum(qi.to(tl.float32)[:, None, :] * kf, 2)
-            if TWO:
-                accd2 += tl.sum(ki.to(tl.float32)[:, None, :] * kf, 2)
+            if DIAG_LOOP:  # column by column: [BC, BK] products reduced along the key dim
+                qf = qi.to(tl.float32)
+                kif = ki.to(tl.float32)
+                for u in range(BC):
+                    ru = ((b * T + ti + u) * H + hh) * K + o_k
+                    mu = (o_k < K) & (ti + u < T)
+                    ku = tl.load(k + ru, mask=mu, other=0.0).to(tl.float32)
+                    gu = tl.load(G + ru, mask=mu, other=0.0)
+                    e = tl.exp(tl.where(mi & (o_s[:, None] >= u), gi - gu[None, :], float("-inf"))) * ku[None, :]
+                    accd += tl.where(o_s[None, :] == u, tl.sum(qf * e, 1)[:, None], 0.0)
+                    if TWO:
+                        accd2 += tl.where(o_s[None, :] == u, tl.sum(kif * e, 1)[:, None], 0.0)
+            else:  # the exact 3-D product
+                e = _decay3(gi, gi, ti, T, BC)
+                kf = ki.to(tl.float32)[None, :, :] * e
+                accd += tl.sum(qi.to(tl.float32)[:, None, :] * kf, 2)
+                if TWO:
+                    accd2 += tl.sum(ki.to(tl.float32)[:, None, :] * kf, 2)
         o_t = ti + o_s
         rows = ((b * T + o_t[:, None]) * H + hh) * BT
         mr = o_t[:, None] < T
@@ -201,7 +216,7 @@ def fwd_intra(q, k, G, C, prec, with_keys=False):
     if CONFIG["fwd_rows"]:
         fwd_A_rows[(NC, triton.cdiv(T, C), B * H)](q, k, G, A, A2 if with_keys else A, T, H, K, BT=C, BC=BC,
                                                     BK=CONFIG["fwd_bk"], PREC=prec, TWO=with_keys,
-                                                    num_warps=CONFIG["fwd_warps"])
+                                                    DIAG_LOOP=CONFIG["diag_loop"], num_warps=CONFIG["fwd_warps"])
         return (A, A2) if with_keys else A
     fwd_A[(NC * NC, triton.cdiv(T, C), B * H)](q, k, G, A, T, H, K, BT=C, BC=BC, BK=CONFIG["fwd_bk"], PREC=prec,
                                                 num_warps=CONFIG["fwd_warps"])

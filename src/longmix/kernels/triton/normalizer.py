@@ -12,7 +12,7 @@ H = 16, D = 128 on an H200). Here, per chunk of ``BT`` steps:
 * ``norm_fwd``: ``den = Σ_d q ⊙ (Z_n + cumsum_t k)`` — the in-chunk running sum is
   ``tl.cumsum`` in registers; one read of q and k — then ``o / den`` in o's dtype, one read
   and one write of o (the PyTorch path cast o to float32 and back around the division);
-* ``norm_bwd``: ``∂o = ∂out / den`` and ``∂den = −Σ_v ∂out ⊙ out / den``;
+* ``norm_bwd``: ``∂o = ∂out / den`` and ``∂den = −Σ_v ∂out ⊙ o / den²``;
 * ``den_bwd``: ``dq_t = ∂den_t · z_t`` (the same running sum) and
   ``dk_j = Σ_{t≥j} ∂den_t q_t`` (a reverse in-chunk sum plus the later chunks' sums).
 
@@ -77,8 +77,9 @@ def norm_fwd(q, k, Z, o, out, den, T, H, K, V, BT: tl.constexpr, BK: tl.constexp
 
 
 @triton.jit
-def norm_bwd(dout, out, den, do, dden, T, H, V, BT: tl.constexpr, BV: tl.constexpr):
-    """do = dout / den and ∂L/∂den = −Σ_v dout·out / den (0 where den = 0, as o / 1 there)."""
+def norm_bwd(dout, o, den, do, dden, T, H, V, BT: tl.constexpr, BV: tl.constexpr):
+    """do = dout / den and ∂L/∂den = −Σ_v dout·o / den² (0 where den = 0, as o / 1 there); from the
+    unnormalised o (the normalised output is rounded to o's dtype once more)."""
     n, i_bh = tl.program_id(0), tl.program_id(1)
     b, hh = i_bh // H, i_bh % H
     o_t = n * BT + tl.arange(0, BT)
@@ -90,9 +91,9 @@ def norm_bwd(dout, out, den, do, dden, T, H, V, BT: tl.constexpr, BV: tl.constex
         m = (o_t[:, None] < T) & (o_v[None, :] < V)
         off = ((b * T + o_t[:, None]) * H + hh) * V + o_v[None, :]
         g = tl.load(dout + off, mask=m, other=0.0).to(tl.float32)
-        acc += tl.sum(g * tl.load(out + off, mask=m, other=0.0).to(tl.float32), 1)
+        acc += tl.sum(g * tl.load(o + off, mask=m, other=0.0).to(tl.float32), 1)
         tl.store(do + off, (g * inv[:, None]).to(do.dtype.element_ty), mask=m)
-    tl.store(dden + (b * T + o_t) * H + hh, tl.where(d == 0.0, 0.0, -acc * inv), mask=o_t < T)
+    tl.store(dden + (b * T + o_t) * H + hh, tl.where(d == 0.0, 0.0, -acc * inv * inv), mask=o_t < T)
 
 
 @triton.jit
@@ -147,7 +148,7 @@ def _tiles(K: int, V: int) -> tuple[int, int]:
 class Normalized(torch.autograd.Function):
     """o / (q_t·z_t) in o's dtype (z_t = z0 + Σ_{j≤t} k_j, or z0 + Σ_j k_j noncausal; a row whose
     denominator is exactly 0 keeps o), differentiable in o, q, k and z0. Saved: q, k, the chunks'
-    entering sums, the denominators [B, T, H] and the output; the running sums are recomputed."""
+    entering sums, the denominators [B, T, H] and o; the running sums are recomputed."""
 
     @staticmethod
     def forward(ctx, o, q, k, z0, causal):
@@ -165,21 +166,21 @@ class Normalized(torch.autograd.Function):
         bk, bv = _tiles(K, V)
         norm_fwd[(triton.cdiv(T, BT), B * H)](q, k, Z, o, out, den, T, H, K, V, BT=BT, BK=bk, BV=bv, CAUSAL=causal,
                                               num_warps=CONFIG["warps"])
-        ctx.save_for_backward(q, k, Z, den, out)
+        ctx.save_for_backward(q, k, Z, den, o)
         return out
 
     @staticmethod
     def backward(ctx, dout):
-        q, k, Z, den, out = ctx.saved_tensors
+        q, k, Z, den, o = ctx.saved_tensors
         B, T, H, K = q.shape
         if T == 0:
             dz0 = None if ctx.z0_dtype is None else q.new_zeros(B, H, K, dtype=ctx.z0_dtype)
             return dout.clone(), torch.zeros_like(q), torch.zeros_like(k), dz0, None
-        V = out.shape[-1]
+        V = o.shape[-1]
         bk, bv = _tiles(K, V)
         dout = dout.contiguous()
         do, dden = torch.empty_like(dout), torch.empty_like(den)
-        norm_bwd[(triton.cdiv(T, BT), B * H)](dout, out, den, do, dden, T, H, V, BT=BT, BV=bv, num_warps=CONFIG["warps"])
+        norm_bwd[(triton.cdiv(T, BT), B * H)](dout, o, den, do, dden, T, H, V, BT=BT, BV=bv, num_warps=CONFIG["warps"])
         sums = _sums(q, dden)  # Σ_t ∂L/∂den_t q_t per chunk
         Qs = _entering(sums, None, ctx.causal, reverse=True)
         dq, dk = torch.empty_like(q), torch.empty_like(k)
