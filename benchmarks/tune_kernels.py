@@ -22,7 +22,8 @@ from longmix.kernels.triton import _delta, _gla, chunk
 # (module CONFIG, key, values, mechanisms it affects); a value may be a dict of several keys set together
 KNOBS = [
     (_gla.CONFIG, "diag_loop", [False, True, {"diag_loop": True, "fwd_bk": 32}, {"diag_loop": True, "fwd_bk": 64},
-                                {"diag_loop": True, "fwd_warps": 4}], ["gla", "kda"]),
+                                {"diag_loop": True, "fwd_warps": 4}], ["gla"]),
+    (_gla.CONFIG, "diag_loop_keys", [False, True, {"diag_loop_keys": True, "fwd_bk": 32}], ["kda"]),
     (_delta.CONFIG, "prep_warps", [1, 2, 4, 8], ["deltanet", "gated_deltanet"]),
     (_delta.CONFIG, "prep4", [True, False], ["deltanet", "kda"]),
     (_delta.CONFIG, "bwd_warps", [2, 4, 8], ["deltanet"]),

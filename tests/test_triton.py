@@ -225,6 +225,7 @@ def test_per_key_intra_matrix_variants(diag_loop, beta, monkeypatch):
     from longmix.kernels.triton import _gla
 
     monkeypatch.setitem(_gla.CONFIG, "diag_loop", diag_loop)
+    monkeypatch.setitem(_gla.CONFIG, "diag_loop_keys", diag_loop)
     xs = _inputs(1, 150, 1, 40, 24, "key", s0=True, strength=8.0, beta=beta, knorm=1.0 if beta else None, seed=4)
     _compare(xs, C=64)
 

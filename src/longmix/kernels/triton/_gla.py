@@ -26,8 +26,11 @@ BC = 16  # sub-tile rows
 # key-dim tile of the sub-tile products (3-D on the diagonal) and warps, forward / backward;
 # chosen on an H100 (benchmarks/triton_check.py gla_sweep: T=8K bf16 fwd+bwd 7.5 ms at bk=32,
 # 4 warps → about 5.8 ms); benchmarks may edit this table.
+# diag_loop / diag_loop_keys: the diagonal tiles column by column instead of as a 3-D product, for the
+# intra matrix alone (GLA) / with the key-key matrix (KDA). On an H200 (B=16, T=2K) the loop ran GLA's
+# forward 1.10x slower and KDA's 0.84x faster (benchmarks/results/2026-11-25-h200-kernel-tune.jsonl).
 CONFIG = {"fwd_bk": 16, "fwd_warps": 2, "bwd_bk": 16, "bwd_warps": 1, "fwd_rows": True,
-          "diag_loop": False}
+          "diag_loop": False, "diag_loop_keys": True}
 
 
 @triton.jit
@@ -216,7 +219,7 @@ def fwd_intra(q, k, G, C, prec, with_keys=False):
     if CONFIG["fwd_rows"]:
         fwd_A_rows[(NC, triton.cdiv(T, C), B * H)](q, k, G, A, A2 if with_keys else A, T, H, K, BT=C, BC=BC,
                                                     BK=CONFIG["fwd_bk"], PREC=prec, TWO=with_keys,
-                                                    DIAG_LOOP=CONFIG["diag_loop"], num_warps=CONFIG["fwd_warps"])
+                                                    DIAG_LOOP=CONFIG["diag_loop_keys" if with_keys else "diag_loop"], num_warps=CONFIG["fwd_warps"])
         return (A, A2) if with_keys else A
     fwd_A[(NC * NC, triton.cdiv(T, C), B * H)](q, k, G, A, T, H, K, BT=C, BC=BC, BK=CONFIG["fwd_bk"], PREC=prec,
                                                 num_warps=CONFIG["fwd_warps"])
