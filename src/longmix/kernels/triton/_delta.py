@@ -11,7 +11,9 @@ and the state pass (``_state``, ``DELTA``) writes ``u = U − W S`` instead of v
   block is inverted by forward substitution in registers, then block row i is
   ``Tinv_i = Dinv_i (E_i − A_{i,<i} Tinv_{<i})`` (E_i: the identity's rows), reading the
   finished rows back from global memory; then ``U = Tinv β v``, ``W = Tinv β (k ⊙ e^G)``.
-  All in fp32 (``Tinv`` is stored fp32 for the backward).
+  All in fp32 (``Tinv`` is stored fp32 for the backward). ``fwd_prep4`` does the same for the
+  default 64-token chunk (four blocks) without the global round trips: the ten 16×16 key-key
+  blocks, the four diagonal inverses and the six off-diagonal blocks of ``Tinv`` stay in registers.
 * ``bwd_delta``: given ``du`` (from the reverse state pass) and the entering states
   ``h``: ``dU = du``, ``dW = −du hᵀ``, ``dR = Tinvᵀ [dU | dW]``, ``dA = −(dR Rᵀ) Tinvᵀ``
   (strictly lower, R = [βv | βk e^G]); then dv = β dR_U, dβ, and the parts of dk and
