@@ -393,6 +393,7 @@ def bwd_delta(k, v, beta, G, h, du, Tinv, Kp, dk, dG, dKp, dv, dbeta, T, H, K: t
 
 
 def _tile(d: int, cap: int) -> int:
+    """The tile for a dimension d: its next power of two, between 16 and ``cap`` (every Triton wrapper's rule)."""
     return max(16, min(cap, triton.next_power_of_2(d)))
 
 

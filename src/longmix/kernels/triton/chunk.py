@@ -52,8 +52,7 @@ CONFIG = {"state_bk": 64, "state_bv": 64, "state_warps": 4, "state_min_programs"
           "bwd_bk": 64, "bwd_bv": 64, "bwd_warps": 4}
 
 
-def _tile(d: int, cap: int) -> int:
-    return max(16, min(cap, triton.next_power_of_2(d)))
+_tile = _delta._tile
 
 
 def _state_tiles(BH: int, K: int, V: int, delta: bool = False) -> tuple[int, int]:

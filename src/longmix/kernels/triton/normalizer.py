@@ -26,6 +26,7 @@ import triton
 import triton.language as tl
 
 from . import _interp
+from ._delta import _tile
 
 _interp.apply()
 
@@ -120,7 +121,7 @@ def den_bwd(q, k, Z, Qs, dden, dq, dk, T, H, K, BT: tl.constexpr, BK: tl.constex
 def _sums(x: torch.Tensor, w: torch.Tensor | None) -> torch.Tensor:
     """Σ_t w_t x_t over each chunk of BT steps: [B, NT, H, K] float32."""
     B, T, H, K = x.shape
-    NT, bk = triton.cdiv(T, BT), min(CONFIG["bk"], max(16, triton.next_power_of_2(K)))
+    NT, bk = triton.cdiv(T, BT), _tile(K, CONFIG["bk"])
     out = torch.empty(B, NT, H, K, device=x.device, dtype=torch.float32)
     chunk_sums[(NT, B * H, triton.cdiv(K, bk))](x, w if w is not None else x, out, T, H, K, BT=BT, BK=bk,
                                                  HAS_W=w is not None, num_warps=CONFIG["warps"])
@@ -142,7 +143,7 @@ def _entering(sums: torch.Tensor, z0: torch.Tensor | None, causal: bool, reverse
 
 
 def _tiles(K: int, V: int) -> tuple[int, int]:
-    return (min(CONFIG["bk"], max(16, triton.next_power_of_2(K))), min(CONFIG["bv"], max(16, triton.next_power_of_2(V))))
+    return _tile(K, CONFIG["bk"]), _tile(V, CONFIG["bv"])
 
 
 class Normalized(torch.autograd.Function):
