@@ -66,14 +66,37 @@ def _run(fn, xs, dtype, do, dS, C):
     return [o, S] + [None if x is None else x.grad for x in ins]
 
 
-def _compare(xs, C=16):
+def _per_document(fn, bounds):
+    """``fn`` run on each packed document alone (its own slice of every time-indexed input and its own
+    initial state), outputs concatenated along T and states along the batch: what cu_seqlens means."""
+    def run(q, k, v, g, beta, s0, chunk_size):
+        outs, states = [], []
+        for i, (s, e) in enumerate(zip(bounds, bounds[1:])):
+            cut = [None if x is None else x[:, s:e] for x in (q, k, v, g, beta)]
+            o, S = fn(*cut, None if s0 is None else s0[i:i + 1], chunk_size=chunk_size)
+            outs.append(o)
+            states.append(S)
+        return torch.cat(outs, 1), torch.cat(states, 0)
+    return run
+
+
+def _compare(xs, C=16, bounds=None):
+    """Kernel against the float64 reference (see the module docstring); ``bounds``: packed documents
+    (B = 1, initial state [N, ...]), the kernel in one call with cu_seqlens, the reference per document."""
     B, T, H, _ = xs[2].shape
+    N = B if bounds is None else len(bounds) - 1
     gen = torch.Generator().manual_seed(1)
     do = torch.randn(*xs[2].shape, generator=gen).to(DEVICE)
-    dS = torch.randn(B, H, xs[0].shape[-1], xs[2].shape[-1], generator=gen).to(DEVICE)
-    exact = _run(ref_chunk, xs, torch.float64, do, dS, C)
-    ref32 = _run(ref_chunk, xs, torch.float32, do, dS, C)
-    tri = _run(tri_chunk, xs, torch.float32, do, dS, C)
+    dS = torch.randn(N, H, xs[0].shape[-1], xs[2].shape[-1], generator=gen).to(DEVICE)
+    ref, tri = ref_chunk, tri_chunk
+    if bounds is not None:
+        ref = _per_document(ref_chunk, bounds)
+
+        def tri(*a, **kw):
+            return tri_chunk(*a, cu_seqlens=torch.tensor(bounds), **kw)
+    exact = _run(ref, xs, torch.float64, do, dS, C)
+    ref32 = _run(ref, xs, torch.float32, do, dS, C)
+    tri = _run(tri, xs, torch.float32, do, dS, C)
     names = ["o", "state", "dq", "dk", "dv", "dg", "dinitial_state", "dbeta"]
     floor = FLOOR + _cumsum_floor(xs[3], C)
     for name, a, r, e in zip(names, tri, ref32, exact):
@@ -230,6 +253,46 @@ def test_per_key_intra_matrix_variants(diag_loop, beta, monkeypatch):
     _compare(xs, C=64)
 
 
+# ----------------------------------------------------------------------------- packed documents
+
+# documents of 1, 0, 17, 32 and 33 tokens: a one-token document, an empty one, lengths on and off
+# the chunk grid (16)
+BOUNDS = [0, 1, 1, 18, 50, 83]
+
+
+@pytest.mark.parametrize("gate", [None, "scalar", "key"])
+@pytest.mark.parametrize("beta", [None, (0.0, 2.0)], ids=["additive", "delta"])
+@pytest.mark.parametrize("s0", [False, True], ids=["zero-state", "initial-state"])
+def test_varlen_matches_per_document(gate, beta, s0):
+    """cu_seqlens in one call (every kernel reads the chunk map, the state kernels run one program per
+    document) against the reference run document by document: outputs, per-document final states
+    and every gradient, initial states included."""
+    xs = _inputs(1, BOUNDS[-1], 2, 16, 24, gate, s0=False, beta=beta, knorm=1.0 if beta else None, seed=11)
+    if s0:
+        xs[4] = torch.randn(len(BOUNDS) - 1, 2, 16, 24, generator=torch.Generator().manual_seed(12)).to(DEVICE)
+    _compare(xs, C=16, bounds=BOUNDS)
+
+
+@pytest.mark.parametrize("gate", [None, "scalar", "key"])
+def test_varlen_default_chunk(gate):
+    """The default chunk (64: the delta rule's register-resident prep, fwd_prep4) with documents of
+    70, 64 and 3 tokens."""
+    bounds = [0, 70, 134, 137]
+    xs = _inputs(1, bounds[-1], 1, 16, 16, gate, s0=False, beta=(0.0, 2.0), knorm=1.0, seed=13)
+    xs[4] = torch.randn(3, 1, 16, 16, generator=torch.Generator().manual_seed(14)).to(DEVICE)
+    _compare(xs, C=64, bounds=bounds)
+
+
+def test_varlen_refusals():
+    q, k, v, _, _, _ = _inputs(1, 10, 1, 16, 16, None, s0=False)
+    with pytest.raises(ValueError, match="end at T=10"):
+        tri_chunk(q, k, v, cu_seqlens=torch.tensor([0, 4, 9]))
+    with pytest.raises(ValueError, match=r"\[N, H, K, V\] \(N documents\)"):
+        tri_chunk(q, k, v, initial_state=torch.zeros(1, 1, 16, 16, device=DEVICE), cu_seqlens=[0, 4, 10])
+    with pytest.raises(ValueError, match="batch size must be 1"):
+        tri_chunk(q.expand(2, -1, -1, -1), k.expand(2, -1, -1, -1), v.expand(2, -1, -1, -1), cu_seqlens=[0, 10])
+
+
 # ----------------------------------------------------------------------------- decode kernel
 
 
@@ -249,6 +312,22 @@ def test_recurrent_decode(gate, delta):
     assert S3.data_ptr() == S2.data_ptr() and torch.equal(S2, S1) and torch.equal(o2, o)
     o4, S4 = recurrent(q[:, :0], k[:, :0], v[:, :0], None, None, S)
     assert o4.shape[1] == 0 and torch.equal(S4, S)
+
+
+@pytest.mark.parametrize("gate,delta", [(None, False), ("scalar", True), ("key", True)])
+def test_recurrent_decode_packed_documents(gate, delta):
+    """The decode kernel with cu_seqlens: one program per (document, head, V tile), each from its own
+    state; documents of 2, 0, 1 and 4 tokens."""
+    from longmix.kernels.reference.recurrent import scan
+    from longmix.kernels.triton.recurrent import recurrent
+
+    bounds = [0, 2, 2, 3, 7]
+    q, k, v, g, _, b = _inputs(1, 7, 2, 20, 24, gate, s0=False, beta=(0.0, 2.0) if delta else None, knorm=1.0)
+    S = torch.randn(4, 2, 20, 24, generator=torch.Generator().manual_seed(2)).to(DEVICE)
+    want = _per_document(lambda *a, chunk_size: scan(*(None if x is None else x.double() for x in a)), bounds)(
+        q, k, v, g, b, S, chunk_size=None)
+    got = recurrent(q, k, v, g, b, S, cu_seqlens=torch.tensor(bounds))
+    assert _rel(got[0], want[0]) < 1e-5 and _rel(got[1], want[1]) < 1e-5
 
 
 def test_recurrent_decode_refuses_gradients():
@@ -307,6 +386,44 @@ def test_api_backend_triton(name):
     assert _rel(outs[0][0], outs[1][0]) < 1e-4 and _rel(outs[0][1], outs[1][1]) < 1e-4
 
 
+@pytest.mark.parametrize("name", SUPPORTED)
+def test_api_packed_documents_in_one_launch(name, monkeypatch):
+    """attention(..., cu_seqlens=..., backend="triton") calls the chunk kernel once for all documents
+    (not once per document) and matches the reference, which runs them one by one: outputs,
+    per-document states and gradients."""
+    from longmix.mechanisms import base
+
+    bounds = torch.tensor([0, 9, 9, 30, 40])
+    B, T, H, D = 1, 40, 2, 16
+    gen = torch.Generator().manual_seed(5)
+    q, k, v, w = (torch.randn(B, T, H, D, generator=gen).to(DEVICE) for _ in range(4))
+    calls = []
+    real = base.KERNELS[("triton", "chunk")]
+    monkeypatch.setitem(base.KERNELS, ("triton", "chunk"), lambda *a, **kw: calls.append(kw) or real(*a, **kw))
+    for opts in MECH_OPTS[name]:
+        opts = dict(opts)
+        if "g" in opts:
+            shape = (B, T, H) if opts["g"] == "scalar" else (B, T, H, D)
+            opts["g"] = F.logsigmoid(torch.randn(*shape, generator=gen)).to(DEVICE)
+        if "beta" in opts:
+            opts["beta"] = (2 * torch.rand(B, T, H, generator=gen)).to(DEVICE)
+            k = F.normalize(k, dim=-1)
+        Vs = D + 1 if opts.get("normalize") else D
+        S0 = torch.rand(4, H, D, Vs, generator=gen).to(DEVICE)
+        outs = {}
+        for backend in ("reference", "triton"):
+            calls.clear()
+            qq, kk, vv, ss = (x.clone().requires_grad_() for x in (q, k, v, S0))
+            o, S = longmix.attention(qq, kk, vv, name, backend=backend, form="chunk", output_final_state=True,
+                                     chunk_size=16, cu_seqlens=bounds, initial_state=ss, **opts)
+            ((o * w).sum() + S.sum()).backward()
+            outs[backend] = [o, S, qq.grad, kk.grad, vv.grad, ss.grad]
+        assert len(calls) == 1 and calls[0]["cu_seqlens"] == bounds.tolist(), calls
+        assert outs["triton"][1].shape == (4, H, D, Vs)
+        for a, r in zip(outs["triton"], outs["reference"]):
+            assert _rel(a, r) < 1e-4, name
+
+
 def test_minus_inf_gate_is_a_hard_reset():
     # g = −inf (α = 0) must behave like the reference (which clamps at −1e4): no NaN
     q, k, v, g, S = _inputs(1, 40, 2, 16, 16, "scalar", s0=True)[:5]
@@ -362,6 +479,29 @@ def test_linear_normalizer_kernel(causal, T, K, V):
         for a, r in zip(*outs):
             assert torch.isfinite(a).all()
             assert a.shape == r.shape and _rel(a, r) < 1e-5
+
+
+def test_linear_normalizer_packed_documents():
+    """The normaliser with cu_seqlens: each document's running key sum starts from its own z0
+    (documents of 70, 0, 1 and 59 tokens, across the normaliser's 64-token chunks)."""
+    from longmix.kernels.triton.normalizer import normalized
+    from longmix.mechanisms.base import _reference_normalized
+
+    bounds = [0, 70, 70, 71, 130]
+    gen = torch.Generator().manual_seed(4)
+    q, k = (torch.rand(1, 130, 2, 20, generator=gen).to(DEVICE) for _ in range(2))
+    o, w = (torch.randn(1, 130, 2, 24, generator=gen).to(DEVICE) for _ in range(2))
+    z0 = torch.rand(4, 2, 20, generator=gen).to(DEVICE)
+    leaves = [x.clone().requires_grad_() for x in (o, q, k, z0)]
+    (normalized(*leaves, True, bounds) * w).sum().backward()
+    got = [leaves[0].grad, leaves[1].grad, leaves[2].grad, leaves[3].grad]
+    ref = [x.clone().requires_grad_() for x in (o, q, k, z0)]
+    out = torch.cat([_reference_normalized(ref[0][:, s:e], ref[1][:, s:e], ref[2][:, s:e], ref[3][i:i + 1], True)
+                     for i, (s, e) in enumerate(zip(bounds, bounds[1:]))], 1)
+    (out * w).sum().backward()
+    assert _rel(normalized(o, q, k, z0, True, bounds), out) < 1e-5
+    for a, r in zip(got, [x.grad for x in ref]):
+        assert _rel(a, r) < 1e-5
 
 
 def test_linear_normalize_uses_the_fused_normalizer(monkeypatch):

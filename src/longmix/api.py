@@ -18,6 +18,7 @@ import logging
 import torch
 
 from . import checks, registry
+from .mechanisms.base import VARLEN
 from .registry import BACKENDS, FORMS, Mechanism
 
 log = logging.getLogger("longmix")
@@ -169,7 +170,8 @@ def attention(q, k, v, mechanism, *, causal=True, scale=None, g=None, beta=None,
 
 
 def _run(mech, form, backend, q, k, v, opts, cu_seqlens, initial_state, output_final_state):
-    """Run a validated call, splitting packed documents."""
+    """Run a validated call: packed documents in one call where the kernels take them
+    (``mechanisms.base.VARLEN``), else one document after another."""
     B, T_q, H = q.shape[:3]
     T_k = k.shape[1]
 
@@ -183,6 +185,9 @@ def _run(mech, form, backend, q, k, v, opts, cu_seqlens, initial_state, output_f
         if initial_state is not None and (not torch.is_tensor(initial_state) or initial_state.shape[0] != N):
             shape = tuple(initial_state.shape) if torch.is_tensor(initial_state) else type(initial_state).__name__
             raise ValueError(f"with cu_seqlens, initial_state must have shape [N, H, D_k, D_v] with N={N} documents, got {shape}")
+        if mech.family != "dense" and opts["causal"] and (backend, form) in VARLEN:  # one launch for all documents
+            o, state = mech.run(form, backend, q, k, v, opts, initial_state, cu_seqlens=bounds)
+            return (o, state) if output_final_state else o
         outs, states = [], []
         for i, (s, e) in enumerate(zip(bounds, bounds[1:])):
             o_i, st_i = mech.run(form, backend, q[:, s:e], k[:, s:e], v[:, s:e], _slice_doc(opts, s, e),

@@ -160,14 +160,23 @@ def _reference_normalized(o, q, k, z0, causal):
 NORMALIZERS: dict[str, Callable] = {"reference": _reference_normalized}
 
 
-def normalize_output(o, q, k, z0, S, causal, backend="reference"):
+def normalize_output(o, q, k, z0, S, causal, backend="reference", cu_seqlens=None):
     """Linear attention's normalised output o / (q·z) and, if the recurrence returned a state S
     [B, H, K, V], the state with z_T as its last column [B, H, K, V + 1]. Rows whose
     denominator is exactly 0 (they saw no key mass) return o, which is 0 there. ``backend`` picks
-    the implementation (``NORMALIZERS``; the reference where it has none)."""
-    o = NORMALIZERS.get(backend, _reference_normalized)(o, q, k, z0, causal)
+    the implementation (``NORMALIZERS``; the reference where it has none). ``cu_seqlens`` (a list,
+    B = 1; only for a backend in ``VARLEN``): packed documents, z and its state column per document."""
+    if cu_seqlens is None:
+        o = NORMALIZERS.get(backend, _reference_normalized)(o, q, k, z0, causal)
+    else:
+        o = NORMALIZERS[backend](o, q, k, z0, causal, cu_seqlens=cu_seqlens)
     if S is not None:
-        zT = k.to(S.dtype).sum(1)
+        if cu_seqlens is None:
+            zT = k.to(S.dtype).sum(1)
+        else:  # each document's key sum: differences of float64 prefix sums at its bounds
+            before = torch.nn.functional.pad(k[0].double().cumsum(0), (0, 0, 0, 0, 1, 0))
+            at = torch.tensor(cu_seqlens, device=k.device)
+            zT = (before[at[1:]] - before[at[:-1]]).to(S.dtype)
         if z0 is not None:
             zT = zT + z0.to(S.dtype)
         S = torch.cat([S, zT[..., None]], -1)
@@ -180,6 +189,11 @@ def _scaled(q, scale):
 
 # form → kernel(q, k, v, g, beta, initial_state, *, chunk_size, scale=1.0) for each backend, the
 # recurrence with scale·q; kernel packages add their own entries (see longmix.kernels.triton).
+# (backend, form) pairs whose kernels (and normaliser) take packed documents themselves, as
+# ``cu_seqlens=`` a list of bounds: one launch for all documents. For the others ``attention``
+# runs the documents one after another.
+VARLEN: set[tuple[str, str]] = set()
+
 KERNELS: dict[tuple[str, str], Callable] = {
     ("reference", "parallel"): lambda q, k, v, g, beta, s0, chunk_size, scale=1.0:
         ref_chunk.parallel(_scaled(q, scale), k, v, g, beta, s0),
@@ -193,7 +207,9 @@ KERNELS: dict[tuple[str, str], Callable] = {
 def recurrent_run(prepare: Callable[..., Prepared]):
     """``run`` for a recurrent mechanism described by ``prepare``."""
 
-    def run(form, backend, q, k, v, opts, initial_state):
+    def run(form, backend, q, k, v, opts, initial_state, cu_seqlens=None):
+        """``cu_seqlens``: a list of packed-document bounds, only for ``(backend, form)`` in ``VARLEN``
+        with causal=True (the caller checks); the states are then per document, [N, H, K, V]."""
         H, cd = q.shape[2], compute_dtype(q)
         # the reference computes in float32/float64; kernels take the inputs' own dtype
         xd = cd if backend == "reference" else q.dtype
@@ -201,12 +217,15 @@ def recurrent_run(prepare: Callable[..., Prepared]):
         if p.g is not None and backend == "reference":  # (the Triton kernels clamp as they load g)
             p.g = p.g.clamp_min(GATE_MIN)  # exp(g) is exactly 0 below GATE_MIN in every float format
         B, K, V = q.shape[0], p.k.shape[-1], p.v.shape[-1]
+        if cu_seqlens is not None:
+            B = len(cu_seqlens) - 1  # one state per document
         Vs = V + 1 if p.normalize else V  # the state's columns (z rides as the last one)
         z0 = None
         if initial_state is not None:
             checks.tensor(initial_state, "initial_state", shape_doc="[B, H, D_k, D_v]")
             if tuple(initial_state.shape) != (B, H, K, Vs):
-                raise ValueError(f"initial_state must have shape [B, H, D_k, D_v] = {(B, H, K, Vs)} "
+                raise ValueError(f"initial_state must have shape [{'B' if cu_seqlens is None else 'N'}, H, D_k, D_v] = "
+                                 f"{(B, H, K, Vs)} "
                                  f"(D_k after the feature map; D_v + 1 with normalize=True), got {tuple(initial_state.shape)}")
             if not initial_state.is_floating_point():
                 raise TypeError(f"initial_state must be floating point (float32), got {initial_state.dtype}")
@@ -214,12 +233,13 @@ def recurrent_run(prepare: Callable[..., Prepared]):
             if p.normalize:
                 initial_state, z0 = initial_state[..., :V].contiguous(), initial_state[..., V]
         kernel = partial(KERNELS[(backend, form)], chunk_size=opts["chunk_size"] or DEFAULT_CHUNK["recurrent"])
+        docs = {} if cu_seqlens is None else {"cu_seqlens": cu_seqlens}
         if opts["causal"]:
-            o, S = kernel(p.q, p.k, p.v, p.g, p.beta, initial_state, scale=p.scale)
+            o, S = kernel(p.q, p.k, p.v, p.g, p.beta, initial_state, scale=p.scale, **docs)
         else:
             o, S = ref_recurrent.bidirectional(kernel, _scaled(p.q, p.scale), p.k, p.v, p.g, p.beta), None
         if p.normalize:
-            o, S = normalize_output(o, p.q, p.k, z0, S, opts["causal"], backend)
+            o, S = normalize_output(o, p.q, p.k, z0, S, opts["causal"], backend, **docs)
         if p.post is not None:
             o = p.post(o.to(cd))
         return o.to(q.dtype), S

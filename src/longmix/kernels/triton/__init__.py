@@ -4,7 +4,7 @@ Importing this package does not import Triton: it adds ``("triton", "chunk")`` a
 ``("triton", "recurrent")`` (the fused decode kernel, ``recurrent.py``) to
 ``longmix.mechanisms.base.KERNELS`` and linear attention's normaliser (``normalizer.py``) to
 ``base.NORMALIZERS`` as thin wrappers that load their module on first
-use, and declares the ``triton`` backend for the mechanisms whose configurations the
+use, marks both forms as taking packed documents natively (``base.VARLEN``, ``_varlen.py``), and declares the ``triton`` backend for the mechanisms whose configurations the
 kernels fully support — only when Triton is installed. A configuration the kernels
 do not support raises a clear error; nothing falls back to another backend.
 
@@ -27,24 +27,24 @@ def available() -> bool:
     return importlib.util.find_spec("triton") is not None
 
 
-def _chunk(q, k, v, g, beta, s0, chunk_size, scale=1.0):
+def _chunk(q, k, v, g, beta, s0, chunk_size, scale=1.0, cu_seqlens=None):
     from .chunk import chunk
 
-    return chunk(q, k, v, g, beta, s0, chunk_size=chunk_size, scale=scale)
+    return chunk(q, k, v, g, beta, s0, chunk_size=chunk_size, scale=scale, cu_seqlens=cu_seqlens)
 
 
-def _recurrent(q, k, v, g, beta, s0, chunk_size, scale=1.0):
+def _recurrent(q, k, v, g, beta, s0, chunk_size, scale=1.0, cu_seqlens=None):
     """The recurrent form (decoding): the fused token-by-token kernel (forward only for T > 1)."""
     from .recurrent import recurrent
 
-    return recurrent(q, k, v, g, beta, s0, scale=scale)
+    return recurrent(q, k, v, g, beta, s0, scale=scale, cu_seqlens=cu_seqlens)
 
 
-def _normalized(o, q, k, z0, causal):
+def _normalized(o, q, k, z0, causal, cu_seqlens=None):
     """Linear attention's normalised output o / (q_t·z_t), fused (``normalizer.py``)."""
     from .normalizer import normalized
 
-    return normalized(o, q, k, z0, causal)
+    return normalized(o, q, k, z0, causal, cu_seqlens)
 
 
 def _no_parallel(*args, **kwargs):
@@ -60,6 +60,7 @@ def register() -> None:
     base.KERNELS[("triton", "recurrent")] = _recurrent
     base.KERNELS[("triton", "parallel")] = _no_parallel
     base.NORMALIZERS["triton"] = _normalized
+    base.VARLEN.update({("triton", "chunk"), ("triton", "recurrent")})  # cu_seqlens in one launch (_varlen.py)
     for name in SUPPORTED:
         registry.add_backend(name, "triton")
 

@@ -8,11 +8,15 @@ import torch
 import triton
 import triton.language as tl
 
+from ._varlen import Chunks, span
+
 
 @triton.jit
-def chunk_cumsum_kernel(x, y, T, D, BT: tl.constexpr, BD: tl.constexpr, REVERSE: tl.constexpr, CLAMP: tl.constexpr):
+def chunk_cumsum_kernel(x, y, CH, T, D, BT: tl.constexpr, BD: tl.constexpr, REVERSE: tl.constexpr,
+                        CLAMP: tl.constexpr, VARLEN: tl.constexpr):
     i_d, n, b = tl.program_id(0), tl.program_id(1), tl.program_id(2)
-    o_t = n * BT + tl.arange(0, BT)
+    t0, T = span(CH, n, T, BT, VARLEN)  # with documents (B = 1): T is the end of this chunk's document
+    o_t = t0 + tl.arange(0, BT)
     o_d = i_d * BD + tl.arange(0, BD)
     m = (o_t[:, None] < T) & (o_d[None, :] < D)
     off = (b * T + o_t[:, None]) * D + o_d[None, :]
@@ -22,12 +26,16 @@ def chunk_cumsum_kernel(x, y, T, D, BT: tl.constexpr, BD: tl.constexpr, REVERSE:
     tl.store(y + off, tl.cumsum(v, axis=0, reverse=REVERSE), mask=m)
 
 
-def chunk_cumsum(g: torch.Tensor, C: int, reverse: bool = False, clamp: bool = False) -> torch.Tensor:
+def chunk_cumsum(g: torch.Tensor, C: int, reverse: bool = False, clamp: bool = False,
+                 chunks: Chunks | None = None) -> torch.Tensor:
     """Cumulative sum of g [B, T, ...] inside each chunk of C steps, fp32, same shape
-    (``clamp``: each term first clamped at −200, where exp is already exactly 0 in fp32)."""
+    (``clamp``: each term first clamped at −200, where exp is already exactly 0 in fp32;
+    ``chunks``: the call's ``_varlen.Chunks``, whose chunks restart at every document)."""
     B, T = g.shape[:2]
     D = g[0, 0].numel()
+    chunks = chunks or Chunks(triton.cdiv(T, C), B, False)
     out = torch.empty(g.shape, device=g.device, dtype=torch.float32)
     BD = min(128, max(16, triton.next_power_of_2(D)))
-    chunk_cumsum_kernel[(triton.cdiv(D, BD), triton.cdiv(T, C), B)](g, out, T, D, BT=C, BD=BD, REVERSE=reverse, CLAMP=clamp)
+    chunk_cumsum_kernel[(triton.cdiv(D, BD), chunks.NT, B)](g, out, chunks.args(g)[0], T, D, BT=C, BD=BD,
+                                                            REVERSE=reverse, CLAMP=clamp, VARLEN=chunks.varlen)
     return out

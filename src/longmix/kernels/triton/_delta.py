@@ -28,6 +28,8 @@ import torch
 import triton
 import triton.language as tl
 
+from ._varlen import Chunks, span
+
 BC = 16  # diagonal block of the triangular inverse
 MAX_K = 256
 # prep_warps: 2 ran fwd_prep4 at 0.81× the time of 4 (H200, B=16, T=2K; benchmarks/tune_kernels.py,
@@ -70,12 +72,12 @@ def _gate_k(G, b, hh, t0, i_k, T, H, K, GATE: tl.constexpr, BT: tl.constexpr, BK
 
 
 @triton.jit
-def fwd_prep(k, v, beta, G, Kp, Tinv, U, W, T, H, K: tl.constexpr, V: tl.constexpr,
+def fwd_prep(k, v, beta, G, Kp, Tinv, U, W, CH, T, H, K: tl.constexpr, V: tl.constexpr,
              GATE: tl.constexpr, BT: tl.constexpr, BC: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
-             PREC: tl.constexpr):
+             PREC: tl.constexpr, VARLEN: tl.constexpr):
     n, i_bh = tl.program_id(0), tl.program_id(1)
     b, hh = i_bh // H, i_bh % H
-    t0 = n * BT
+    t0, T = span(CH, n, T, BT, VARLEN)  # with documents: T is the end of this chunk's document
     o_c = tl.arange(0, BT)
     o_s = tl.arange(0, BC)
     rows_c = t0 + o_c
@@ -178,9 +180,9 @@ def _store_blk(p, x, b, hh, t, col, T, H, W: tl.constexpr, BC: tl.constexpr, BN:
 
 
 @triton.jit
-def fwd_prep4(k, v, beta, G, Kp, Tinv, U, W, T, H, K: tl.constexpr, V: tl.constexpr,
+def fwd_prep4(k, v, beta, G, Kp, Tinv, U, W, CH, T, H, K: tl.constexpr, V: tl.constexpr,
               GATE: tl.constexpr, BT: tl.constexpr, BC: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
-              PREC: tl.constexpr):
+              PREC: tl.constexpr, VARLEN: tl.constexpr):
     """``fwd_prep`` for chunks of four BC-row blocks (BT = 4·BC, the default 64), all in registers:
     the ten key-key blocks, the four diagonal inverses by forward substitution (independent, so they
     interleave), the six off-diagonal blocks of Tinv by block substitution with BC×BC products,
@@ -188,7 +190,7 @@ def fwd_prep4(k, v, beta, G, Kp, Tinv, U, W, T, H, K: tl.constexpr, V: tl.conste
     general kernel writes each block row of Tinv and reads it back)."""
     n, i_bh = tl.program_id(0), tl.program_id(1)
     b, hh = i_bh // H, i_bh % H
-    t0 = n * BT
+    t0, T = span(CH, n, T, BT, VARLEN)  # with documents: T is the end of this chunk's document
     t1, t2, t3 = t0 + BC, t0 + 2 * BC, t0 + 3 * BC
     o_s = tl.arange(0, BC)
     last = tl.minimum(t0 + BT, T) - 1
@@ -312,8 +314,9 @@ def fwd_prep4(k, v, beta, G, Kp, Tinv, U, W, T, H, K: tl.constexpr, V: tl.conste
 
 
 @triton.jit
-def bwd_delta(k, v, beta, G, h, du, Tinv, Kp, dk, dG, dKp, dv, dbeta, T, H, K: tl.constexpr, V: tl.constexpr, NT,
-              GATE: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, PREC: tl.constexpr):
+def bwd_delta(k, v, beta, G, h, du, Tinv, Kp, dk, dG, dKp, dv, dbeta, CH, T, H, K: tl.constexpr, V: tl.constexpr, NT,
+              GATE: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, PREC: tl.constexpr,
+              VARLEN: tl.constexpr):
     """dv, dβ; dk += the W and Kp parts (GATE 2: the W part only, dKp stored); dG += their gate parts.
 
     ``dk`` (fp32) holds the output/state-pass part of dk on entry and is updated in place.
@@ -321,7 +324,7 @@ def bwd_delta(k, v, beta, G, h, du, Tinv, Kp, dk, dG, dKp, dv, dbeta, T, H, K: t
     """
     n, i_bh = tl.program_id(0), tl.program_id(1)
     b, hh = i_bh // H, i_bh % H
-    t0 = n * BT
+    t0, T = span(CH, n, T, BT, VARLEN)  # with documents: T is the end of this chunk's document
     o_c = tl.arange(0, BT)
     rows = t0 + o_c
     rvalid = rows < T
@@ -403,31 +406,34 @@ def _bk(K: int) -> int:
     return max(16, triton.next_power_of_2(K))
 
 
-def prep(k, v, beta, G, Kp, gate, C, prec):
-    """Tinv [B, T, H, C] fp32, U [B, T, H, V] and W [B, T, H, K] in v's / k's dtype."""
+def prep(k, v, beta, G, Kp, gate, C, prec, chunks=None):
+    """Tinv [B, T, H, C] fp32, U [B, T, H, V] and W [B, T, H, K] in v's / k's dtype (``chunks``: the
+    ``_varlen.Chunks`` of the call)."""
     B, T, H, K = k.shape
     V = v.shape[-1]
+    chunks = chunks or Chunks(triton.cdiv(T, C), B, False)
     Tinv = torch.empty(B, T, H, C, device=k.device, dtype=torch.float32)
     U, W = torch.empty_like(v), torch.empty_like(k)
     kernel = fwd_prep4 if C == 4 * BC and CONFIG["prep4"] else fwd_prep  # the default chunk: all in registers
-    kernel[(triton.cdiv(T, C), B * H)](
-        k, v, beta, G if G is not None else k, Kp if Kp is not None else k, Tinv, U, W, T, H, K, V,
+    kernel[(chunks.NT, B * H)](
+        k, v, beta, G if G is not None else k, Kp if Kp is not None else k, Tinv, U, W, chunks.args(k)[0], T, H, K, V,
         GATE=gate, BT=C, BC=BC, BK=_tile(K, CONFIG["bk"]), BV=_tile(V, CONFIG["bv"]), PREC=prec,
-        num_warps=CONFIG["prep_warps"])
+        VARLEN=chunks.varlen, num_warps=CONFIG["prep_warps"])
     return Tinv, U, W
 
 
-def backward(k, v, beta, G, h, du, Tinv, Kp, dk32, dG, gate, C, prec):
+def backward(k, v, beta, G, h, du, Tinv, Kp, dk32, dG, gate, C, prec, chunks=None):
     """dv, dβ (fp32) and, in place, dk32 (+ W and Kp parts; GATE 2: + W part, returns dKp) and dG."""
     B, T, H, K = k.shape
     V = v.shape[-1]
-    NT = triton.cdiv(T, C)
+    chunks = chunks or Chunks(triton.cdiv(T, C), B, False)
+    NT = chunks.NT
     dv = torch.empty_like(v)
     dbeta = torch.empty(B, T, H, device=k.device, dtype=torch.float32)
     dKp = torch.empty(B, T, H, C, device=k.device, dtype=torch.float32) if gate == 2 else None
     bwd_delta[(NT, B * H)](
         k, v, beta, G if G is not None else k, h, du, Tinv, Kp if Kp is not None else k, dk32,
-        dG if dG is not None else k, dKp if dKp is not None else k, dv, dbeta, T, H, K, V, NT,
+        dG if dG is not None else k, dKp if dKp is not None else k, dv, dbeta, chunks.args(k)[0], T, H, K, V, NT,
         GATE=gate, BT=C, BK=_tile(K, CONFIG["bk"]), BV=_tile(V, CONFIG["bv"]), PREC=prec,
-        num_warps=CONFIG["bwd_warps"])
+        VARLEN=chunks.varlen, num_warps=CONFIG["bwd_warps"])
     return dv, dbeta, dKp

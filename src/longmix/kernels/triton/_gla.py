@@ -22,6 +22,8 @@ import torch
 import triton
 import triton.language as tl
 
+from ._varlen import Chunks, span
+
 BC = 16  # sub-tile rows
 # key-dim tile of the sub-tile products (3-D on the diagonal) and warps, forward / backward;
 # chosen on an H100 (benchmarks/triton_check.py gla_sweep: T=8K bf16 fwd+bwd 7.5 ms at bk=32,
@@ -58,13 +60,14 @@ def _decay3(g_r, g_u, t, T, BC: tl.constexpr):
 
 
 @triton.jit
-def fwd_A(q, k, G, A, T, H, K: tl.constexpr, BT: tl.constexpr, BC: tl.constexpr, BK: tl.constexpr,
-          PREC: tl.constexpr):
+def fwd_A(q, k, G, A, CH, T, H, K: tl.constexpr, BT: tl.constexpr, BC: tl.constexpr, BK: tl.constexpr,
+          PREC: tl.constexpr, VARLEN: tl.constexpr):
     i_ij, n, i_bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     NC: tl.constexpr = BT // BC
     i, j = i_ij // NC, i_ij % NC
     b, hh = i_bh // H, i_bh % H
-    ti, tj = n * BT + i * BC, n * BT + j * BC
+    t0, T = span(CH, n, T, BT, VARLEN)  # with documents: T is the end of this chunk's document
+    ti, tj = t0 + i * BC, t0 + j * BC
     if (i >= j) & (ti < T):
         acc = tl.zeros([BC, BC], dtype=tl.float32)
         if i > j:
@@ -87,8 +90,8 @@ def fwd_A(q, k, G, A, T, H, K: tl.constexpr, BT: tl.constexpr, BC: tl.constexpr,
 
 
 @triton.jit
-def fwd_A_rows(q, k, G, A, A2, T, H, K: tl.constexpr, BT: tl.constexpr, BC: tl.constexpr, BK: tl.constexpr,
-               PREC: tl.constexpr, TWO: tl.constexpr, DIAG_LOOP: tl.constexpr):
+def fwd_A_rows(q, k, G, A, A2, CH, T, H, K: tl.constexpr, BT: tl.constexpr, BC: tl.constexpr, BK: tl.constexpr,
+               PREC: tl.constexpr, TWO: tl.constexpr, DIAG_LOOP: tl.constexpr, VARLEN: tl.constexpr):
     """Row block i of the chunk's intra matrix in one program: every off-diagonal tile at once as one
     [BC, BT] product, ``(q_i ⊙ e^{G_i − ref}) (k_{<i} ⊙ e^{ref − G_{<i}})ᵀ`` (ref: G at the row before
     block i; rows from block i on are masked to 0 before the exponent), and the diagonal tile's exact
@@ -97,7 +100,7 @@ def fwd_A_rows(q, k, G, A, A2, T, H, K: tl.constexpr, BT: tl.constexpr, BC: tl.c
     diagonal's decays (KDA needs both). Columns past the diagonal tile are not written."""
     i, n, i_bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     b, hh = i_bh // H, i_bh % H
-    t0 = n * BT
+    t0, T = span(CH, n, T, BT, VARLEN)
     ti = t0 + i * BC
     if ti < T:
         dt = q.dtype.element_ty
@@ -152,13 +155,13 @@ def fwd_A_rows(q, k, G, A, A2, T, H, K: tl.constexpr, BT: tl.constexpr, BC: tl.c
 
 
 @triton.jit
-def bwd_intra_kernel(q, k, G, dA, dqi, dki, dG, dq, dk, T, H, K: tl.constexpr, BT: tl.constexpr,
-                     BC: tl.constexpr, BK: tl.constexpr, PREC: tl.constexpr, SELF: tl.constexpr):
+def bwd_intra_kernel(q, k, G, dA, dqi, dki, dG, dq, dk, CH, T, H, K: tl.constexpr, BT: tl.constexpr,
+                     BC: tl.constexpr, BK: tl.constexpr, PREC: tl.constexpr, SELF: tl.constexpr, VARLEN: tl.constexpr):
     i_k, i_ni, i_bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     NC: tl.constexpr = BT // BC
     n, i = i_ni // NC, i_ni % NC
     b, hh = i_bh // H, i_bh % H
-    t0 = n * BT
+    t0, T = span(CH, n, T, BT, VARLEN)
     ti = t0 + i * BC
     if ti < T:
         o_c = tl.arange(0, BC)
@@ -208,34 +211,35 @@ def bwd_intra_kernel(q, k, G, dA, dqi, dki, dG, dq, dk, T, H, K: tl.constexpr, B
             tl.store(dk + off, acc_k.to(dk.dtype.element_ty), mask=m)
 
 
-def fwd_intra(q, k, G, C, prec, with_keys=False):
-    """The intra-chunk matrix P as [B, T, H, C] fp32 (row t of chunk n holds P[t − nC, :]; entries
-    past the diagonal are not written). ``with_keys``: (P, the key-key matrix fwd_intra(k, k)) from one
-    pass (KDA needs both)."""
+def fwd_intra(q, k, G, C, prec, with_keys=False, chunks: Chunks | None = None):
+    """The intra-chunk matrix P as [B, T, H, C] fp32 (row t of chunk n holds P[t − n₀, :], n₀ the chunk's
+    first token; entries past the diagonal are not written). ``with_keys``: (P, the key-key matrix
+    fwd_intra(k, k)) from one pass (KDA needs both). ``chunks``: the call's ``_varlen.Chunks``."""
     B, T, H, K = k.shape
+    chunks = chunks or Chunks(triton.cdiv(T, C), B, False)
+    ch = chunks.args(k)[0]
     A = torch.empty(B, T, H, C, device=q.device, dtype=torch.float32)
     A2 = torch.empty_like(A) if with_keys else None
     NC = C // BC
     if CONFIG["fwd_rows"]:
-        fwd_A_rows[(NC, triton.cdiv(T, C), B * H)](q, k, G, A, A2 if with_keys else A, T, H, K, BT=C, BC=BC,
-                                                    BK=CONFIG["fwd_bk"], PREC=prec, TWO=with_keys,
-                                                    DIAG_LOOP=CONFIG["diag_loop_keys" if with_keys else "diag_loop"], num_warps=CONFIG["fwd_warps"])
+        fwd_A_rows[(NC, chunks.NT, B * H)](q, k, G, A, A2 if with_keys else A, ch, T, H, K, BT=C, BC=BC,
+                                            BK=CONFIG["fwd_bk"], PREC=prec, TWO=with_keys,
+                                            DIAG_LOOP=CONFIG["diag_loop_keys" if with_keys else "diag_loop"],
+                                            VARLEN=chunks.varlen, num_warps=CONFIG["fwd_warps"])
         return (A, A2) if with_keys else A
-    fwd_A[(NC * NC, triton.cdiv(T, C), B * H)](q, k, G, A, T, H, K, BT=C, BC=BC, BK=CONFIG["fwd_bk"], PREC=prec,
-                                                num_warps=CONFIG["fwd_warps"])
-    if with_keys:
-        fwd_A[(NC * NC, triton.cdiv(T, C), B * H)](k, k, G, A2, T, H, K, BT=C, BC=BC, BK=CONFIG["fwd_bk"], PREC=prec,
-                                                    num_warps=CONFIG["fwd_warps"])
-        return A, A2
-    return A
+    for x, out in ((q, A), (k, A2)) if with_keys else ((q, A),):
+        fwd_A[(NC * NC, chunks.NT, B * H)](x, k, G, out, ch, T, H, K, BT=C, BC=BC, BK=CONFIG["fwd_bk"], PREC=prec,
+                                            VARLEN=chunks.varlen, num_warps=CONFIG["fwd_warps"])
+    return (A, A2) if with_keys else A
 
 
-def bwd_intra(q, k, G, dA, dqi, dki, dG, dq, dk, C, prec, self_pair=False):
+def bwd_intra(q, k, G, dA, dqi, dki, dG, dq, dk, C, prec, self_pair=False, chunks: Chunks | None = None):
     """Add the intra-chunk parts to the inter-chunk dq, dk (fp32 dqi, dki); write dq, dk; dG += q⊙dq − k⊙dk.
 
     ``self_pair`` (q is k, dki and dq unused): dk = dqi + both intra parts, dG += k⊙(row part − column part)."""
     B, T, H, K = k.shape
+    chunks = chunks or Chunks(triton.cdiv(T, C), B, False)
     NC = C // BC
-    bwd_intra_kernel[(triton.cdiv(K, CONFIG["bwd_bk"]), triton.cdiv(T, C) * NC, B * H)](
-        q, k, G, dA, dqi, dki, dG, dq, dk, T, H, K, BT=C, BC=BC, BK=CONFIG["bwd_bk"], PREC=prec, SELF=self_pair,
-        num_warps=CONFIG["bwd_warps"])
+    bwd_intra_kernel[(triton.cdiv(K, CONFIG["bwd_bk"]), chunks.NT * NC, B * H)](
+        q, k, G, dA, dqi, dki, dG, dq, dk, chunks.args(k)[0], T, H, K, BT=C, BC=BC, BK=CONFIG["bwd_bk"], PREC=prec,
+        SELF=self_pair, VARLEN=chunks.varlen, num_warps=CONFIG["bwd_warps"])

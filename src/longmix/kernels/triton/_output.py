@@ -15,9 +15,14 @@ The log-gate gradient uses, for each position r of a chunk (per key dim for GATE
     ∂L/∂G_r = q_r·dq_r − k_r·dk_r  (+ at the chunk's last row: Σ_u k_u·dk^inter_u + e^{G_last} ⟨h[n], dh[n]⟩)
 
 and ∂L/∂g is its reverse cumulative sum inside the chunk (done by the caller).
+
+``VARLEN`` (packed documents): chunk ``n`` starts at the map's token and T becomes the end of
+its document (``_varlen.span``); B is 1, so the batch offsets vanish.
 """
 import triton
 import triton.language as tl
+
+from ._varlen import span
 
 
 @triton.jit
@@ -41,11 +46,12 @@ def _key_gate(G, b, hh, t0, i_k, T, H, K, BT: tl.constexpr, BK: tl.constexpr):
 
 
 @triton.jit
-def fwd_output(q, k, v, G, h, A, o, T, H, K: tl.constexpr, V: tl.constexpr, NT, scale,
-               GATE: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, PREC: tl.constexpr):
+def fwd_output(q, k, v, G, h, A, o, CH, T, H, K: tl.constexpr, V: tl.constexpr, NT, scale,
+               GATE: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, PREC: tl.constexpr,
+               VARLEN: tl.constexpr):
     i_v, n, i_bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     b, hh = i_bh // H, i_bh % H
-    t0 = n * BT
+    t0, T = span(CH, n, T, BT, VARLEN)  # with documents: T is the end of this chunk's document
     o_r = tl.arange(0, BT)
     causal = o_r[:, None] >= o_r[None, :]
     acc = tl.zeros([BT, BV], dtype=tl.float32)
@@ -78,16 +84,16 @@ def fwd_output(q, k, v, G, h, A, o, T, H, K: tl.constexpr, V: tl.constexpr, NT, 
 
 
 @triton.jit
-def bwd_dv(q, k, G, A, do, dh, dv, T, H, K: tl.constexpr, V: tl.constexpr, NT,
+def bwd_dv(q, k, G, A, do, dh, dv, CH, T, H, K: tl.constexpr, V: tl.constexpr, NT,
            GATE: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, PREC: tl.constexpr,
-           HAS_DH: tl.constexpr = True):
+           VARLEN: tl.constexpr, HAS_DH: tl.constexpr = True):
     """dv = Pᵀ dO + (k ⊙ e^{G_last − G}) dh[n]; grid (V tiles, chunks, B·H).
 
     ``HAS_DH=False`` gives only the intra-chunk part ``Pᵀ dO`` (the delta rule adds the rest
     inside its sequential backward state pass)."""
     i_v, n, i_bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     b, hh = i_bh // H, i_bh % H
-    t0 = n * BT
+    t0, T = span(CH, n, T, BT, VARLEN)
     o_r = tl.arange(0, BT)
     anti = o_r[:, None] <= o_r[None, :]  # Pᵀ[u, r] is nonzero for r ≥ u
     acc = tl.zeros([BT, BV], dtype=tl.float32)
@@ -123,8 +129,9 @@ def bwd_dv(q, k, G, A, do, dh, dv, T, H, K: tl.constexpr, V: tl.constexpr, NT,
 
 
 @triton.jit
-def bwd_dqk(q, k, v, G, h, do, dh, dq, dk, dG, dA, T, H, K: tl.constexpr, V: tl.constexpr, NT,
-            GATE: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, PREC: tl.constexpr):
+def bwd_dqk(q, k, v, G, h, do, dh, dq, dk, dG, dA, CH, T, H, K: tl.constexpr, V: tl.constexpr, NT,
+            GATE: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, PREC: tl.constexpr,
+            VARLEN: tl.constexpr):
     """dq, dk and ∂L/∂G; grid (K tiles, chunks, B·H).
 
     GATE 0/1: complete dq, dk; dG (GATE 1) gets one partial row per K tile, [NK, B, T, H].
@@ -133,7 +140,8 @@ def bwd_dqk(q, k, v, G, h, do, dh, dq, dk, dG, dA, T, H, K: tl.constexpr, V: tl.
     """
     i_k, n, i_bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     b, hh = i_bh // H, i_bh % H
-    t0 = n * BT
+    plane = (tl.num_programs(2) // H) * T * H  # one K tile's slice of the scalar-gate dG [NK, B, T, H]
+    t0, T = span(CH, n, T, BT, VARLEN)
     o_r = tl.arange(0, BT)
     causal = o_r[:, None] >= o_r[None, :]
     dP = tl.zeros([BT, BT], dtype=tl.float32)
@@ -185,8 +193,7 @@ def bwd_dqk(q, k, v, G, h, do, dh, dq, dk, dG, dA, T, H, K: tl.constexpr, V: tl.
         if GATE == 1:
             dg = tl.sum(qq.to(tl.float32) * dqa - kk.to(tl.float32) * dka, 1) + tl.where(o_r == last, tail, 0.0)
             o_t = t0 + o_r
-            B = tl.num_programs(2) // H
-            tl.store(dG + i_k * B * T * H + (b * T + o_t) * H + hh, dg, mask=o_t < T)
+            tl.store(dG + i_k * plane + (b * T + o_t) * H + hh, dg, mask=o_t < T)
     p_dq = tl.make_block_ptr(dq + (b * T * H + hh) * K, (T, K), (H * K, 1), (t0, i_k * BK), (BT, BK), (1, 0))
     p_dk = tl.make_block_ptr(dk + (b * T * H + hh) * K, (T, K), (H * K, 1), (t0, i_k * BK), (BT, BK), (1, 0))
     tl.store(p_dq, dqa.to(dq.dtype.element_ty), boundary_check=(0, 1))

@@ -23,6 +23,8 @@ the K tile must cover all of K. Its backward also needs, inside the reverse walk
 import triton
 import triton.language as tl
 
+from ._varlen import first, span
+
 
 @triton.jit
 def _gate_tile_T(G, b, hh, t0, i_k, T, H, K, GATE: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr):
@@ -59,75 +61,75 @@ def _gate_q_T(G, b, hh, t0, i_k, T, H, K, GATE: tl.constexpr, BT: tl.constexpr, 
 
 
 @triton.jit
-def fwd_states(k, v, G, h, s0, sT, W, u, T, H, K: tl.constexpr, V: tl.constexpr, NT,
+def fwd_states(k, v, G, h, s0, sT, W, u, CH, CO, T, H, K: tl.constexpr, V: tl.constexpr, NT,
                GATE: tl.constexpr, HAS_S0: tl.constexpr, STORE_ST: tl.constexpr, DELTA: tl.constexpr,
-               BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, PREC: tl.constexpr):
-    i_k, i_v, i_bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
-    b, hh = i_bh // H, i_bh % H
+               BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, PREC: tl.constexpr, VARLEN: tl.constexpr):
+    i_k, i_v, i_s = tl.program_id(0), tl.program_id(1), tl.program_id(2)  # i_s: sequence·head
+    b, hh, c0, c1 = first(CO, i_s, H, NT, VARLEN)
     S = tl.zeros([BK, BV], dtype=tl.float32)
-    p_s = tl.make_block_ptr(s0 + i_bh * K * V, (K, V), (V, 1), (i_k * BK, i_v * BV), (BK, BV), (1, 0))
+    p_s = tl.make_block_ptr(s0 + i_s * K * V, (K, V), (V, 1), (i_k * BK, i_v * BV), (BK, BV), (1, 0))
     if HAS_S0:
         S += tl.load(p_s, boundary_check=(0, 1)).to(tl.float32)
-    for n in range(NT):
-        t0 = n * BT
-        p_h = tl.make_block_ptr(h + (i_bh * NT + n) * K * V, (K, V), (V, 1), (i_k * BK, i_v * BV), (BK, BV), (1, 0))
+    for n in range(c0, c1):
+        t0, Te = span(CH, n, T, BT, VARLEN)
+        p_h = tl.make_block_ptr(h + ((b * H + hh) * NT + n) * K * V, (K, V), (V, 1), (i_k * BK, i_v * BV), (BK, BV), (1, 0))
         tl.store(p_h, S.to(h.dtype.element_ty), boundary_check=(0, 1))
-        p_kT = tl.make_block_ptr(k + (b * T * H + hh) * K, (K, T), (1, H * K), (i_k * BK, t0), (BK, BT), (0, 1))
-        p_v = tl.make_block_ptr(v + (b * T * H + hh) * V, (T, V), (H * V, 1), (t0, i_v * BV), (BT, BV), (1, 0))
+        p_kT = tl.make_block_ptr(k + (b * T * H + hh) * K, (K, Te), (1, H * K), (i_k * BK, t0), (BK, BT), (0, 1))
+        p_v = tl.make_block_ptr(v + (b * T * H + hh) * V, (Te, V), (H * V, 1), (t0, i_v * BV), (BT, BV), (1, 0))
         kT = tl.load(p_kT, boundary_check=(0, 1))
         vv = tl.load(p_v, boundary_check=(0, 1))
         if DELTA:  # v holds U; u = U − W S (one K tile spans K)
-            p_w = tl.make_block_ptr(W + (b * T * H + hh) * K, (T, K), (H * K, 1), (t0, 0), (BT, BK), (1, 0))
+            p_w = tl.make_block_ptr(W + (b * T * H + hh) * K, (Te, K), (H * K, 1), (t0, 0), (BT, BK), (1, 0))
             ww = tl.load(p_w, boundary_check=(0, 1))
             vv = (vv.to(tl.float32) - tl.dot(ww, S.to(ww.dtype), input_precision=PREC)).to(vv.dtype)
-            p_u = tl.make_block_ptr(u + (b * T * H + hh) * V, (T, V), (H * V, 1), (t0, i_v * BV), (BT, BV), (1, 0))
+            p_u = tl.make_block_ptr(u + (b * T * H + hh) * V, (Te, V), (H * V, 1), (t0, i_v * BV), (BT, BV), (1, 0))
             tl.store(p_u, vv, boundary_check=(0, 1))
         if GATE != 0:
-            w, d_last = _gate_tile_T(G, b, hh, t0, i_k, T, H, K, GATE, BT, BK)
+            w, d_last = _gate_tile_T(G, b, hh, t0, i_k, Te, H, K, GATE, BT, BK)
             S *= d_last
             kT = (kT * w).to(vv.dtype)
         S += tl.dot(kT, vv, input_precision=PREC)
     if STORE_ST:
-        p_st = tl.make_block_ptr(sT + i_bh * K * V, (K, V), (V, 1), (i_k * BK, i_v * BV), (BK, BV), (1, 0))
+        p_st = tl.make_block_ptr(sT + i_s * K * V, (K, V), (V, 1), (i_k * BK, i_v * BV), (BK, BV), (1, 0))
         tl.store(p_st, S, boundary_check=(0, 1))
 
 
 @triton.jit
-def bwd_states(q, do, G, dh, dsT, ds0, k, W, du, T, H, K: tl.constexpr, V: tl.constexpr, NT,
+def bwd_states(q, do, G, dh, dsT, ds0, k, W, du, CH, CO, T, H, K: tl.constexpr, V: tl.constexpr, NT,
                GATE: tl.constexpr, HAS_DST: tl.constexpr, STORE_DS0: tl.constexpr, DELTA: tl.constexpr,
-               BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, PREC: tl.constexpr):
-    i_k, i_v, i_bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
-    b, hh = i_bh // H, i_bh % H
+               BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, PREC: tl.constexpr, VARLEN: tl.constexpr):
+    i_k, i_v, i_s = tl.program_id(0), tl.program_id(1), tl.program_id(2)  # i_s: sequence·head
+    b, hh, c0, c1 = first(CO, i_s, H, NT, VARLEN)
     dS = tl.zeros([BK, BV], dtype=tl.float32)
     if HAS_DST:
-        p_s = tl.make_block_ptr(dsT + i_bh * K * V, (K, V), (V, 1), (i_k * BK, i_v * BV), (BK, BV), (1, 0))
+        p_s = tl.make_block_ptr(dsT + i_s * K * V, (K, V), (V, 1), (i_k * BK, i_v * BV), (BK, BV), (1, 0))
         dS += tl.load(p_s, boundary_check=(0, 1)).to(tl.float32)
-    for m in range(NT):
-        n = NT - 1 - m
-        t0 = n * BT
-        p_h = tl.make_block_ptr(dh + (i_bh * NT + n) * K * V, (K, V), (V, 1), (i_k * BK, i_v * BV), (BK, BV), (1, 0))
+    for m in range(c1 - c0):
+        n = c1 - 1 - m
+        t0, Te = span(CH, n, T, BT, VARLEN)
+        p_h = tl.make_block_ptr(dh + ((b * H + hh) * NT + n) * K * V, (K, V), (V, 1), (i_k * BK, i_v * BV), (BK, BV), (1, 0))
         tl.store(p_h, dS.to(dh.dtype.element_ty), boundary_check=(0, 1))
-        p_qT = tl.make_block_ptr(q + (b * T * H + hh) * K, (K, T), (1, H * K), (i_k * BK, t0), (BK, BT), (0, 1))
-        p_do = tl.make_block_ptr(do + (b * T * H + hh) * V, (T, V), (H * V, 1), (t0, i_v * BV), (BT, BV), (1, 0))
+        p_qT = tl.make_block_ptr(q + (b * T * H + hh) * K, (K, Te), (1, H * K), (i_k * BK, t0), (BK, BT), (0, 1))
+        p_do = tl.make_block_ptr(do + (b * T * H + hh) * V, (Te, V), (H * V, 1), (t0, i_v * BV), (BT, BV), (1, 0))
         qT = tl.load(p_qT, boundary_check=(0, 1))
         dO = tl.load(p_do, boundary_check=(0, 1))
         if DELTA:  # du = Pᵀ dO + (k ⊙ e^{G_last − G}) dS, with dS still the gradient leaving the chunk
-            p_kT = tl.make_block_ptr(k + (b * T * H + hh) * K, (K, T), (1, H * K), (0, t0), (BK, BT), (0, 1))
+            p_kT = tl.make_block_ptr(k + (b * T * H + hh) * K, (K, Te), (1, H * K), (0, t0), (BK, BT), (0, 1))
             kT = tl.load(p_kT, boundary_check=(0, 1))
             if GATE != 0:
-                wk, _ = _gate_tile_T(G, b, hh, t0, i_k, T, H, K, GATE, BT, BK)
+                wk, _ = _gate_tile_T(G, b, hh, t0, i_k, Te, H, K, GATE, BT, BK)
                 kT = (kT * wk).to(dO.dtype)
-            p_du = tl.make_block_ptr(du + (b * T * H + hh) * V, (T, V), (H * V, 1), (t0, i_v * BV), (BT, BV), (1, 0))
+            p_du = tl.make_block_ptr(du + (b * T * H + hh) * V, (Te, V), (H * V, 1), (t0, i_v * BV), (BT, BV), (1, 0))
             d_u = tl.load(p_du, boundary_check=(0, 1)) + tl.dot(tl.trans(kT), dS.to(dO.dtype), input_precision=PREC)
             tl.store(p_du, d_u, boundary_check=(0, 1))
         if GATE != 0:
-            w, d_last = _gate_q_T(G, b, hh, t0, i_k, T, H, K, GATE, BT, BK)
+            w, d_last = _gate_q_T(G, b, hh, t0, i_k, Te, H, K, GATE, BT, BK)
             dS *= d_last
             qT = (qT * w).to(dO.dtype)
         dS += tl.dot(qT, dO, input_precision=PREC)
         if DELTA:
-            p_wT = tl.make_block_ptr(W + (b * T * H + hh) * K, (K, T), (1, H * K), (0, t0), (BK, BT), (0, 1))
+            p_wT = tl.make_block_ptr(W + (b * T * H + hh) * K, (K, Te), (1, H * K), (0, t0), (BK, BT), (0, 1))
             dS -= tl.dot(tl.load(p_wT, boundary_check=(0, 1)), d_u.to(dO.dtype), input_precision=PREC)
     if STORE_DS0:
-        p_s0 = tl.make_block_ptr(ds0 + i_bh * K * V, (K, V), (V, 1), (i_k * BK, i_v * BV), (BK, BV), (1, 0))
+        p_s0 = tl.make_block_ptr(ds0 + i_s * K * V, (K, V), (V, 1), (i_k * BK, i_v * BV), (BK, BV), (1, 0))
         tl.store(p_s0, dS, boundary_check=(0, 1))

@@ -38,6 +38,7 @@ import triton
 
 from . import _delta, _gla, _interp, _output, _state
 from ._cumsum import chunk_cumsum
+from ._varlen import Chunks, chunks as chunk_map
 
 _interp.apply()
 
@@ -88,75 +89,79 @@ def _prec(x: torch.Tensor) -> str:
     return "ieee" if torch.get_float32_matmul_precision() == "highest" else "tf32"
 
 
-def _forward(q, k, v, G, gate, s0, C, want_state, beta=None, scale=1.0):
+def _forward(q, k, v, G, gate, s0, C, want_state, beta=None, scale=1.0, chunks: Chunks | None = None):
     """o, final state, and what the backward needs (entering states h, intra matrices, delta-rule parts)."""
     B, T, H, K = k.shape
     V = v.shape[-1]
-    NT = triton.cdiv(T, C)
+    chunks = chunks or Chunks(triton.cdiv(T, C), B, False)
+    NT, NS, vl = chunks.NT, chunks.N * H, chunks.varlen  # NS: sequences × heads, one state each
+    CH, CO = chunks.args(q)
     prec = _prec(q)
     h = q.new_empty(B, H, NT, K, V)
-    sT = q.new_empty(B, H, K, V, dtype=torch.float32) if want_state else None
+    sT = q.new_empty(chunks.N, H, K, V, dtype=torch.float32) if want_state else None
     Gp = G if G is not None else q
     delta, A = {}, None
     if beta is not None:  # the WY/UT transform; the state pass then writes u = U − W S
         delta["Kp"] = None
         if gate == 2:  # the output's intra matrix and the key-key matrix share one pass
-            A, delta["Kp"] = _gla.fwd_intra(q, k, G, C, prec, with_keys=True)
-        delta["Tinv"], U, delta["W"] = _delta.prep(k, v, beta, G, delta["Kp"], gate, C, prec)
+            A, delta["Kp"] = _gla.fwd_intra(q, k, G, C, prec, with_keys=True, chunks=chunks)
+        delta["Tinv"], U, delta["W"] = _delta.prep(k, v, beta, G, delta["Kp"], gate, C, prec, chunks)
         delta["u"] = torch.empty_like(v)
-        bk, bv = _state_tiles(B * H, K, V, delta=True)
+        bk, bv = _state_tiles(NS, K, V, delta=True)
     else:
         U = v
-        bk, bv = _state_tiles(B * H, K, V)
+        bk, bv = _state_tiles(NS, K, V)
     W, u = delta.get("W", q), delta.get("u", q)
-    _state.fwd_states[(triton.cdiv(K, bk), triton.cdiv(V, bv), B * H)](
-        k, U, Gp, h, s0 if s0 is not None else q, sT if sT is not None else q, W, u, T, H, K, V, NT,
+    _state.fwd_states[(triton.cdiv(K, bk), triton.cdiv(V, bv), NS)](
+        k, U, Gp, h, s0 if s0 is not None else q, sT if sT is not None else q, W, u, CH, CO, T, H, K, V, NT,
         GATE=gate, HAS_S0=s0 is not None, STORE_ST=want_state, DELTA=beta is not None, BT=C, BK=bk, BV=bv,
-        PREC=prec, num_warps=CONFIG["state_warps"], **_stages(gate, beta is not None))
+        PREC=prec, VARLEN=vl, num_warps=CONFIG["state_warps"], **_stages(gate, beta is not None))
     vo = delta["u"] if beta is not None else v  # the values the output reads
     if gate == 2 and A is None:
-        A = _gla.fwd_intra(q, k, G, C, prec)
+        A = _gla.fwd_intra(q, k, G, C, prec, chunks=chunks)
     o = torch.empty_like(v)
     bk, bv = _tile(K, CONFIG["out_bk"]), _tile(V, CONFIG["out_bv"])
     _output.fwd_output[(triton.cdiv(V, bv), NT, B * H)](
-        q, k, vo, Gp, h, A if A is not None else q, o, T, H, K, V, NT, scale,
-        GATE=gate, BT=C, BK=bk, BV=bv, PREC=prec, num_warps=CONFIG["out_warps"])
+        q, k, vo, Gp, h, A if A is not None else q, o, CH, T, H, K, V, NT, scale,
+        GATE=gate, BT=C, BK=bk, BV=bv, PREC=prec, VARLEN=vl, num_warps=CONFIG["out_warps"])
     return o, sT, h, A, delta
 
 
-def _backward(q, k, v, G, gate, h, A, do, dsT, has_s0, C, beta=None, delta=None):
+def _backward(q, k, v, G, gate, h, A, do, dsT, has_s0, C, beta=None, delta=None, chunks: Chunks | None = None):
     """dq, dk, dv, dg, d(initial state) and (delta rule) dβ."""
     B, T, H, K = k.shape
     V = v.shape[-1]
-    NT = triton.cdiv(T, C)
+    chunks = chunks or Chunks(triton.cdiv(T, C), B, False)
+    NT, NS, vl = chunks.NT, chunks.N * H, chunks.varlen
+    CH, CO = chunks.args(q)
     prec = _prec(q)
     Gp = G if G is not None else q
     dh = q.new_empty(B, H, NT, K, V)
-    ds0 = q.new_empty(B, H, K, V, dtype=torch.float32) if has_s0 else None
+    ds0 = q.new_empty(chunks.N, H, K, V, dtype=torch.float32) if has_s0 else None
     bk, bv = _tile(K, CONFIG["bwd_bk"]), _tile(V, CONFIG["bwd_bv"])
     NK = triton.cdiv(K, bk)
     is_delta = beta is not None
     if is_delta:  # du starts as Pᵀ dO; the reverse state pass adds (k ⊙ e^{G_last − G}) dS
         du = torch.empty(B, T, H, V, device=q.device, dtype=torch.float32)
         _output.bwd_dv[(triton.cdiv(V, bv), NT, B * H)](
-            q, k, Gp, A if A is not None else q, do, dh, du, T, H, K, V, NT,
-            GATE=gate, BT=C, BK=bk, BV=bv, PREC=prec, HAS_DH=False, num_warps=CONFIG["bwd_warps"])
-        sbk, sbv = _state_tiles(B * H, K, V, delta=True)
+            q, k, Gp, A if A is not None else q, do, dh, du, CH, T, H, K, V, NT,
+            GATE=gate, BT=C, BK=bk, BV=bv, PREC=prec, VARLEN=vl, HAS_DH=False, num_warps=CONFIG["bwd_warps"])
+        sbk, sbv = _state_tiles(NS, K, V, delta=True)
         v_out = delta["u"]
     else:
         du = q
-        sbk, sbv = _state_tiles(B * H, K, V)
+        sbk, sbv = _state_tiles(NS, K, V)
         v_out = v
-    _state.bwd_states[(triton.cdiv(K, sbk), triton.cdiv(V, sbv), B * H)](
+    _state.bwd_states[(triton.cdiv(K, sbk), triton.cdiv(V, sbv), NS)](
         q, do, Gp, dh, dsT if dsT is not None else q, ds0 if ds0 is not None else q,
-        k, delta["W"] if is_delta else q, du, T, H, K, V, NT,
+        k, delta["W"] if is_delta else q, du, CH, CO, T, H, K, V, NT,
         GATE=gate, HAS_DST=dsT is not None, STORE_DS0=has_s0, DELTA=is_delta, BT=C, BK=sbk, BV=sbv, PREC=prec,
-        num_warps=CONFIG["state_warps"], **_stages(gate, is_delta))
+        VARLEN=vl, num_warps=CONFIG["state_warps"], **_stages(gate, is_delta))
     if not is_delta:
         dv = torch.empty_like(v)
         _output.bwd_dv[(triton.cdiv(V, bv), NT, B * H)](
-            q, k, Gp, A if A is not None else q, do, dh, dv, T, H, K, V, NT,
-            GATE=gate, BT=C, BK=bk, BV=bv, PREC=prec, num_warps=CONFIG["bwd_warps"])
+            q, k, Gp, A if A is not None else q, do, dh, dv, CH, T, H, K, V, NT,
+            GATE=gate, BT=C, BK=bk, BV=bv, PREC=prec, VARLEN=vl, num_warps=CONFIG["bwd_warps"])
     dq = torch.empty_like(q)
     # dk stays fp32 while the delta rule still adds to it
     dk = torch.empty_like(k, dtype=torch.float32) if is_delta else torch.empty_like(k)
@@ -168,34 +173,34 @@ def _backward(q, k, v, G, gate, h, A, do, dsT, has_s0, C, beta=None, delta=None)
         dG = torch.empty(NK, B, T, H, device=q.device, dtype=torch.float32) if gate == 1 else q
         dA, dq32, dk32 = q, dq, dk
     _output.bwd_dqk[(NK, NT, B * H)](
-        q, k, v_out, Gp, h, do, dh, dq32, dk32, dG, dA, T, H, K, V, NT,
-        GATE=gate, BT=C, BK=bk, BV=bv, PREC=prec, num_warps=CONFIG["bwd_warps"])
+        q, k, v_out, Gp, h, do, dh, dq32, dk32, dG, dA, CH, T, H, K, V, NT,
+        GATE=gate, BT=C, BK=bk, BV=bv, PREC=prec, VARLEN=vl, num_warps=CONFIG["bwd_warps"])
     if gate == 2:
-        _gla.bwd_intra(q, k, G, dA, dq32, dk32, dG, dq, dk, C, prec)
+        _gla.bwd_intra(q, k, G, dA, dq32, dk32, dG, dq, dk, C, prec, chunks=chunks)
     elif gate == 1:
         dG = dG.sum(0)
     dbeta = None
     if is_delta:
         dv, dbeta, dKp = _delta.backward(k, v, beta, G, h, du, delta["Tinv"], delta["Kp"], dk,
-                                         dG if gate else None, gate, C, prec)
+                                         dG if gate else None, gate, C, prec, chunks)
         if gate == 2:
             dk_out = torch.empty_like(k)
-            _gla.bwd_intra(k, k, G, dKp, dk, dk, dG, dk_out, dk_out, C, prec, self_pair=True)
+            _gla.bwd_intra(k, k, G, dKp, dk, dk, dG, dk_out, dk_out, C, prec, self_pair=True, chunks=chunks)
             dk = dk_out
         else:
             dk = dk.to(k.dtype)
-    dg = chunk_cumsum(dG, C, reverse=True) if gate else None
+    dg = chunk_cumsum(dG, C, reverse=True, chunks=chunks) if gate else None
     return dq, dk, dv, dg, ds0, dbeta
 
 
 class _ChunkFn(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, q, k, v, g, beta, s0, C, scale):
+    def forward(ctx, q, k, v, g, beta, s0, C, scale, chunks):
         gate = 0 if g is None else (1 if g.dim() == 3 else 2)
-        G = chunk_cumsum(g, C, clamp=True) if g is not None else None
-        o, sT, h, A, delta = _forward(q, k, v, G, gate, s0, C, True, beta, scale)
+        G = chunk_cumsum(g, C, clamp=True, chunks=chunks) if g is not None else None
+        o, sT, h, A, delta = _forward(q, k, v, G, gate, s0, C, True, beta, scale, chunks)
         ctx.save_for_backward(q, k, v, G, h, A, beta, *(delta.get(n) for n in _DELTA_SAVED))
-        ctx.gate, ctx.C, ctx.has_s0, ctx.scale = gate, C, s0 is not None, scale
+        ctx.gate, ctx.C, ctx.has_s0, ctx.scale, ctx.chunks = gate, C, s0 is not None, scale, chunks
         ctx.g_dtype = None if g is None else g.dtype
         return o, sT
 
@@ -207,18 +212,18 @@ class _ChunkFn(torch.autograd.Function):
         do = do.contiguous() if ctx.scale == 1.0 else do * ctx.scale
         dq, dk, dv, dg, ds0, dbeta = _backward(q, k, v, G, ctx.gate, h, A, do,
                                                None if dsT is None else dsT.contiguous(), ctx.has_s0, ctx.C,
-                                               beta, delta)
+                                               beta, delta, ctx.chunks)
         if dg is not None:
             dg = dg.to(ctx.g_dtype)
         if dbeta is not None:
             dbeta = dbeta.to(beta.dtype)
-        return dq, dk, dv, dg, dbeta, ds0, None, None
+        return dq, dk, dv, dg, dbeta, ds0, None, None, None
 
 
 _DELTA_SAVED = ("Kp", "Tinv", "W", "u")
 
 
-def _check(q, k, v, g, beta, initial_state, chunk_size):
+def _check(q, k, v, g, beta, initial_state, chunk_size, n_seq=None):
     for name, x in (("q", q), ("k", k), ("v", v)):
         if not torch.is_tensor(x) or x.dim() != 4:
             raise ValueError(f"{name} must be a 4-D tensor [B, T, H, D], got {getattr(x, 'shape', type(x))}")
@@ -237,8 +242,10 @@ def _check(q, k, v, g, beta, initial_state, chunk_size):
             raise ValueError(f"g must be [B, T, H] or [B, T, H, K] = {(B, T, H)} / {(B, T, H, K)}, got {tuple(g.shape)}")
         if g.dtype != torch.float32:
             raise TypeError(f"g (log-space gate) must be float32 for the triton backend, got {g.dtype}")
-    if initial_state is not None and tuple(initial_state.shape) != (B, H, K, v.shape[-1]):
-        raise ValueError(f"initial_state must be [B, H, K, V] = {(B, H, K, v.shape[-1])}, got {tuple(initial_state.shape)}")
+    N = B if n_seq is None else n_seq
+    if initial_state is not None and tuple(initial_state.shape) != (N, H, K, v.shape[-1]):
+        what = "[B, H, K, V]" if n_seq is None else "[N, H, K, V] (N documents)"
+        raise ValueError(f"initial_state must be {what} = {(N, H, K, v.shape[-1])}, got {tuple(initial_state.shape)}")
     if not isinstance(chunk_size, int) or chunk_size not in (16, 32, 64, 128):
         raise ValueError(f"the triton backend needs chunk_size in (16, 32, 64, 128), got {chunk_size!r}")
     if beta is not None:
@@ -250,24 +257,39 @@ def _check(q, k, v, g, beta, initial_state, chunk_size):
             raise ValueError(f"the triton delta-rule kernels need D_k ≤ {_delta.MAX_K}, got {K}")
 
 
-def chunk(q, k, v, g=None, beta=None, initial_state=None, *, chunk_size: int = 64, scale: float = 1.0):
+def bounds_of(cu_seqlens, T: int, B: int) -> list[int] | None:
+    """cu_seqlens (an int tensor [N+1] or a list, checked) as a list of document bounds, or None."""
+    from ...checks import cu_seqlens as check_cu
+
+    if cu_seqlens is None:
+        return None
+    return check_cu(cu_seqlens if torch.is_tensor(cu_seqlens) else torch.tensor(list(cu_seqlens)), T, B)
+
+
+def chunk(q, k, v, g=None, beta=None, initial_state=None, *, chunk_size: int = 64, scale: float = 1.0,
+          cu_seqlens=None):
     """Chunkwise recurrence on the GPU (Triton), differentiable in q, k, v, g, beta, initial_state.
 
     Args: as ``longmix.kernels.reference.chunk.chunk`` for the recurrence with ``scale·q``, the
     scale applied to the output as it is stored (no pass over q): q, k [B, T, H, K],
     v [B, T, H, V], g None | [B, T, H] | [B, T, H, K] (fp32 log-gates ≤ 0), beta None | [B, T, H],
-    initial_state None | [B, H, K, V]; chunk_size 16, 32, 64 or 128.
+    initial_state None | [B, H, K, V]; chunk_size 16, 32, 64 or 128. ``cu_seqlens`` (int tensor or
+    list [N+1], B = 1): packed documents, each its own recurrence from its own initial state
+    (initial_state [N, H, K, V]) in one launch per kernel (``_varlen.py``).
 
-    Returns: o [B, T, H, V] in v's dtype and the final state [B, H, K, V] float32.
+    Returns: o [B, T, H, V] in v's dtype and the final state [B, H, K, V] (or [N, H, K, V]) float32.
     Raises ValueError/TypeError/NotImplementedError for a configuration it does not support.
     """
-    _check(q, k, v, g, beta, initial_state, chunk_size)
+    B, T = k.shape[:2] if torch.is_tensor(k) and k.dim() == 4 else (None, None)
+    bounds = bounds_of(cu_seqlens, T, B) if T is not None else None
+    _check(q, k, v, g, beta, initial_state, chunk_size, None if bounds is None else len(bounds) - 1)
     B, T, H, K = k.shape
     V = v.shape[-1]
-    if T == 0:
-        S = torch.zeros(B, H, K, V, device=q.device) if initial_state is None else initial_state.float()
-        return v.new_zeros(B, 0, H, V), S
+    chunks = chunk_map(B, T, chunk_size, bounds, q.device)
+    if chunks.NT == 0:
+        S = torch.zeros(chunks.N, H, K, V, device=q.device) if initial_state is None else initial_state.float()
+        return v.new_zeros(B, T, H, V), S
     s0 = None if initial_state is None else initial_state.float().contiguous()
     g = None if g is None else g.contiguous()
     beta = None if beta is None else beta.contiguous()
-    return _ChunkFn.apply(q.contiguous(), k.contiguous(), v.contiguous(), g, beta, s0, chunk_size, float(scale))
+    return _ChunkFn.apply(q.contiguous(), k.contiguous(), v.contiguous(), g, beta, s0, chunk_size, float(scale), chunks)

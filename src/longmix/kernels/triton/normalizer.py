@@ -16,7 +16,9 @@ H = 16, D = 128 on an H200). Here, per chunk of ``BT`` steps:
 * ``den_bwd``: ``dq_t = ∂den_t · z_t`` (the same running sum) and
   ``dk_j = Σ_{t≥j} ∂den_t q_t`` (a reverse in-chunk sum plus the later chunks' sums).
 
-Inputs o [B, T, H, V], q, k [B, T, H, K] (fp16, bf16, fp32), z0 [B, H, K] or None. A row whose
+Inputs o [B, T, H, V], q, k [B, T, H, K] (fp16, bf16, fp32), z0 [B, H, K] or None. Packed
+documents (``cu_seqlens``): every chunk lies in one document (``_varlen.py``), and the chunks'
+entering sums restart at each document's z0. A row whose
 denominator is exactly 0 keeps o (o / 1), as ``longmix.mechanisms.base.safe_div``.
 """
 from __future__ import annotations
@@ -27,6 +29,7 @@ import triton.language as tl
 
 from . import _interp
 from ._delta import _tile
+from ._varlen import Chunks, chunks as chunk_map, span
 
 _interp.apply()
 
@@ -35,11 +38,12 @@ CONFIG = {"bk": 64, "bv": 64, "warps": 4}
 
 
 @triton.jit
-def chunk_sums(x, w, out, T, H, K, BT: tl.constexpr, BK: tl.constexpr, HAS_W: tl.constexpr):
+def chunk_sums(x, w, out, CH, T, H, K, NT, BT: tl.constexpr, BK: tl.constexpr, HAS_W: tl.constexpr,
+               VARLEN: tl.constexpr):
     n, i_bh, i_k = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     b, hh = i_bh // H, i_bh % H
-    NT = tl.cdiv(T, BT)
-    o_t = n * BT + tl.arange(0, BT)
+    t0, T = span(CH, n, T, BT, VARLEN)
+    o_t = t0 + tl.arange(0, BT)
     o_k = i_k * BK + tl.arange(0, BK)
     m = (o_t[:, None] < T) & (o_k[None, :] < K)
     xv = tl.load(x + ((b * T + o_t[:, None]) * H + hh) * K + o_k[None, :], mask=m, other=0.0).to(tl.float32)
@@ -49,13 +53,13 @@ def chunk_sums(x, w, out, T, H, K, BT: tl.constexpr, BK: tl.constexpr, HAS_W: tl
 
 
 @triton.jit
-def norm_fwd(q, k, Z, o, out, den, T, H, K, V, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
-             CAUSAL: tl.constexpr):
+def norm_fwd(q, k, Z, o, out, den, CH, T, H, K, V, NT, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
+             CAUSAL: tl.constexpr, VARLEN: tl.constexpr):
     """den = q·(Z_n + in-chunk cumsum k) per row, then out = o / den (den = 0: o / 1), in o's dtype."""
     n, i_bh = tl.program_id(0), tl.program_id(1)
     b, hh = i_bh // H, i_bh % H
-    NT = tl.cdiv(T, BT)
-    o_t = n * BT + tl.arange(0, BT)
+    t0, T = span(CH, n, T, BT, VARLEN)
+    o_t = t0 + tl.arange(0, BT)
     acc = tl.zeros([BT], dtype=tl.float32)
     for i_k in range(tl.cdiv(K, BK)):
         o_k = i_k * BK + tl.arange(0, BK)
@@ -78,12 +82,13 @@ def norm_fwd(q, k, Z, o, out, den, T, H, K, V, BT: tl.constexpr, BK: tl.constexp
 
 
 @triton.jit
-def norm_bwd(dout, o, den, do, dden, T, H, V, BT: tl.constexpr, BV: tl.constexpr):
+def norm_bwd(dout, o, den, do, dden, CH, T, H, V, BT: tl.constexpr, BV: tl.constexpr, VARLEN: tl.constexpr):
     """do = dout / den and ∂L/∂den = −Σ_v dout·o / den² (0 where den = 0, as o / 1 there); from the
     unnormalised o (the normalised output is rounded to o's dtype once more)."""
     n, i_bh = tl.program_id(0), tl.program_id(1)
     b, hh = i_bh // H, i_bh % H
-    o_t = n * BT + tl.arange(0, BT)
+    t0, T = span(CH, n, T, BT, VARLEN)
+    o_t = t0 + tl.arange(0, BT)
     d = tl.load(den + (b * T + o_t) * H + hh, mask=o_t < T, other=1.0)
     inv = 1.0 / tl.where(d == 0.0, 1.0, d)
     acc = tl.zeros([BT], dtype=tl.float32)
@@ -98,11 +103,12 @@ def norm_bwd(dout, o, den, do, dden, T, H, V, BT: tl.constexpr, BV: tl.constexpr
 
 
 @triton.jit
-def den_bwd(q, k, Z, Qs, dden, dq, dk, T, H, K, BT: tl.constexpr, BK: tl.constexpr, CAUSAL: tl.constexpr):
+def den_bwd(q, k, Z, Qs, dden, dq, dk, CH, T, H, K, NT, BT: tl.constexpr, BK: tl.constexpr, CAUSAL: tl.constexpr,
+            VARLEN: tl.constexpr):
     n, i_bh, i_k = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     b, hh = i_bh // H, i_bh % H
-    NT = tl.cdiv(T, BT)
-    o_t = n * BT + tl.arange(0, BT)
+    t0, T = span(CH, n, T, BT, VARLEN)
+    o_t = t0 + tl.arange(0, BT)
     o_k = i_k * BK + tl.arange(0, BK)
     m = (o_t[:, None] < T) & (o_k[None, :] < K)
     off = ((b * T + o_t[:, None]) * H + hh) * K + o_k[None, :]
@@ -118,21 +124,34 @@ def den_bwd(q, k, Z, Qs, dden, dq, dk, T, H, K, BT: tl.constexpr, BK: tl.constex
     tl.store(dk + off, tl.broadcast_to(qs, [BT, BK]).to(dk.dtype.element_ty), mask=m)
 
 
-def _sums(x: torch.Tensor, w: torch.Tensor | None) -> torch.Tensor:
+def _sums(x: torch.Tensor, w: torch.Tensor | None, chunks: Chunks) -> torch.Tensor:
     """Σ_t w_t x_t over each chunk of BT steps: [B, NT, H, K] float32."""
     B, T, H, K = x.shape
-    NT, bk = triton.cdiv(T, BT), _tile(K, CONFIG["bk"])
-    out = torch.empty(B, NT, H, K, device=x.device, dtype=torch.float32)
-    chunk_sums[(NT, B * H, triton.cdiv(K, bk))](x, w if w is not None else x, out, T, H, K, BT=BT, BK=bk,
-                                                 HAS_W=w is not None, num_warps=CONFIG["warps"])
+    bk = _tile(K, CONFIG["bk"])
+    out = torch.empty(B, chunks.NT, H, K, device=x.device, dtype=torch.float32)
+    chunk_sums[(chunks.NT, B * H, triton.cdiv(K, bk))](x, w if w is not None else x, out, chunks.args(x)[0], T, H, K,
+                                                        chunks.NT, BT=BT, BK=bk, HAS_W=w is not None,
+                                                        VARLEN=chunks.varlen, num_warps=CONFIG["warps"])
     return out
 
 
-def _entering(sums: torch.Tensor, z0: torch.Tensor | None, causal: bool, reverse: bool = False) -> torch.Tensor:
+def _entering(sums: torch.Tensor, z0: torch.Tensor | None, causal: bool, reverse: bool = False,
+              chunks: Chunks | None = None) -> torch.Tensor:
     """The sums of the chunks before each (after each, ``reverse``) plus z0, [B, NT, H, K]; noncausal:
-    the total plus z0, [B, 1, H, K]."""
+    the total plus z0, [B, 1, H, K]. With documents (``chunks.varlen``) the sums run inside each
+    document and z0 is [N, H, K], one per document."""
     from ...mechanisms.base import time_cumsum
 
+    if chunks is not None and chunks.varlen:
+        # a scan of all chunks, then each document's own part: differences of float64 prefix sums
+        # (exact to ~1e-16 of the packed total, far below float32's rounding of a document's own sums)
+        inc = sums[0].double().cumsum(0)  # [NT, H, K]
+        co = chunks.co.long()
+        before = torch.cat([inc.new_zeros(1, *inc.shape[1:]), inc])  # prefix sums, [NT + 1, ...]
+        lo, hi = before[co[chunks.doc]], before[co[chunks.doc + 1]]  # each chunk's document's bounds
+        tot = (hi - inc) if reverse else (inc - sums[0].double() - lo)
+        tot = tot.float()[None]
+        return tot if z0 is None else tot + z0[chunks.doc][None].float()
     if not causal:
         tot = sums.sum(1, keepdim=True)
     elif reverse:
@@ -152,21 +171,22 @@ class Normalized(torch.autograd.Function):
     entering sums, the denominators [B, T, H] and o; the running sums are recomputed."""
 
     @staticmethod
-    def forward(ctx, o, q, k, z0, causal):
+    def forward(ctx, o, q, k, z0, causal, chunks):
         o, q, k = o.contiguous(), q.contiguous(), k.contiguous()
         B, T, H, K = q.shape
         V = o.shape[-1]
-        ctx.causal = causal
+        ctx.causal, ctx.chunks = causal, chunks
         ctx.z0_dtype = None if z0 is None else z0.dtype
-        if T == 0:
+        if chunks.NT == 0:
             ctx.save_for_backward(q, k, None, None, None)
             return o.clone()
-        Z = _entering(_sums(k, None), z0, causal)
+        CH = chunks.args(q)[0]
+        Z = _entering(_sums(k, None, chunks), z0, causal, chunks=chunks)
         den = torch.empty(B, T, H, device=q.device, dtype=torch.float32)
         out = torch.empty_like(o)
         bk, bv = _tiles(K, V)
-        norm_fwd[(triton.cdiv(T, BT), B * H)](q, k, Z, o, out, den, T, H, K, V, BT=BT, BK=bk, BV=bv, CAUSAL=causal,
-                                              num_warps=CONFIG["warps"])
+        norm_fwd[(chunks.NT, B * H)](q, k, Z, o, out, den, CH, T, H, K, V, chunks.NT, BT=BT, BK=bk, BV=bv,
+                                     CAUSAL=causal, VARLEN=chunks.varlen, num_warps=CONFIG["warps"])
         ctx.save_for_backward(q, k, Z, den, o)
         return out
 
@@ -174,24 +194,39 @@ class Normalized(torch.autograd.Function):
     def backward(ctx, dout):
         q, k, Z, den, o = ctx.saved_tensors
         B, T, H, K = q.shape
-        if T == 0:
-            dz0 = None if ctx.z0_dtype is None else q.new_zeros(B, H, K, dtype=ctx.z0_dtype)
-            return dout.clone(), torch.zeros_like(q), torch.zeros_like(k), dz0, None
+        chunks = ctx.chunks
+        if chunks.NT == 0:
+            dz0 = None if ctx.z0_dtype is None else q.new_zeros(chunks.N, H, K, dtype=ctx.z0_dtype)
+            return dout.clone(), torch.zeros_like(q), torch.zeros_like(k), dz0, None, None
         V = o.shape[-1]
         bk, bv = _tiles(K, V)
+        CH = chunks.args(q)[0]
         dout = dout.contiguous()
         do, dden = torch.empty_like(dout), torch.empty_like(den)
-        norm_bwd[(triton.cdiv(T, BT), B * H)](dout, o, den, do, dden, T, H, V, BT=BT, BV=bv, num_warps=CONFIG["warps"])
-        sums = _sums(q, dden)  # Σ_t ∂L/∂den_t q_t per chunk
-        Qs = _entering(sums, None, ctx.causal, reverse=True)
+        norm_bwd[(chunks.NT, B * H)](dout, o, den, do, dden, CH, T, H, V, BT=BT, BV=bv, VARLEN=chunks.varlen,
+                                     num_warps=CONFIG["warps"])
+        sums = _sums(q, dden, chunks)  # Σ_t ∂L/∂den_t q_t per chunk
+        Qs = _entering(sums, None, ctx.causal, reverse=True, chunks=chunks)
         dq, dk = torch.empty_like(q), torch.empty_like(k)
-        den_bwd[(triton.cdiv(T, BT), B * H, triton.cdiv(K, bk))](q, k, Z, Qs, dden, dq, dk, T, H, K, BT=BT, BK=bk,
-                                                                 CAUSAL=ctx.causal, num_warps=CONFIG["warps"])
-        dz0 = None if ctx.z0_dtype is None else sums.sum(1).to(ctx.z0_dtype)
-        return do, dq, dk, dz0, None
+        den_bwd[(chunks.NT, B * H, triton.cdiv(K, bk))](q, k, Z, Qs, dden, dq, dk, CH, T, H, K, chunks.NT, BT=BT,
+                                                         BK=bk, CAUSAL=ctx.causal, VARLEN=chunks.varlen,
+                                                         num_warps=CONFIG["warps"])
+        dz0 = None
+        if ctx.z0_dtype is not None:
+            if chunks.varlen:  # each document's own total
+                dz0 = sums.new_zeros(chunks.N, H, K, dtype=torch.float64).index_add_(0, chunks.doc, sums[0].double())
+            else:
+                dz0 = sums.sum(1)
+            dz0 = dz0.to(ctx.z0_dtype)
+        return do, dq, dk, dz0, None, None
 
 
-def normalized(o: torch.Tensor, q: torch.Tensor, k: torch.Tensor, z0: torch.Tensor | None, causal: bool) -> torch.Tensor:
+def normalized(o: torch.Tensor, q: torch.Tensor, k: torch.Tensor, z0: torch.Tensor | None, causal: bool,
+               cu_seqlens: list[int] | None = None) -> torch.Tensor:
     """o [B, T, H, V] divided by q_t·z_t, in o's dtype (see the module docstring); q, k [B, T, H, K],
-    z0 None or [B, H, K]."""
-    return Normalized.apply(o, q, k, z0, causal)
+    z0 None or [B, H, K]. ``cu_seqlens`` (a list [N+1], B = 1, causal only): packed documents, each
+    with its own running key sum from its own z0 (z0 [N, H, K])."""
+    B, T = q.shape[:2]
+    if cu_seqlens is not None and not causal:
+        raise ValueError("the fused normaliser takes cu_seqlens for causal attention only")
+    return Normalized.apply(o, q, k, z0, causal, chunk_map(B, T, BT, cu_seqlens, q.device))

@@ -29,11 +29,19 @@ CONFIG = {"bv": 32, "warps": 4}
 
 
 @triton.jit
-def fused_recurrent(q, k, v, g, beta, s0, o, sT, T, H, K: tl.constexpr, V: tl.constexpr, scale,
+def fused_recurrent(q, k, v, g, beta, s0, o, sT, CU, T, H, K: tl.constexpr, V: tl.constexpr, scale,
                     GATE: tl.constexpr, DELTA: tl.constexpr, HAS_S0: tl.constexpr,
-                    BK: tl.constexpr, BV: tl.constexpr):
-    i_v, i_bh = tl.program_id(0), tl.program_id(1)
-    b, hh = i_bh // H, i_bh % H
+                    BK: tl.constexpr, BV: tl.constexpr, VARLEN: tl.constexpr):
+    i_v, i_bh = tl.program_id(0), tl.program_id(1)  # i_bh: sequence (batch row or document) · head
+    hh = i_bh % H
+    if VARLEN:  # document i_bh // H is tokens [CU[i], CU[i+1]) of the one packed row
+        t_lo = tl.load(CU + i_bh // H)
+        t_hi = tl.load(CU + i_bh // H + 1)
+        base = 0
+    else:
+        t_lo = 0
+        t_hi = T
+        base = (i_bh // H) * T
     o_k = tl.arange(0, BK)
     o_v = i_v * BV + tl.arange(0, BV)
     mk, mv = o_k < K, o_v < V
@@ -42,8 +50,8 @@ def fused_recurrent(q, k, v, g, beta, s0, o, sT, T, H, K: tl.constexpr, V: tl.co
     S = tl.zeros([BK, BV], dtype=tl.float32)
     if HAS_S0:
         S += tl.load(s0 + p_s, mask=m_s, other=0.0).to(tl.float32)
-    for t in range(T):
-        row = (b * T + t) * H + hh
+    for t in range(t_lo, t_hi):
+        row = (base + t) * H + hh
         qt = tl.load(q + row * K + o_k, mask=mk, other=0.0).to(tl.float32)
         kt = tl.load(k + row * K + o_k, mask=mk, other=0.0).to(tl.float32)
         vt = tl.load(v + row * V + o_v, mask=mv, other=0.0).to(tl.float32)
@@ -59,20 +67,27 @@ def fused_recurrent(q, k, v, g, beta, s0, o, sT, T, H, K: tl.constexpr, V: tl.co
     tl.store(sT + p_s, S, mask=m_s)
 
 
-def recurrent(q, k, v, g=None, beta=None, initial_state=None, *, inplace: bool = False, scale: float = 1.0):
+def recurrent(q, k, v, g=None, beta=None, initial_state=None, *, inplace: bool = False, scale: float = 1.0,
+              cu_seqlens=None):
     """Run T tokens of the recurrence (with ``scale·q``, applied to the output) against a state, fused
     (forward only for T > 1).
 
     Args: q, k [B, T, H, K], v [B, T, H, V] (one dtype: fp16/bf16/fp32), g None |
     [B, T, H] | [B, T, H, K] fp32 log-gates ≤ 0, beta None | [B, T, H], initial_state None |
     [B, H, K, V]; ``inplace=True`` writes the new state into ``initial_state`` (fp32, contiguous).
+    ``cu_seqlens`` (int tensor or list [N+1], B = 1): packed documents, one state each
+    (initial_state [N, H, K, V]), all in one launch.
 
-    Returns: o [B, T, H, V] in v's dtype and the new state [B, H, K, V] fp32.
+    Returns: o [B, T, H, V] in v's dtype and the new state [B, H, K, V] (or [N, H, K, V]) fp32.
     """
-    from .chunk import _check, chunk
+    from .chunk import _check, bounds_of, chunk
 
-    _check(q, k, v, g, beta, initial_state, 16)
+    B, T = k.shape[:2] if torch.is_tensor(k) and k.dim() == 4 else (None, None)
+    bounds = bounds_of(cu_seqlens, T, B) if T is not None else None
+    N = None if bounds is None else len(bounds) - 1
+    _check(q, k, v, g, beta, initial_state, 16, N)
     B, T, H, K = k.shape
+    N = B if N is None else N
     V = v.shape[-1]
     needs_grad = torch.is_grad_enabled() and any(
         x is not None and x.requires_grad for x in (q, k, v, g, beta, initial_state))
@@ -82,11 +97,11 @@ def recurrent(q, k, v, g=None, beta=None, initial_state=None, *, inplace: bool =
         if T != 1:
             raise ValueError("the triton recurrent (decode) kernel is forward only for T > 1; use form='chunk' "
                              "for gradients (same result) or run it under torch.no_grad()")
-        return chunk(q, k, v, g, beta, initial_state, chunk_size=16, scale=scale)
+        return chunk(q, k, v, g, beta, initial_state, chunk_size=16, scale=scale, cu_seqlens=bounds)
     if inplace and (initial_state is None or initial_state.dtype != torch.float32 or not initial_state.is_contiguous()):
         raise ValueError("inplace=True needs initial_state as a contiguous float32 [B, H, K, V] tensor")
     s0 = None if initial_state is None else (initial_state if inplace else initial_state.float().contiguous())
-    sT = s0 if inplace else torch.empty(B, H, K, V, device=q.device, dtype=torch.float32)
+    sT = s0 if inplace else torch.empty(N, H, K, V, device=q.device, dtype=torch.float32)
     o = torch.empty_like(v)
     if T == 0:
         if s0 is None:
@@ -98,8 +113,10 @@ def recurrent(q, k, v, g=None, beta=None, initial_state=None, *, inplace: bool =
     BK = max(16, triton.next_power_of_2(K))
     BV = min(CONFIG["bv"], max(16, triton.next_power_of_2(V)))
     q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
-    fused_recurrent[(triton.cdiv(V, BV), B * H)](
+    cu = None if bounds is None else torch.tensor(bounds, dtype=torch.int32).to(q.device)
+    fused_recurrent[(triton.cdiv(V, BV), N * H)](
         q, k, v, g.contiguous() if g is not None else q, beta.contiguous() if beta is not None else q,
-        s0 if s0 is not None else q, o, sT, T, H, K, V, float(scale),
-        GATE=gate, DELTA=beta is not None, HAS_S0=s0 is not None, BK=BK, BV=BV, num_warps=CONFIG["warps"])
+        s0 if s0 is not None else q, o, sT, cu if cu is not None else q, T, H, K, V, float(scale),
+        GATE=gate, DELTA=beta is not None, HAS_S0=s0 is not None, BK=BK, BV=BV, VARLEN=cu is not None,
+        num_warps=CONFIG["warps"])
     return o, sT
