@@ -8,7 +8,7 @@ Shape: bf16, H=16, D_k=D_v=128, one packed row of 32K tokens (B=1), causal. Layo
 ``docs_1x32768`` (one document: the map's cost against the plain call, impl ``longmix_plain``),
 ``docs_64x512``, ``docs_512x64`` and ``docs_mixed`` (48 documents of seeded log-normal lengths from
 about 20 to 4K tokens). Impls: ``longmix`` (cu_seqlens, one launch per kernel), ``longmix_loop``
-(the documents one after another through the same kernels; skipped for 512 documents), ``fla``
+(the documents one after another through the same kernels; ``docs_mixed`` only), ``fla``
 (its chunk op with cu_seqlens). Rows as ``kernels_gpu.py``: {impl, mechanism, variant, B, T, H, D,
 dtype, fwd_ms, fwdbwd_ms, peak_gib}. Environment: MECHS, LAYOUTS, BUDGET_S, COMMIT.
 """
@@ -96,7 +96,7 @@ def main():
                 lambda: longmix.attention(*qkv, name, backend="triton", cu_seqlens=cu, **kw), leaves)
             if len(lens) == 1:
                 row("longmix_plain", name, variant, lambda: longmix.attention(*qkv, name, backend="triton", **kw), leaves)
-            elif len(lens) <= 64:
+            elif variant == "docs_mixed":
                 saved = set(base.VARLEN)
                 base.VARLEN.clear()  # attention then runs the documents one after another
                 try:

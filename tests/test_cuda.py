@@ -221,3 +221,23 @@ def test_triton_long_sequence_matches_reference(name):
         errs[what] = ((a.float() - b.float()).norm() / b.float().norm()).item()
     print(name, "T=131072", {k: f"{v:.1e}" for k, v in errs.items()})
     assert max(errs.values()) < TOL["bf16"], errs
+
+
+def test_packed_documents_call_never_waits_for_the_gpu():
+    """cu_seqlens through the kernels reads nothing back to the host (the chunk map is built on the
+    device): forward and backward run under CUDA's sync debug mode set to raise."""
+    qkv, kw = _inputs("gated_deltanet", B=1, T=3000)
+    cu = torch.tensor([0, 100, 100, 2999, 3000], device="cuda")
+    leaves = [x.requires_grad_() for x in qkv]
+    longmix.attention(*leaves, "gated_deltanet", cu_seqlens=cu, **kw).sum().backward()  # compile first
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        with longmix.trusted_values():
+            o = longmix.attention(*leaves, "gated_deltanet", cu_seqlens=cu, **kw)
+            o.float().sum().backward()
+    finally:
+        torch.cuda.set_sync_debug_mode(0)
+    bad = torch.tensor([0, 100, 50, 3000], device="cuda")
+    with pytest.raises(ValueError, match="non-decreasing"):  # still checked, after the launch
+        longmix.attention(*qkv, "gated_deltanet", cu_seqlens=bad, **kw)

@@ -177,23 +177,29 @@ def _run(mech, form, backend, q, k, v, opts, cu_seqlens, initial_state, output_f
 
     if cu_seqlens is None:
         o, state = mech.run(form, backend, q, k, v, opts, initial_state)
-    else:
-        if T_q != T_k:
-            raise ValueError(f"cu_seqlens packs one sequence of documents: T_q must equal T_k, got {T_q} and {T_k}")
-        bounds = checks.cu_seqlens(cu_seqlens, T_k, B)
-        N = len(bounds) - 1
-        if initial_state is not None and (not torch.is_tensor(initial_state) or initial_state.shape[0] != N):
-            shape = tuple(initial_state.shape) if torch.is_tensor(initial_state) else type(initial_state).__name__
-            raise ValueError(f"with cu_seqlens, initial_state must have shape [N, H, D_k, D_v] with N={N} documents, got {shape}")
-        if mech.family != "dense" and opts["causal"] and (backend, form) in VARLEN:  # one launch for all documents
-            o, state = mech.run(form, backend, q, k, v, opts, initial_state, cu_seqlens=bounds)
-            return (o, state) if output_final_state else o
-        outs, states = [], []
-        for i, (s, e) in enumerate(zip(bounds, bounds[1:])):
-            o_i, st_i = mech.run(form, backend, q[:, s:e], k[:, s:e], v[:, s:e], _slice_doc(opts, s, e),
-                                 None if initial_state is None else initial_state[i:i + 1])
-            outs.append(o_i)
-            states.append(st_i)
-        o = torch.cat(outs, 1)
-        state = torch.cat(states, 0) if output_final_state else None
+        return (o, state) if output_final_state else o
+    if T_q != T_k:
+        raise ValueError(f"cu_seqlens packs one sequence of documents: T_q must equal T_k, got {T_q} and {T_k}")
+    if mech.family != "dense" and opts["causal"] and (backend, form) in VARLEN:
+        # one launch for all documents; the bounds stay on the device (value check deferred on CUDA)
+        N = checks.cu_seqlens_count(cu_seqlens, T_k, B)
+        _check_doc_states(initial_state, N)
+        o, state = mech.run(form, backend, q, k, v, opts, initial_state, cu_seqlens=cu_seqlens.to(q.device))
+        return (o, state) if output_final_state else o
+    bounds = checks.cu_seqlens(cu_seqlens, T_k, B)
+    _check_doc_states(initial_state, len(bounds) - 1)
+    outs, states = [], []
+    for i, (s, e) in enumerate(zip(bounds, bounds[1:])):
+        o_i, st_i = mech.run(form, backend, q[:, s:e], k[:, s:e], v[:, s:e], _slice_doc(opts, s, e),
+                             None if initial_state is None else initial_state[i:i + 1])
+        outs.append(o_i)
+        states.append(st_i)
+    o = torch.cat(outs, 1)
+    state = torch.cat(states, 0) if output_final_state else None
     return (o, state) if output_final_state else o
+
+
+def _check_doc_states(initial_state, N: int) -> None:
+    if initial_state is not None and (not torch.is_tensor(initial_state) or initial_state.shape[0] != N):
+        shape = tuple(initial_state.shape) if torch.is_tensor(initial_state) else type(initial_state).__name__
+        raise ValueError(f"with cu_seqlens, initial_state must have shape [N, H, D_k, D_v] with N={N} documents, got {shape}")

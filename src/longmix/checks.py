@@ -60,10 +60,10 @@ def deferred_values():
         judge(host[0].item(), host[1].item())
 
 
-def _min_max(x: torch.Tensor, judge) -> None:
+def _min_max(x: torch.Tensor, judge, *, always: bool = False) -> None:
     """Call ``judge(min, max)`` now, or when the enclosing ``deferred_values`` block ends (CUDA);
-    not at all inside ``trusted_values()``."""
-    if _TRUSTED.get():
+    not at all inside ``trusted_values()`` unless ``always``."""
+    if _TRUSTED.get() and not always:
         return
     lo_hi = torch.stack(torch.aminmax(x))  # one pass; NaN propagates into both
     pending = _PENDING.get()
@@ -161,17 +161,48 @@ def per_head(x, name: str, H: int, device) -> torch.Tensor:
     return x
 
 
-def cu_seqlens(cu, T: int, B: int) -> list[int]:
-    """Packed documents: an int tensor [N+1], 0 = c_0 ≤ c_1 ≤ … ≤ c_N = T, with B = 1."""
+def _cu_shape(cu, B: int) -> None:
     tensor(cu, "cu_seqlens", ndim=1, shape_doc="[N+1]")
     if cu.dtype not in (torch.int32, torch.int64):
         raise TypeError(f"cu_seqlens must be int32 or int64, got {cu.dtype}")
     if B != 1:
         raise ValueError(f"cu_seqlens packs documents along T, so the batch size must be 1, got B={B}")
-    c = cu.tolist()
+
+
+def _cu_bad(c: list, T: int) -> ValueError | None:
     if len(c) < 2 or c[0] != 0 or c[-1] != T or any(b < a for a, b in zip(c, c[1:])):
-        raise ValueError(f"cu_seqlens must be non-decreasing, start at 0 and end at T={T}, got {c if len(c) < 20 else c[:10] + ['…']}")
+        return ValueError(f"cu_seqlens must be non-decreasing, start at 0 and end at T={T}, "
+                          f"got {c if len(c) < 20 else c[:10] + ['…']}")
+    return None
+
+
+def cu_seqlens(cu, T: int, B: int) -> list[int]:
+    """Packed documents: an int tensor [N+1], 0 = c_0 ≤ c_1 ≤ … ≤ c_N = T, with B = 1; returned as a
+    list (read from the device: a host synchronisation, see ``cu_seqlens_count`` for the kernels)."""
+    _cu_shape(cu, B)
+    c = cu.tolist()
+    bad = _cu_bad(c, T)
+    if bad:
+        raise bad
     return c
+
+
+def cu_seqlens_count(cu, T: int, B: int) -> int:
+    """``cu_seqlens`` checked as ``cu_seqlens`` does, without reading it back to the host inside
+    ``deferred_values()`` on CUDA (the kernels take it on the device); returns the document count N.
+    Unlike the gate and β checks this one runs inside ``trusted_values()`` too: a wrong boundary is
+    not a modelling choice. (The kernels clamp the bounds into [0, T] as they read them, so a bad
+    tensor cannot make them access memory out of bounds before the error is raised.)"""
+    _cu_shape(cu, B)
+    if cu.numel() < 2:
+        raise _cu_bad(cu.tolist(), T)
+    violations = (cu[0] != 0).long() + (cu[-1] != T).long() + (cu[1:] < cu[:-1]).sum()
+
+    def judge(lo, hi):
+        if hi != 0:
+            raise _cu_bad(cu.tolist(), T)
+    _min_max(violations.reshape(1), judge, always=True)
+    return cu.numel() - 1
 
 
 def positive_int(x, name: str) -> int:

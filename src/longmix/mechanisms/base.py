@@ -164,8 +164,9 @@ def normalize_output(o, q, k, z0, S, causal, backend="reference", cu_seqlens=Non
     """Linear attention's normalised output o / (q·z) and, if the recurrence returned a state S
     [B, H, K, V], the state with z_T as its last column [B, H, K, V + 1]. Rows whose
     denominator is exactly 0 (they saw no key mass) return o, which is 0 there. ``backend`` picks
-    the implementation (``NORMALIZERS``; the reference where it has none). ``cu_seqlens`` (a list,
-    B = 1; only for a backend in ``VARLEN``): packed documents, z and its state column per document."""
+    the implementation (``NORMALIZERS``; the reference where it has none). ``cu_seqlens`` (an int
+    tensor [N+1] on the inputs' device, B = 1; only for a backend in ``VARLEN``): packed documents, z
+    and its state column per document."""
     if cu_seqlens is None:
         o = NORMALIZERS.get(backend, _reference_normalized)(o, q, k, z0, causal)
     else:
@@ -173,10 +174,9 @@ def normalize_output(o, q, k, z0, S, causal, backend="reference", cu_seqlens=Non
     if S is not None:
         if cu_seqlens is None:
             zT = k.to(S.dtype).sum(1)
-        else:  # each document's key sum: differences of float64 prefix sums at its bounds
-            before = torch.nn.functional.pad(k[0].double().cumsum(0), (0, 0, 0, 0, 1, 0))
-            at = torch.tensor(cu_seqlens, device=k.device)
-            zT = (before[at[1:]] - before[at[:-1]]).to(S.dtype)
+        else:  # each document's key sum (a segmented reduction: no host sync, no atomics)
+            cu = cu_seqlens.to(torch.int64).clamp(0, k.shape[1]).cummax(0).values
+            zT = torch.segment_reduce(k[0].to(S.dtype), "sum", lengths=cu[1:] - cu[:-1], axis=0, unsafe=True)
         if z0 is not None:
             zT = zT + z0.to(S.dtype)
         S = torch.cat([S, zT[..., None]], -1)
@@ -208,8 +208,8 @@ def recurrent_run(prepare: Callable[..., Prepared]):
     """``run`` for a recurrent mechanism described by ``prepare``."""
 
     def run(form, backend, q, k, v, opts, initial_state, cu_seqlens=None):
-        """``cu_seqlens``: a list of packed-document bounds, only for ``(backend, form)`` in ``VARLEN``
-        with causal=True (the caller checks); the states are then per document, [N, H, K, V]."""
+        """``cu_seqlens``: packed-document bounds (an int tensor [N+1], checked by the caller), only for
+        ``(backend, form)`` in ``VARLEN`` with causal=True; the states are then per document, [N, H, K, V]."""
         H, cd = q.shape[2], compute_dtype(q)
         # the reference computes in float32/float64; kernels take the inputs' own dtype
         xd = cd if backend == "reference" else q.dtype
@@ -218,7 +218,7 @@ def recurrent_run(prepare: Callable[..., Prepared]):
             p.g = p.g.clamp_min(GATE_MIN)  # exp(g) is exactly 0 below GATE_MIN in every float format
         B, K, V = q.shape[0], p.k.shape[-1], p.v.shape[-1]
         if cu_seqlens is not None:
-            B = len(cu_seqlens) - 1  # one state per document
+            B = cu_seqlens.numel() - 1  # one state per document
         Vs = V + 1 if p.normalize else V  # the state's columns (z rides as the last one)
         z0 = None
         if initial_state is not None:

@@ -8,7 +8,7 @@ import torch
 import triton
 import triton.language as tl
 
-from ._varlen import Chunks, span
+from ._varlen import Chunks, empty, span
 
 
 @triton.jit
@@ -16,6 +16,8 @@ def chunk_cumsum_kernel(x, y, CH, T, D, BT: tl.constexpr, BD: tl.constexpr, REVE
                         CLAMP: tl.constexpr, VARLEN: tl.constexpr):
     i_d, n, b = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     t0, T = span(CH, n, T, BT, VARLEN)  # with documents (B = 1): T is the end of this chunk's document
+    if empty(t0, T):  # a chunk slot past the last document's chunks
+        return
     o_t = t0 + tl.arange(0, BT)
     o_d = i_d * BD + tl.arange(0, BD)
     m = (o_t[:, None] < T) & (o_d[None, :] < D)

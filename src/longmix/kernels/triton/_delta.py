@@ -28,7 +28,7 @@ import torch
 import triton
 import triton.language as tl
 
-from ._varlen import Chunks, span
+from ._varlen import Chunks, empty, span
 
 BC = 16  # diagonal block of the triangular inverse
 MAX_K = 256
@@ -78,6 +78,8 @@ def fwd_prep(k, v, beta, G, Kp, Tinv, U, W, CH, T, H, K: tl.constexpr, V: tl.con
     n, i_bh = tl.program_id(0), tl.program_id(1)
     b, hh = i_bh // H, i_bh % H
     t0, T = span(CH, n, T, BT, VARLEN)  # with documents: T is the end of this chunk's document
+    if empty(t0, T):  # a chunk slot past the last document's chunks
+        return
     o_c = tl.arange(0, BT)
     o_s = tl.arange(0, BC)
     rows_c = t0 + o_c
@@ -191,6 +193,8 @@ def fwd_prep4(k, v, beta, G, Kp, Tinv, U, W, CH, T, H, K: tl.constexpr, V: tl.co
     n, i_bh = tl.program_id(0), tl.program_id(1)
     b, hh = i_bh // H, i_bh % H
     t0, T = span(CH, n, T, BT, VARLEN)  # with documents: T is the end of this chunk's document
+    if empty(t0, T):  # a chunk slot past the last document's chunks
+        return
     t1, t2, t3 = t0 + BC, t0 + 2 * BC, t0 + 3 * BC
     o_s = tl.arange(0, BC)
     last = tl.minimum(t0 + BT, T) - 1
@@ -325,6 +329,8 @@ def bwd_delta(k, v, beta, G, h, du, Tinv, Kp, dk, dG, dKp, dv, dbeta, CH, T, H, 
     n, i_bh = tl.program_id(0), tl.program_id(1)
     b, hh = i_bh // H, i_bh % H
     t0, T = span(CH, n, T, BT, VARLEN)  # with documents: T is the end of this chunk's document
+    if empty(t0, T):  # a chunk slot past the last document's chunks
+        return
     o_c = tl.arange(0, BT)
     rows = t0 + o_c
     rvalid = rows < T

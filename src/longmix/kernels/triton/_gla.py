@@ -22,7 +22,7 @@ import torch
 import triton
 import triton.language as tl
 
-from ._varlen import Chunks, span
+from ._varlen import Chunks, empty, span
 
 BC = 16  # sub-tile rows
 # key-dim tile of the sub-tile products (3-D on the diagonal) and warps, forward / backward;
@@ -67,6 +67,8 @@ def fwd_A(q, k, G, A, CH, T, H, K: tl.constexpr, BT: tl.constexpr, BC: tl.conste
     i, j = i_ij // NC, i_ij % NC
     b, hh = i_bh // H, i_bh % H
     t0, T = span(CH, n, T, BT, VARLEN)  # with documents: T is the end of this chunk's document
+    if empty(t0, T):  # a chunk slot past the last document's chunks
+        return
     ti, tj = t0 + i * BC, t0 + j * BC
     if (i >= j) & (ti < T):
         acc = tl.zeros([BC, BC], dtype=tl.float32)
@@ -101,6 +103,8 @@ def fwd_A_rows(q, k, G, A, A2, CH, T, H, K: tl.constexpr, BT: tl.constexpr, BC: 
     i, n, i_bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     b, hh = i_bh // H, i_bh % H
     t0, T = span(CH, n, T, BT, VARLEN)
+    if empty(t0, T):  # a chunk slot past the last document's chunks
+        return
     ti = t0 + i * BC
     if ti < T:
         dt = q.dtype.element_ty
@@ -162,6 +166,8 @@ def bwd_intra_kernel(q, k, G, dA, dqi, dki, dG, dq, dk, CH, T, H, K: tl.constexp
     n, i = i_ni // NC, i_ni % NC
     b, hh = i_bh // H, i_bh % H
     t0, T = span(CH, n, T, BT, VARLEN)
+    if empty(t0, T):  # a chunk slot past the last document's chunks
+        return
     ti = t0 + i * BC
     if ti < T:
         o_c = tl.arange(0, BC)

@@ -22,7 +22,7 @@ its document (``_varlen.span``); B is 1, so the batch offsets vanish.
 import triton
 import triton.language as tl
 
-from ._varlen import span
+from ._varlen import empty, span
 
 
 @triton.jit
@@ -52,6 +52,8 @@ def fwd_output(q, k, v, G, h, A, o, CH, T, H, K: tl.constexpr, V: tl.constexpr, 
     i_v, n, i_bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     b, hh = i_bh // H, i_bh % H
     t0, T = span(CH, n, T, BT, VARLEN)  # with documents: T is the end of this chunk's document
+    if empty(t0, T):  # a chunk slot past the last document's chunks
+        return
     o_r = tl.arange(0, BT)
     causal = o_r[:, None] >= o_r[None, :]
     acc = tl.zeros([BT, BV], dtype=tl.float32)
@@ -94,6 +96,8 @@ def bwd_dv(q, k, G, A, do, dh, dv, CH, T, H, K: tl.constexpr, V: tl.constexpr, N
     i_v, n, i_bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     b, hh = i_bh // H, i_bh % H
     t0, T = span(CH, n, T, BT, VARLEN)
+    if empty(t0, T):  # a chunk slot past the last document's chunks
+        return
     o_r = tl.arange(0, BT)
     anti = o_r[:, None] <= o_r[None, :]  # Pᵀ[u, r] is nonzero for r ≥ u
     acc = tl.zeros([BT, BV], dtype=tl.float32)
@@ -142,6 +146,8 @@ def bwd_dqk(q, k, v, G, h, do, dh, dq, dk, dG, dA, CH, T, H, K: tl.constexpr, V:
     b, hh = i_bh // H, i_bh % H
     plane = (tl.num_programs(2) // H) * T * H  # one K tile's slice of the scalar-gate dG [NK, B, T, H]
     t0, T = span(CH, n, T, BT, VARLEN)
+    if empty(t0, T):  # a chunk slot past the last document's chunks
+        return
     o_r = tl.arange(0, BT)
     causal = o_r[:, None] >= o_r[None, :]
     dP = tl.zeros([BT, BT], dtype=tl.float32)

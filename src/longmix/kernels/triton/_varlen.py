@@ -10,7 +10,9 @@ one program per (document, head, tile), walking that document's chunks (``first`
 the document's own initial and final state: documents run in parallel, not one after another.
 
 Without ``cu_seqlens`` the same kernels compile with ``VARLEN=False`` and compute the spans
-from ``n·C`` and T: no loads, nothing changes.
+from ``n·C`` and T: no loads, nothing changes. The map is built on the device (``chunks``): the
+chunk-local kernels are launched over an upper bound of the chunk count and the slots past the
+real chunks return at once (``empty``).
 """
 from __future__ import annotations
 
@@ -34,6 +36,12 @@ def span(CH, n, T, BT: tl.constexpr, VARLEN: tl.constexpr):
 
 
 @triton.jit
+def empty(t0, T):
+    """Whether a chunk-local program has no rows (a slot past the documents' last chunk)."""
+    return t0 >= T
+
+
+@triton.jit
 def first(CO, i_s, H, NT, VARLEN: tl.constexpr):
     """The batch row, head and chunk range [c0, c1) of a state-kernel program ``i_s`` (grid B·H, or N·H
     with documents: one program per document and head)."""
@@ -49,10 +57,10 @@ def first(CO, i_s, H, NT, VARLEN: tl.constexpr):
 
 
 class Chunks(NamedTuple):
-    """The chunks of one call: ``NT`` in all, ``N`` sequences (B rows, or documents), and with
+    """The chunks of one call: ``NT`` program slots, ``N`` sequences (B rows, or documents), and with
     documents the map ``ch`` (int32 [NT, 2]: first token of each chunk, end of its document),
     ``co`` (int32 [N + 1]: each document's first chunk) and ``doc`` (int64 [NT]: each chunk's
-    document)."""
+    document), all on the device."""
     NT: int
     N: int
     varlen: bool
@@ -65,21 +73,44 @@ class Chunks(NamedTuple):
         return (self.ch, self.co) if self.varlen else (dummy, dummy)
 
 
-def chunks(B: int, T: int, C: int, bounds: list[int] | None, device) -> Chunks:
-    """The chunk map for chunks of C tokens; ``bounds`` = cu_seqlens as a list (B must be 1), or None."""
-    if bounds is None:
+def bounded(cu: torch.Tensor, T: int) -> torch.Tensor:
+    """cu_seqlens as int64, clamped into [0, T] and made non-decreasing: what the kernels read, so that
+    a bad tensor (its error is raised after the launch, see ``checks.cu_seqlens_count``) cannot send
+    them out of bounds. A valid one is unchanged."""
+    return cu.to(torch.int64).clamp(0, T).cummax(0).values
+
+
+def documents(cu_seqlens, T: int, B: int, device) -> torch.Tensor | None:
+    """cu_seqlens (an int tensor [N+1], or a list) checked and on ``device``, or None. Pass it on the
+    inputs' device: a host tensor costs a copy that waits for the GPU."""
+    from ...checks import cu_seqlens_count
+
+    if cu_seqlens is None:
+        return None
+    cu = cu_seqlens if torch.is_tensor(cu_seqlens) else torch.tensor(list(cu_seqlens))
+    cu_seqlens_count(cu, T, B)
+    return cu.to(device)
+
+
+def chunks(B: int, T: int, C: int, cu: torch.Tensor | None) -> Chunks:
+    """The chunk map for chunks of C tokens; ``cu`` = cu_seqlens (an int tensor [N+1] on the inputs'
+    device, already checked; B = 1), or None.
+
+    Built on the device without reading cu_seqlens back (no host synchronisation: the Python work of
+    the call overlaps the GPU's, and the call can be captured in a CUDA graph). The host then knows
+    only an upper bound of the chunk count, ``T // C + N`` (each document adds at most one short
+    chunk), and launches that many chunk slots; slots past the last real chunk get the empty span
+    (T, T), so their programs return at once and the state kernels never visit them."""
+    if cu is None:
         return Chunks(triton.cdiv(T, C), B, False)
-    if B != 1 or bounds[0] != 0 or bounds[-1] != T:
-        raise ValueError(f"cu_seqlens must run from 0 to T={T} with B=1, got B={B}, ends {bounds[0]}, {bounds[-1]}")
-    ch, co, doc = [], [0], []
-    for i, (s, e) in enumerate(zip(bounds, bounds[1:])):
-        if e < s:
-            raise ValueError(f"cu_seqlens must be non-decreasing, got {s} then {e}")
-        starts = range(s, e, C)
-        ch.extend(x for t in starts for x in (t, e))
-        doc.extend([i] * len(starts))
-        co.append(co[-1] + len(starts))
-    NT = co[-1]
-    ch_t = torch.tensor(ch or [0, 0], dtype=torch.int32).to(device, non_blocking=True)
-    co_t = torch.tensor(co, dtype=torch.int32).to(device, non_blocking=True)
-    return Chunks(NT, len(bounds) - 1, True, ch_t, co_t, torch.tensor(doc, dtype=torch.int64).to(device))
+    N = cu.numel() - 1
+    NT = T // C + N
+    cu = bounded(cu, T)
+    per_doc = (cu[1:] - cu[:-1] + C - 1) // C
+    co = torch.cat([cu.new_zeros(1), per_doc.cumsum(0)])
+    n = torch.arange(NT, device=cu.device)
+    doc = torch.searchsorted(co[1:], n, right=True).clamp_max(max(N - 1, 0))  # co[doc] ≤ n < co[doc + 1]
+    real = n < co[-1]
+    t0 = torch.where(real, cu[doc] + (n - co[doc]) * C, T)
+    te = torch.where(real, cu[doc + 1], T)
+    return Chunks(NT, N, True, torch.stack([t0, te], 1).to(torch.int32), co.to(torch.int32), doc)

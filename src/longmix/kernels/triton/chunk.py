@@ -38,7 +38,7 @@ import triton
 
 from . import _delta, _gla, _interp, _output, _state
 from ._cumsum import chunk_cumsum
-from ._varlen import Chunks, chunks as chunk_map
+from ._varlen import Chunks, chunks as chunk_map, documents
 
 _interp.apply()
 
@@ -257,15 +257,6 @@ def _check(q, k, v, g, beta, initial_state, chunk_size, n_seq=None):
             raise ValueError(f"the triton delta-rule kernels need D_k ≤ {_delta.MAX_K}, got {K}")
 
 
-def bounds_of(cu_seqlens, T: int, B: int) -> list[int] | None:
-    """cu_seqlens (an int tensor [N+1] or a list, checked) as a list of document bounds, or None."""
-    from ...checks import cu_seqlens as check_cu
-
-    if cu_seqlens is None:
-        return None
-    return check_cu(cu_seqlens if torch.is_tensor(cu_seqlens) else torch.tensor(list(cu_seqlens)), T, B)
-
-
 def chunk(q, k, v, g=None, beta=None, initial_state=None, *, chunk_size: int = 64, scale: float = 1.0,
           cu_seqlens=None):
     """Chunkwise recurrence on the GPU (Triton), differentiable in q, k, v, g, beta, initial_state.
@@ -273,20 +264,19 @@ def chunk(q, k, v, g=None, beta=None, initial_state=None, *, chunk_size: int = 6
     Args: as ``longmix.kernels.reference.chunk.chunk`` for the recurrence with ``scale·q``, the
     scale applied to the output as it is stored (no pass over q): q, k [B, T, H, K],
     v [B, T, H, V], g None | [B, T, H] | [B, T, H, K] (fp32 log-gates ≤ 0), beta None | [B, T, H],
-    initial_state None | [B, H, K, V]; chunk_size 16, 32, 64 or 128. ``cu_seqlens`` (int tensor or
-    list [N+1], B = 1): packed documents, each its own recurrence from its own initial state
-    (initial_state [N, H, K, V]) in one launch per kernel (``_varlen.py``).
+    initial_state None | [B, H, K, V]; chunk_size 16, 32, 64 or 128. ``cu_seqlens`` (int tensor [N+1]
+    on the inputs' device, or a list; B = 1): packed documents, each its own recurrence from its own
+    initial state (initial_state [N, H, K, V]), in one launch per kernel and without a host
+    synchronisation (``_varlen.py``).
 
     Returns: o [B, T, H, V] in v's dtype and the final state [B, H, K, V] (or [N, H, K, V]) float32.
     Raises ValueError/TypeError/NotImplementedError for a configuration it does not support.
     """
-    B, T = k.shape[:2] if torch.is_tensor(k) and k.dim() == 4 else (None, None)
-    bounds = bounds_of(cu_seqlens, T, B) if T is not None else None
-    _check(q, k, v, g, beta, initial_state, chunk_size, None if bounds is None else len(bounds) - 1)
+    _check(q, k, v, g, beta, initial_state, chunk_size, None if cu_seqlens is None else len(cu_seqlens) - 1)
     B, T, H, K = k.shape
     V = v.shape[-1]
-    chunks = chunk_map(B, T, chunk_size, bounds, q.device)
-    if chunks.NT == 0:
+    chunks = chunk_map(B, T, chunk_size, documents(cu_seqlens, T, B, q.device))
+    if T == 0:
         S = torch.zeros(chunks.N, H, K, V, device=q.device) if initial_state is None else initial_state.float()
         return v.new_zeros(B, T, H, V), S
     s0 = None if initial_state is None else initial_state.float().contiguous()

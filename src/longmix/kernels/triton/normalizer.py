@@ -29,7 +29,7 @@ import triton.language as tl
 
 from . import _interp
 from ._delta import _tile
-from ._varlen import Chunks, chunks as chunk_map, span
+from ._varlen import Chunks, chunks as chunk_map, documents, empty, span
 
 _interp.apply()
 
@@ -59,6 +59,8 @@ def norm_fwd(q, k, Z, o, out, den, CH, T, H, K, V, NT, BT: tl.constexpr, BK: tl.
     n, i_bh = tl.program_id(0), tl.program_id(1)
     b, hh = i_bh // H, i_bh % H
     t0, T = span(CH, n, T, BT, VARLEN)
+    if empty(t0, T):  # a chunk slot past the last document's chunks
+        return
     o_t = t0 + tl.arange(0, BT)
     acc = tl.zeros([BT], dtype=tl.float32)
     for i_k in range(tl.cdiv(K, BK)):
@@ -88,6 +90,8 @@ def norm_bwd(dout, o, den, do, dden, CH, T, H, V, BT: tl.constexpr, BV: tl.const
     n, i_bh = tl.program_id(0), tl.program_id(1)
     b, hh = i_bh // H, i_bh % H
     t0, T = span(CH, n, T, BT, VARLEN)
+    if empty(t0, T):  # a chunk slot past the last document's chunks
+        return
     o_t = t0 + tl.arange(0, BT)
     d = tl.load(den + (b * T + o_t) * H + hh, mask=o_t < T, other=1.0)
     inv = 1.0 / tl.where(d == 0.0, 1.0, d)
@@ -108,6 +112,8 @@ def den_bwd(q, k, Z, Qs, dden, dq, dk, CH, T, H, K, NT, BT: tl.constexpr, BK: tl
     n, i_bh, i_k = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     b, hh = i_bh // H, i_bh % H
     t0, T = span(CH, n, T, BT, VARLEN)
+    if empty(t0, T):  # a chunk slot past the last document's chunks
+        return
     o_t = t0 + tl.arange(0, BT)
     o_k = i_k * BK + tl.arange(0, BK)
     m = (o_t[:, None] < T) & (o_k[None, :] < K)
@@ -177,7 +183,7 @@ class Normalized(torch.autograd.Function):
         V = o.shape[-1]
         ctx.causal, ctx.chunks = causal, chunks
         ctx.z0_dtype = None if z0 is None else z0.dtype
-        if chunks.NT == 0:
+        if T == 0:
             ctx.save_for_backward(q, k, None, None, None)
             return o.clone()
         CH = chunks.args(q)[0]
@@ -195,7 +201,7 @@ class Normalized(torch.autograd.Function):
         q, k, Z, den, o = ctx.saved_tensors
         B, T, H, K = q.shape
         chunks = ctx.chunks
-        if chunks.NT == 0:
+        if T == 0:
             dz0 = None if ctx.z0_dtype is None else q.new_zeros(chunks.N, H, K, dtype=ctx.z0_dtype)
             return dout.clone(), torch.zeros_like(q), torch.zeros_like(k), dz0, None, None
         V = o.shape[-1]
@@ -213,8 +219,10 @@ class Normalized(torch.autograd.Function):
                                                          num_warps=CONFIG["warps"])
         dz0 = None
         if ctx.z0_dtype is not None:
-            if chunks.varlen:  # each document's own total
-                dz0 = sums.new_zeros(chunks.N, H, K, dtype=torch.float64).index_add_(0, chunks.doc, sums[0].double())
+            if chunks.varlen:  # each document's own total: differences of the chunk sums' prefix sums
+                before = torch.nn.functional.pad(sums[0].double().cumsum(0), (0, 0, 0, 0, 1, 0))
+                co = chunks.co.long()
+                dz0 = before[co[1:]] - before[co[:-1]]
             else:
                 dz0 = sums.sum(1)
             dz0 = dz0.to(ctx.z0_dtype)
@@ -222,11 +230,11 @@ class Normalized(torch.autograd.Function):
 
 
 def normalized(o: torch.Tensor, q: torch.Tensor, k: torch.Tensor, z0: torch.Tensor | None, causal: bool,
-               cu_seqlens: list[int] | None = None) -> torch.Tensor:
+               cu_seqlens=None) -> torch.Tensor:
     """o [B, T, H, V] divided by q_t·z_t, in o's dtype (see the module docstring); q, k [B, T, H, K],
-    z0 None or [B, H, K]. ``cu_seqlens`` (a list [N+1], B = 1, causal only): packed documents, each
-    with its own running key sum from its own z0 (z0 [N, H, K])."""
+    z0 None or [B, H, K]. ``cu_seqlens`` (int tensor [N+1] or list, B = 1, causal only): packed
+    documents, each with its own running key sum from its own z0 (z0 [N, H, K])."""
     B, T = q.shape[:2]
     if cu_seqlens is not None and not causal:
         raise ValueError("the fused normaliser takes cu_seqlens for causal attention only")
-    return Normalized.apply(o, q, k, z0, causal, chunk_map(B, T, BT, cu_seqlens, q.device))
+    return Normalized.apply(o, q, k, z0, causal, chunk_map(B, T, BT, documents(cu_seqlens, T, B, q.device)))

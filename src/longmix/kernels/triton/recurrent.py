@@ -75,19 +75,19 @@ def recurrent(q, k, v, g=None, beta=None, initial_state=None, *, inplace: bool =
     Args: q, k [B, T, H, K], v [B, T, H, V] (one dtype: fp16/bf16/fp32), g None |
     [B, T, H] | [B, T, H, K] fp32 log-gates ≤ 0, beta None | [B, T, H], initial_state None |
     [B, H, K, V]; ``inplace=True`` writes the new state into ``initial_state`` (fp32, contiguous).
-    ``cu_seqlens`` (int tensor or list [N+1], B = 1): packed documents, one state each
-    (initial_state [N, H, K, V]), all in one launch.
+    ``cu_seqlens`` (int tensor [N+1] on the inputs' device, or a list; B = 1): packed documents, one
+    state each (initial_state [N, H, K, V]), all in one launch.
 
     Returns: o [B, T, H, V] in v's dtype and the new state [B, H, K, V] (or [N, H, K, V]) fp32.
     """
-    from .chunk import _check, bounds_of, chunk
+    from ._varlen import bounded, documents
+    from .chunk import _check, chunk
 
-    B, T = k.shape[:2] if torch.is_tensor(k) and k.dim() == 4 else (None, None)
-    bounds = bounds_of(cu_seqlens, T, B) if T is not None else None
-    N = None if bounds is None else len(bounds) - 1
+    N = None if cu_seqlens is None else len(cu_seqlens) - 1
     _check(q, k, v, g, beta, initial_state, 16, N)
     B, T, H, K = k.shape
     N = B if N is None else N
+    cu = documents(cu_seqlens, T, B, q.device)
     V = v.shape[-1]
     needs_grad = torch.is_grad_enabled() and any(
         x is not None and x.requires_grad for x in (q, k, v, g, beta, initial_state))
@@ -97,7 +97,7 @@ def recurrent(q, k, v, g=None, beta=None, initial_state=None, *, inplace: bool =
         if T != 1:
             raise ValueError("the triton recurrent (decode) kernel is forward only for T > 1; use form='chunk' "
                              "for gradients (same result) or run it under torch.no_grad()")
-        return chunk(q, k, v, g, beta, initial_state, chunk_size=16, scale=scale, cu_seqlens=bounds)
+        return chunk(q, k, v, g, beta, initial_state, chunk_size=16, scale=scale, cu_seqlens=cu)
     if inplace and (initial_state is None or initial_state.dtype != torch.float32 or not initial_state.is_contiguous()):
         raise ValueError("inplace=True needs initial_state as a contiguous float32 [B, H, K, V] tensor")
     s0 = None if initial_state is None else (initial_state if inplace else initial_state.float().contiguous())
@@ -113,7 +113,7 @@ def recurrent(q, k, v, g=None, beta=None, initial_state=None, *, inplace: bool =
     BK = max(16, triton.next_power_of_2(K))
     BV = min(CONFIG["bv"], max(16, triton.next_power_of_2(V)))
     q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
-    cu = None if bounds is None else torch.tensor(bounds, dtype=torch.int32).to(q.device)
+    cu = None if cu is None else bounded(cu, T).to(torch.int32)
     fused_recurrent[(triton.cdiv(V, BV), N * H)](
         q, k, v, g.contiguous() if g is not None else q, beta.contiguous() if beta is not None else q,
         s0 if s0 is not None else q, o, sT, cu if cu is not None else q, T, H, K, V, float(scale),
