@@ -533,7 +533,7 @@ def test_linear_normalize_uses_the_fused_normalizer(monkeypatch):
 
     calls = []
     real = mod.normalized
-    monkeypatch.setattr(mod, "normalized", lambda *a: calls.append(1) or real(*a))
+    monkeypatch.setattr(mod, "normalized", lambda *a, **kw: calls.append(1) or real(*a, **kw))
     q, k, v = (torch.rand(1, 20, 2, 16).to(DEVICE) for _ in range(3))
     longmix.attention(q, k, v, "linear", normalize=True, backend="triton")
     assert calls

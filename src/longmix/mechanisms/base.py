@@ -150,12 +150,17 @@ def _running_keys(k, z0, causal):
     return kz if z0 is None else kz + z0[:, None].to(kz.dtype)
 
 
-def _reference_normalized(o, q, k, z0, causal):
+def _reference_normalized(o, q, k, z0, causal, total=False):
     den = _Denominator.apply(q, k, z0, causal)
-    return safe_div(o.to(den.dtype), den)
+    out = safe_div(o.to(den.dtype), den)
+    if not total:
+        return out
+    zT = k.to(den.dtype).sum(1)
+    return out, (zT if z0 is None else zT + z0.to(zT.dtype))
 
 
-# backend → normalized(o, q, k, z0, causal) = o / (q_t·z_t); kernel packages add theirs (one fused
+# backend → normalized(o, q, k, z0, causal, [cu_seqlens=], total=False) = o / (q_t·z_t), and with
+# ``total`` also z_T = z0 + Σ_t k_t (the state's last column); kernel packages add theirs (one fused
 # pass instead of PyTorch's float32 casts and scans, see longmix.kernels.triton.normalizer)
 NORMALIZERS: dict[str, Callable] = {"reference": _reference_normalized}
 
@@ -167,20 +172,12 @@ def normalize_output(o, q, k, z0, S, causal, backend="reference", cu_seqlens=Non
     the implementation (``NORMALIZERS``; the reference where it has none). ``cu_seqlens`` (an int
     tensor [N+1] on the inputs' device, B = 1; only for a backend in ``VARLEN``): packed documents, z
     and its state column per document."""
-    if cu_seqlens is None:
-        o = NORMALIZERS.get(backend, _reference_normalized)(o, q, k, z0, causal)
-    else:
-        o = NORMALIZERS[backend](o, q, k, z0, causal, cu_seqlens=cu_seqlens)
-    if S is not None:
-        if cu_seqlens is None:
-            zT = k.to(S.dtype).sum(1)
-        else:  # each document's key sum (a segmented reduction: no host sync, no atomics)
-            cu = cu_seqlens.to(torch.int64).clamp(0, k.shape[1]).cummax(0).values
-            zT = torch.segment_reduce(k[0].to(S.dtype), "sum", lengths=cu[1:] - cu[:-1], axis=0, unsafe=True)
-        if z0 is not None:
-            zT = zT + z0.to(S.dtype)
-        S = torch.cat([S, zT[..., None]], -1)
-    return o, S
+    docs = {} if cu_seqlens is None else {"cu_seqlens": cu_seqlens}  # (only backends in VARLEN get them)
+    fn = NORMALIZERS[backend] if docs else NORMALIZERS.get(backend, _reference_normalized)
+    if S is None:
+        return fn(o, q, k, z0, causal, **docs), None
+    o, zT = fn(o, q, k, z0, causal, total=True, **docs)
+    return o, torch.cat([S, zT.to(S.dtype)[..., None]], -1)
 
 
 def _scaled(q, scale):

@@ -40,11 +40,11 @@ def _recurrent(q, k, v, g, beta, s0, chunk_size, scale=1.0, cu_seqlens=None):
     return recurrent(q, k, v, g, beta, s0, scale=scale, cu_seqlens=cu_seqlens)
 
 
-def _normalized(o, q, k, z0, causal, cu_seqlens=None):
+def _normalized(o, q, k, z0, causal, cu_seqlens=None, total=False):
     """Linear attention's normalised output o / (q_t·z_t), fused (``normalizer.py``)."""
     from .normalizer import normalized
 
-    return normalized(o, q, k, z0, causal, cu_seqlens)
+    return normalized(o, q, k, z0, causal, cu_seqlens, total=total)
 
 
 def _no_parallel(*args, **kwargs):

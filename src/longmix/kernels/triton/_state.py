@@ -23,7 +23,7 @@ the K tile must cover all of K. Its backward also needs, inside the reverse walk
 import triton
 import triton.language as tl
 
-from ._varlen import first, span
+from ._varlen import first
 
 
 @triton.jit
@@ -61,17 +61,18 @@ def _gate_q_T(G, b, hh, t0, i_k, T, H, K, GATE: tl.constexpr, BT: tl.constexpr, 
 
 
 @triton.jit
-def fwd_states(k, v, G, h, s0, sT, W, u, CH, CO, T, H, K: tl.constexpr, V: tl.constexpr, NT,
+def fwd_states(k, v, G, h, s0, sT, W, u, CU, CO, T, H, K: tl.constexpr, V: tl.constexpr, NT,
                GATE: tl.constexpr, HAS_S0: tl.constexpr, STORE_ST: tl.constexpr, DELTA: tl.constexpr,
                BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, PREC: tl.constexpr, VARLEN: tl.constexpr):
     i_k, i_v, i_s = tl.program_id(0), tl.program_id(1), tl.program_id(2)  # i_s: sequence·head
-    b, hh, c0, c1 = first(CO, i_s, H, NT, VARLEN)
+    b, hh, c0, c1, bos, eos = first(CU, CO, i_s, H, T, NT, VARLEN)
     S = tl.zeros([BK, BV], dtype=tl.float32)
     p_s = tl.make_block_ptr(s0 + i_s * K * V, (K, V), (V, 1), (i_k * BK, i_v * BV), (BK, BV), (1, 0))
     if HAS_S0:
         S += tl.load(p_s, boundary_check=(0, 1)).to(tl.float32)
     for n in range(c0, c1):
-        t0, Te = span(CH, n, T, BT, VARLEN)
+        t0 = bos + (n - c0) * BT
+        Te = eos
         p_h = tl.make_block_ptr(h + ((b * H + hh) * NT + n) * K * V, (K, V), (V, 1), (i_k * BK, i_v * BV), (BK, BV), (1, 0))
         tl.store(p_h, S.to(h.dtype.element_ty), boundary_check=(0, 1))
         p_kT = tl.make_block_ptr(k + (b * T * H + hh) * K, (K, Te), (1, H * K), (i_k * BK, t0), (BK, BT), (0, 1))
@@ -95,18 +96,19 @@ def fwd_states(k, v, G, h, s0, sT, W, u, CH, CO, T, H, K: tl.constexpr, V: tl.co
 
 
 @triton.jit
-def bwd_states(q, do, G, dh, dsT, ds0, k, W, du, CH, CO, T, H, K: tl.constexpr, V: tl.constexpr, NT,
+def bwd_states(q, do, G, dh, dsT, ds0, k, W, du, CU, CO, T, H, K: tl.constexpr, V: tl.constexpr, NT,
                GATE: tl.constexpr, HAS_DST: tl.constexpr, STORE_DS0: tl.constexpr, DELTA: tl.constexpr,
                BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, PREC: tl.constexpr, VARLEN: tl.constexpr):
     i_k, i_v, i_s = tl.program_id(0), tl.program_id(1), tl.program_id(2)  # i_s: sequence·head
-    b, hh, c0, c1 = first(CO, i_s, H, NT, VARLEN)
+    b, hh, c0, c1, bos, eos = first(CU, CO, i_s, H, T, NT, VARLEN)
     dS = tl.zeros([BK, BV], dtype=tl.float32)
     if HAS_DST:
         p_s = tl.make_block_ptr(dsT + i_s * K * V, (K, V), (V, 1), (i_k * BK, i_v * BV), (BK, BV), (1, 0))
         dS += tl.load(p_s, boundary_check=(0, 1)).to(tl.float32)
     for m in range(c1 - c0):
         n = c1 - 1 - m
-        t0, Te = span(CH, n, T, BT, VARLEN)
+        t0 = bos + (n - c0) * BT
+        Te = eos
         p_h = tl.make_block_ptr(dh + ((b * H + hh) * NT + n) * K * V, (K, V), (V, 1), (i_k * BK, i_v * BV), (BK, BV), (1, 0))
         tl.store(p_h, dS.to(dh.dtype.element_ty), boundary_check=(0, 1))
         p_qT = tl.make_block_ptr(q + (b * T * H + hh) * K, (K, Te), (1, H * K), (i_k * BK, t0), (BK, BT), (0, 1))

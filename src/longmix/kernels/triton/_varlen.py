@@ -42,18 +42,23 @@ def empty(t0, T):
 
 
 @triton.jit
-def first(CO, i_s, H, NT, VARLEN: tl.constexpr):
-    """The batch row, head and chunk range [c0, c1) of a state-kernel program ``i_s`` (grid B·H, or N·H
-    with documents: one program per document and head)."""
+def first(CU, CO, i_s, H, T, NT, VARLEN: tl.constexpr):
+    """The batch row, head, chunk range [c0, c1), first token and end of a state-kernel program ``i_s``'s
+    sequence (grid B·H, or N·H with documents: one program per document and head). The walk then takes
+    chunk n at ``bos + (n − c0)·BT``: computed, not loaded, so the loop's loads can be issued ahead."""
     if VARLEN:
         b = 0
         c0 = tl.load(CO + i_s // H)
         c1 = tl.load(CO + i_s // H + 1)
+        bos = tl.load(CU + i_s // H)
+        eos = tl.load(CU + i_s // H + 1)
     else:
         b = i_s // H
         c0 = 0
         c1 = NT
-    return b, i_s % H, c0, c1
+        bos = 0
+        eos = T
+    return b, i_s % H, c0, c1, bos, eos
 
 
 class Chunks(NamedTuple):
@@ -67,10 +72,11 @@ class Chunks(NamedTuple):
     ch: torch.Tensor | None = None
     co: torch.Tensor | None = None
     doc: torch.Tensor | None = None
+    cu: torch.Tensor | None = None
 
     def args(self, dummy: torch.Tensor) -> tuple:
-        """(CH, CO) kernel arguments (``dummy`` stands for them without documents)."""
-        return (self.ch, self.co) if self.varlen else (dummy, dummy)
+        """(CH, CO, CU) kernel arguments (``dummy`` stands for them without documents)."""
+        return (self.ch, self.co, self.cu) if self.varlen else (dummy, dummy, dummy)
 
 
 def bounded(cu: torch.Tensor, T: int) -> torch.Tensor:
@@ -113,4 +119,4 @@ def chunks(B: int, T: int, C: int, cu: torch.Tensor | None) -> Chunks:
     real = n < co[-1]
     t0 = torch.where(real, cu[doc] + (n - co[doc]) * C, T)
     te = torch.where(real, cu[doc + 1], T)
-    return Chunks(NT, N, True, torch.stack([t0, te], 1).to(torch.int32), co.to(torch.int32), doc)
+    return Chunks(NT, N, True, torch.stack([t0, te], 1).to(torch.int32), co.to(torch.int32), doc, cu.to(torch.int32))

@@ -95,7 +95,7 @@ def _forward(q, k, v, G, gate, s0, C, want_state, beta=None, scale=1.0, chunks: 
     V = v.shape[-1]
     chunks = chunks or Chunks(triton.cdiv(T, C), B, False)
     NT, NS, vl = chunks.NT, chunks.N * H, chunks.varlen  # NS: sequences × heads, one state each
-    CH, CO = chunks.args(q)
+    CH, CO, CU = chunks.args(q)
     prec = _prec(q)
     h = q.new_empty(B, H, NT, K, V)
     sT = q.new_empty(chunks.N, H, K, V, dtype=torch.float32) if want_state else None
@@ -113,7 +113,7 @@ def _forward(q, k, v, G, gate, s0, C, want_state, beta=None, scale=1.0, chunks: 
         bk, bv = _state_tiles(NS, K, V)
     W, u = delta.get("W", q), delta.get("u", q)
     _state.fwd_states[(triton.cdiv(K, bk), triton.cdiv(V, bv), NS)](
-        k, U, Gp, h, s0 if s0 is not None else q, sT if sT is not None else q, W, u, CH, CO, T, H, K, V, NT,
+        k, U, Gp, h, s0 if s0 is not None else q, sT if sT is not None else q, W, u, CU, CO, T, H, K, V, NT,
         GATE=gate, HAS_S0=s0 is not None, STORE_ST=want_state, DELTA=beta is not None, BT=C, BK=bk, BV=bv,
         PREC=prec, VARLEN=vl, num_warps=CONFIG["state_warps"], **_stages(gate, beta is not None))
     vo = delta["u"] if beta is not None else v  # the values the output reads
@@ -133,7 +133,7 @@ def _backward(q, k, v, G, gate, h, A, do, dsT, has_s0, C, beta=None, delta=None,
     V = v.shape[-1]
     chunks = chunks or Chunks(triton.cdiv(T, C), B, False)
     NT, NS, vl = chunks.NT, chunks.N * H, chunks.varlen
-    CH, CO = chunks.args(q)
+    CH, CO, CU = chunks.args(q)
     prec = _prec(q)
     Gp = G if G is not None else q
     dh = q.new_empty(B, H, NT, K, V)
@@ -154,7 +154,7 @@ def _backward(q, k, v, G, gate, h, A, do, dsT, has_s0, C, beta=None, delta=None,
         v_out = v
     _state.bwd_states[(triton.cdiv(K, sbk), triton.cdiv(V, sbv), NS)](
         q, do, Gp, dh, dsT if dsT is not None else q, ds0 if ds0 is not None else q,
-        k, delta["W"] if is_delta else q, du, CH, CO, T, H, K, V, NT,
+        k, delta["W"] if is_delta else q, du, CU, CO, T, H, K, V, NT,
         GATE=gate, HAS_DST=dsT is not None, STORE_DS0=has_s0, DELTA=is_delta, BT=C, BK=sbk, BV=sbv, PREC=prec,
         VARLEN=vl, num_warps=CONFIG["state_warps"], **_stages(gate, is_delta))
     if not is_delta:

@@ -167,14 +167,25 @@ def _entering(sums: torch.Tensor, z0: torch.Tensor | None, causal: bool, reverse
     return tot if z0 is None else tot + z0[:, None].float()
 
 
+def _totals(sums: torch.Tensor, chunks: Chunks) -> torch.Tensor:
+    """Each sequence's total of the chunk sums [B, NT, H, K]: [B, H, K], or with documents [N, H, K]
+    (differences of float64 prefix sums at the documents' first chunks; deterministic, no atomics)."""
+    if not chunks.varlen:
+        return sums.sum(1)
+    before = torch.nn.functional.pad(sums[0].double().cumsum(0), (0, 0, 0, 0, 1, 0))
+    co = chunks.co.long()
+    return (before[co[1:]] - before[co[:-1]]).float()
+
+
 def _tiles(K: int, V: int) -> tuple[int, int]:
     return _tile(K, CONFIG["bk"]), _tile(V, CONFIG["bv"])
 
 
 class Normalized(torch.autograd.Function):
-    """o / (q_t·z_t) in o's dtype (z_t = z0 + Σ_{j≤t} k_j, or z0 + Σ_j k_j noncausal; a row whose
-    denominator is exactly 0 keeps o), differentiable in o, q, k and z0. Saved: q, k, the chunks'
-    entering sums, the denominators [B, T, H] and o; the running sums are recomputed."""
+    """(o / (q_t·z_t) in o's dtype, z_T) with z_t = z0 + Σ_{j≤t} k_j, or z0 + Σ_j k_j noncausal (a row
+    whose denominator is exactly 0 keeps o), differentiable in o, q, k and z0; z_T [B or N, H, K]
+    float32 is the final running sum (the state's last column), taken from the chunk sums. Saved: q,
+    k, the chunks' entering sums, the denominators [B, T, H] and o; the running sums are recomputed."""
 
     @staticmethod
     def forward(ctx, o, q, k, z0, causal, chunks):
@@ -185,56 +196,66 @@ class Normalized(torch.autograd.Function):
         ctx.z0_dtype = None if z0 is None else z0.dtype
         if T == 0:
             ctx.save_for_backward(q, k, None, None, None)
-            return o.clone()
+            zT = q.new_zeros(chunks.N, H, K, dtype=torch.float32) if z0 is None else z0.float().clone()
+            return o.clone(), zT
         CH = chunks.args(q)[0]
-        Z = _entering(_sums(k, None, chunks), z0, causal, chunks=chunks)
+        sums = _sums(k, None, chunks)
+        Z = _entering(sums, z0, causal, chunks=chunks)
+        zT = _totals(sums, chunks)
+        if z0 is not None:
+            zT = zT + z0.float()
         den = torch.empty(B, T, H, device=q.device, dtype=torch.float32)
         out = torch.empty_like(o)
         bk, bv = _tiles(K, V)
         norm_fwd[(chunks.NT, B * H)](q, k, Z, o, out, den, CH, T, H, K, V, chunks.NT, BT=BT, BK=bk, BV=bv,
                                      CAUSAL=causal, VARLEN=chunks.varlen, num_warps=CONFIG["warps"])
         ctx.save_for_backward(q, k, Z, den, o)
-        return out
+        return out, zT
 
     @staticmethod
-    def backward(ctx, dout):
+    def backward(ctx, dout, dzT):
         q, k, Z, den, o = ctx.saved_tensors
         B, T, H, K = q.shape
         chunks = ctx.chunks
         if T == 0:
-            dz0 = None if ctx.z0_dtype is None else q.new_zeros(chunks.N, H, K, dtype=ctx.z0_dtype)
+            dz0 = None if ctx.z0_dtype is None else (
+                q.new_zeros(chunks.N, H, K) if dzT is None else dzT).to(ctx.z0_dtype)
             return dout.clone(), torch.zeros_like(q), torch.zeros_like(k), dz0, None, None
         V = o.shape[-1]
         bk, bv = _tiles(K, V)
         CH = chunks.args(q)[0]
-        dout = dout.contiguous()
-        do, dden = torch.empty_like(dout), torch.empty_like(den)
-        norm_bwd[(chunks.NT, B * H)](dout, o, den, do, dden, CH, T, H, V, BT=BT, BV=bv, VARLEN=chunks.varlen,
-                                     num_warps=CONFIG["warps"])
+        do, dden = torch.empty_like(o), torch.empty_like(den)
+        if dout is None:  # only z_T was used
+            do.zero_()
+            dden.zero_()
+        else:
+            norm_bwd[(chunks.NT, B * H)](dout.contiguous(), o, den, do, dden, CH, T, H, V, BT=BT, BV=bv,
+                                         VARLEN=chunks.varlen, num_warps=CONFIG["warps"])
         sums = _sums(q, dden, chunks)  # Σ_t ∂L/∂den_t q_t per chunk
         Qs = _entering(sums, None, ctx.causal, reverse=True, chunks=chunks)
+        if dzT is not None:  # z_T = z0 + Σ_j k_j: every key of the sequence gets ∂L/∂z_T
+            Qs = Qs + (dzT[chunks.doc][None] if chunks.varlen else dzT[:, None])
         dq, dk = torch.empty_like(q), torch.empty_like(k)
         den_bwd[(chunks.NT, B * H, triton.cdiv(K, bk))](q, k, Z, Qs, dden, dq, dk, CH, T, H, K, chunks.NT, BT=BT,
                                                          BK=bk, CAUSAL=ctx.causal, VARLEN=chunks.varlen,
                                                          num_warps=CONFIG["warps"])
         dz0 = None
         if ctx.z0_dtype is not None:
-            if chunks.varlen:  # each document's own total: differences of the chunk sums' prefix sums
-                before = torch.nn.functional.pad(sums[0].double().cumsum(0), (0, 0, 0, 0, 1, 0))
-                co = chunks.co.long()
-                dz0 = before[co[1:]] - before[co[:-1]]
-            else:
-                dz0 = sums.sum(1)
+            dz0 = _totals(sums, chunks)
+            if dzT is not None:
+                dz0 = dz0 + dzT
             dz0 = dz0.to(ctx.z0_dtype)
         return do, dq, dk, dz0, None, None
 
 
 def normalized(o: torch.Tensor, q: torch.Tensor, k: torch.Tensor, z0: torch.Tensor | None, causal: bool,
-               cu_seqlens=None) -> torch.Tensor:
+               cu_seqlens=None, *, total: bool = False):
     """o [B, T, H, V] divided by q_t·z_t, in o's dtype (see the module docstring); q, k [B, T, H, K],
     z0 None or [B, H, K]. ``cu_seqlens`` (int tensor [N+1] or list, B = 1, causal only): packed
-    documents, each with its own running key sum from its own z0 (z0 [N, H, K])."""
+    documents, each with its own running key sum from its own z0 (z0 [N, H, K]). ``total``: return
+    (output, z_T) with z_T [B or N, H, K] float32 the final running sum, differentiable."""
     B, T = q.shape[:2]
     if cu_seqlens is not None and not causal:
         raise ValueError("the fused normaliser takes cu_seqlens for causal attention only")
-    return Normalized.apply(o, q, k, z0, causal, chunk_map(B, T, BT, documents(cu_seqlens, T, B, q.device)))
+    out, zT = Normalized.apply(o, q, k, z0, causal, chunk_map(B, T, BT, documents(cu_seqlens, T, B, q.device)))
+    return (out, zT) if total else out
