@@ -300,9 +300,19 @@ def test_varlen_chunk_map(lens):
     assert m.NT == T // C + len(lens) >= len(want)
     assert m.ch.tolist() == want + [[T, T]] * (m.NT - len(want))
     assert m.co.tolist() == co
-    # a bad tensor (its error comes after the launch on CUDA) is clamped into [0, T], never out of bounds
-    bad = chunks(1, T, C, torch.tensor([3, T + 50, 1][:len(lens) + 1] + [T] * max(0, len(lens) - 2)))
-    assert bad.ch.min() >= 0 and bad.ch.max() <= T
+    assert m.cu.tolist() == cu.tolist()
+    assert m.doc[:len(want)].tolist() == [i for i, (s, e) in enumerate(zip(cu.tolist(), cu.tolist()[1:]))
+                                          for _ in range(s, e, C)]
+    # a bad tensor is clamped into [0, T] before any kernel reads it (on CUDA its error comes after the
+    # launch), and it raises
+    bad = torch.tensor([3, T + 50, 1][:len(lens) + 1] + [T] * max(0, len(lens) - 2))
+    with pytest.raises(ValueError, match="non-decreasing"):
+        chunks(1, T, C, bad)
+    with pytest.MonkeyPatch.context() as mp:  # what the kernels would read before a deferred error
+        mp.setattr(longmix.checks, "cu_seqlens_values", lambda *a: None)
+        m = chunks(1, T, C, bad)
+    assert m.ch.min() >= 0 and m.ch.max() <= T and m.cu.min() >= 0 and m.cu.max() <= T
+    assert (m.cu[1:] >= m.cu[:-1]).all()
 
 
 def test_varlen_refusals():

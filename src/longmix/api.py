@@ -181,8 +181,9 @@ def _run(mech, form, backend, q, k, v, opts, cu_seqlens, initial_state, output_f
     if T_q != T_k:
         raise ValueError(f"cu_seqlens packs one sequence of documents: T_q must equal T_k, got {T_q} and {T_k}")
     if mech.family != "dense" and opts["causal"] and (backend, form) in VARLEN:
-        # one launch for all documents; the bounds stay on the device (value check deferred on CUDA)
-        N = checks.cu_seqlens_count(cu_seqlens, T_k, B)
+        # one launch for all documents; the bounds stay on the device (the kernels' map checks the values,
+        # deferred on CUDA like the gate checks)
+        N = checks.cu_seqlens_shape(cu_seqlens, T_k, B)
         _check_doc_states(initial_state, N)
         o, state = mech.run(form, backend, q, k, v, opts, initial_state, cu_seqlens=cu_seqlens.to(q.device))
         return (o, state) if output_final_state else o

@@ -60,12 +60,13 @@ def deferred_values():
         judge(host[0].item(), host[1].item())
 
 
-def _min_max(x: torch.Tensor, judge, *, always: bool = False) -> None:
+def _min_max(x: torch.Tensor, judge, *, always: bool = False, reduce: bool = True) -> None:
     """Call ``judge(min, max)`` now, or when the enclosing ``deferred_values`` block ends (CUDA);
-    not at all inside ``trusted_values()`` unless ``always``."""
+    not at all inside ``trusted_values()`` unless ``always``. ``reduce=False``: x is already the
+    answer (one element, passed as both)."""
     if _TRUSTED.get() and not always:
         return
-    lo_hi = torch.stack(torch.aminmax(x))  # one pass; NaN propagates into both
+    lo_hi = torch.stack(torch.aminmax(x)) if reduce else x.expand(2)  # one pass; NaN propagates into both
     pending = _PENDING.get()
     if pending is None or not x.is_cuda:
         judge(*(v.item() for v in lo_hi))
@@ -178,7 +179,8 @@ def _cu_bad(c: list, T: int) -> ValueError | None:
 
 def cu_seqlens(cu, T: int, B: int) -> list[int]:
     """Packed documents: an int tensor [N+1], 0 = c_0 ≤ c_1 ≤ … ≤ c_N = T, with B = 1; returned as a
-    list (read from the device: a host synchronisation, see ``cu_seqlens_count`` for the kernels)."""
+    list (read from the device: a host synchronisation; the kernels use ``cu_seqlens_shape`` and
+    ``cu_seqlens_values`` instead)."""
     _cu_shape(cu, B)
     c = cu.tolist()
     bad = _cu_bad(c, T)
@@ -187,22 +189,24 @@ def cu_seqlens(cu, T: int, B: int) -> list[int]:
     return c
 
 
-def cu_seqlens_count(cu, T: int, B: int) -> int:
-    """``cu_seqlens`` checked as ``cu_seqlens`` does, without reading it back to the host inside
-    ``deferred_values()`` on CUDA (the kernels take it on the device); returns the document count N.
-    Unlike the gate and β checks this one runs inside ``trusted_values()`` too: a wrong boundary is
-    not a modelling choice. (The kernels clamp the bounds into [0, T] as they read them, so a bad
-    tensor cannot make them access memory out of bounds before the error is raised.)"""
+def cu_seqlens_shape(cu, T: int, B: int) -> int:
+    """``cu_seqlens``'s type, dtype and shape (an int tensor [N+1], B = 1); returns N. Its values are
+    checked by ``cu_seqlens_values`` from the kernels' own pass over it."""
     _cu_shape(cu, B)
     if cu.numel() < 2:
         raise _cu_bad(cu.tolist(), T)
-    violations = (cu[0] != 0).long() + (cu[-1] != T).long() + (cu[1:] < cu[:-1]).sum()
+    return cu.numel() - 1
 
+
+def cu_seqlens_values(cu, bad: torch.Tensor, T: int) -> None:
+    """Raise the cu_seqlens error if ``bad`` (a one-element count of broken entries, computed on the
+    device) is not 0: at once, or inside ``deferred_values()`` on CUDA when the block ends, without
+    reading anything back before. Unlike the gate and β checks this one runs inside
+    ``trusted_values()`` too: a wrong boundary is not a modelling choice."""
     def judge(lo, hi):
         if hi != 0:
             raise _cu_bad(cu.tolist(), T)
-    _min_max(violations.reshape(1), judge, always=True)
-    return cu.numel() - 1
+    _min_max(bad, judge, always=True, reduce=False)
 
 
 def positive_int(x, name: str) -> int:

@@ -79,44 +79,98 @@ class Chunks(NamedTuple):
         return (self.ch, self.co, self.cu) if self.varlen else (dummy, dummy, dummy)
 
 
-def bounded(cu: torch.Tensor, T: int) -> torch.Tensor:
-    """cu_seqlens as int64, clamped into [0, T] and made non-decreasing: what the kernels read, so that
-    a bad tensor (its error is raised after the launch, see ``checks.cu_seqlens_count``) cannot send
-    them out of bounds. A valid one is unchanged."""
-    return cu.to(torch.int64).clamp(0, T).cummax(0).values
+@triton.jit
+def _max(a, b):
+    return tl.maximum(a, b)
+
+
+@triton.jit
+def map_documents(cu, cu_out, co, bad, N, T, C: tl.constexpr, BLOCK: tl.constexpr):
+    """One program over the bounds in blocks: ``cu_out`` = cu clamped into [0, T] and made
+    non-decreasing (a running max), ``co`` = each document's first chunk (an exclusive scan of
+    ceil(length / C)), ``bad`` = how many entries break 0 = c_0 ≤ … ≤ c_N = T."""
+    run = tl.zeros([], dtype=tl.int32)
+    first = tl.zeros([], dtype=tl.int32)
+    nbad = tl.zeros([], dtype=tl.int32)
+    for start in range(0, N + 1, BLOCK):
+        i = start + tl.arange(0, BLOCK)
+        m = i <= N
+        x = tl.load(cu + i, mask=m, other=T).to(tl.int32)
+        xn = tl.load(cu + i + 1, mask=i < N, other=T).to(tl.int32)
+        xc = tl.minimum(tl.maximum(x, 0), T)
+        r = tl.maximum(tl.associative_scan(xc, 0, _max), run)  # bounded c_i
+        rn = tl.maximum(r, tl.minimum(tl.maximum(xn, 0), T))  # bounded c_{i+1}
+        nbad += tl.sum((m & ((x != r) | ((i == 0) & (x != 0)) | ((i == N) & (x != T)))).to(tl.int32), 0)
+        n_ch = tl.where(i < N, (rn - r + C - 1) // C, 0)
+        inc = tl.cumsum(n_ch, 0)
+        tl.store(cu_out + i, r, mask=m)
+        tl.store(co + i, first + inc - n_ch, mask=m)
+        run = tl.max(tl.where(m, r, 0), 0)
+        first += tl.sum(n_ch, 0)
+    tl.store(bad, nbad)
+
+
+@triton.jit
+def map_chunks(cu_out, co, ch, doc, N, NT, T, steps, C: tl.constexpr, BLOCK: tl.constexpr):
+    """Chunk slots n of one block: the document (the last i with co[i] ≤ n, by binary search over
+    co), the chunk's first token and the document's end; (T, T) for slots past the last chunk."""
+    n = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    lo = tl.zeros([BLOCK], dtype=tl.int32)
+    hi = tl.zeros([BLOCK], dtype=tl.int32) + N
+    for _ in range(steps):
+        mid = (lo + hi + 1) // 2
+        ok = tl.load(co + mid) <= n
+        lo = tl.where(ok, mid, lo)
+        hi = tl.where(ok, hi, mid - 1)
+    real = n < tl.load(co + N)
+    d = tl.minimum(lo, N - 1)
+    t0 = tl.where(real, tl.load(cu_out + d) + (n - tl.load(co + d)) * C, T)
+    te = tl.where(real, tl.load(cu_out + d + 1), T)
+    m = n < NT
+    tl.store(ch + 2 * n, t0, mask=m)
+    tl.store(ch + 2 * n + 1, te, mask=m)
+    tl.store(doc + n, d, mask=m)
 
 
 def documents(cu_seqlens, T: int, B: int, device) -> torch.Tensor | None:
-    """cu_seqlens (an int tensor [N+1], or a list) checked and on ``device``, or None. Pass it on the
-    inputs' device: a host tensor costs a copy that waits for the GPU."""
-    from ...checks import cu_seqlens_count
+    """cu_seqlens (an int tensor [N+1], or a list) shape-checked and on ``device``, or None (its values
+    are checked by ``chunks``). Pass it on the inputs' device: a host tensor costs a copy that waits
+    for the GPU."""
+    from ...checks import cu_seqlens_shape
 
     if cu_seqlens is None:
         return None
     cu = cu_seqlens if torch.is_tensor(cu_seqlens) else torch.tensor(list(cu_seqlens))
-    cu_seqlens_count(cu, T, B)
+    cu_seqlens_shape(cu, T, B)
     return cu.to(device)
 
 
 def chunks(B: int, T: int, C: int, cu: torch.Tensor | None) -> Chunks:
     """The chunk map for chunks of C tokens; ``cu`` = cu_seqlens (an int tensor [N+1] on the inputs'
-    device, already checked; B = 1), or None.
+    device, shape-checked; B = 1), or None.
 
-    Built on the device without reading cu_seqlens back (no host synchronisation: the Python work of
-    the call overlaps the GPU's, and the call can be captured in a CUDA graph). The host then knows
-    only an upper bound of the chunk count, ``T // C + N`` (each document adds at most one short
-    chunk), and launches that many chunk slots; slots past the last real chunk get the empty span
-    (T, T), so their programs return at once and the state kernels never visit them."""
+    Built on the device by two small kernels, without reading cu_seqlens back (no host
+    synchronisation: the Python work of the call overlaps the GPU's, and the call can be captured in
+    a CUDA graph). The host then knows only an upper bound of the chunk count, ``T // C + N`` (each
+    document adds at most one short chunk), and launches that many chunk slots; slots past the last
+    real chunk get the empty span (T, T), so their programs return at once and the state kernels
+    never visit them. The kernels read the bounds clamped into [0, T] and made non-decreasing, so a
+    bad tensor cannot send them out of bounds; its error is raised when the values check resolves
+    (``checks.deferred_count``: at once on CPU, after the launch inside ``attention`` on CUDA)."""
+    from ...checks import cu_seqlens_values
+
     if cu is None:
         return Chunks(triton.cdiv(T, C), B, False)
     N = cu.numel() - 1
     NT = T // C + N
-    cu = bounded(cu, T)
-    per_doc = (cu[1:] - cu[:-1] + C - 1) // C
-    co = torch.cat([cu.new_zeros(1), per_doc.cumsum(0)])
-    n = torch.arange(NT, device=cu.device)
-    doc = torch.searchsorted(co[1:], n, right=True).clamp_max(max(N - 1, 0))  # co[doc] ≤ n < co[doc + 1]
-    real = n < co[-1]
-    t0 = torch.where(real, cu[doc] + (n - co[doc]) * C, T)
-    te = torch.where(real, cu[doc + 1], T)
-    return Chunks(NT, N, True, torch.stack([t0, te], 1).to(torch.int32), co.to(torch.int32), doc, cu.to(torch.int32))
+    dev = cu.device
+    cu_out = torch.empty(N + 1, device=dev, dtype=torch.int32)
+    co = torch.empty(N + 1, device=dev, dtype=torch.int32)
+    bad = torch.empty(1, device=dev, dtype=torch.int32)
+    map_documents[(1,)](cu, cu_out, co, bad, N, T, C=C, BLOCK=min(1024, max(16, triton.next_power_of_2(N + 1))))
+    cu_seqlens_values(cu, bad, T)
+    ch = torch.empty(max(NT, 1), 2, device=dev, dtype=torch.int32)
+    doc = torch.empty(max(NT, 1), device=dev, dtype=torch.int64)
+    if NT:
+        map_chunks[(triton.cdiv(NT, 256),)](cu_out, co, ch, doc, N, NT, T, max(1, N).bit_length(), C=C, BLOCK=256)
+    return Chunks(NT, N, True, ch, co, doc, cu_out)
