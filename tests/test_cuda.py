@@ -234,8 +234,9 @@ def test_packed_documents_call_never_waits_for_the_gpu():
     torch.cuda.set_sync_debug_mode("error")
     try:
         with longmix.trusted_values():
-            o = longmix.attention(*leaves, "gated_deltanet", cu_seqlens=cu, **kw)
-            o.float().sum().backward()
+            for bounds in (cu, cu.cpu()):  # on the GPU (upper bound of chunks) or the host (read there)
+                o = longmix.attention(*leaves, "gated_deltanet", cu_seqlens=bounds, **kw)
+                o.float().sum().backward()
     finally:
         torch.cuda.set_sync_debug_mode(0)
     bad = torch.tensor([0, 100, 50, 3000], device="cuda")

@@ -260,10 +260,20 @@ def test_per_key_intra_matrix_variants(diag_loop, beta, monkeypatch):
 BOUNDS = [0, 1, 1, 18, 50, 83]
 
 
+@pytest.fixture(params=["host-bounds", "device-bounds"])
+def bounds_where(request, monkeypatch):
+    """Both ways the chunk map is built: from bounds read on the host (exact chunk count) and as for
+    bounds on the GPU (an upper bound of chunk slots, the empty ones returning at once)."""
+    from longmix.kernels.triton import _varlen
+
+    monkeypatch.setattr(_varlen, "READ_HOST_BOUNDS", request.param == "host-bounds")
+    return request.param
+
+
 @pytest.mark.parametrize("gate", [None, "scalar", "key"])
 @pytest.mark.parametrize("beta", [None, (0.0, 2.0)], ids=["additive", "delta"])
 @pytest.mark.parametrize("s0", [False, True], ids=["zero-state", "initial-state"])
-def test_varlen_matches_per_document(gate, beta, s0):
+def test_varlen_matches_per_document(gate, beta, s0, bounds_where):
     """cu_seqlens in one call (every kernel reads the chunk map, the state kernels run one program per
     document) against the reference run document by document: outputs, per-document final states
     and every gradient, initial states included."""
@@ -274,7 +284,7 @@ def test_varlen_matches_per_document(gate, beta, s0):
 
 
 @pytest.mark.parametrize("gate", [None, "scalar", "key"])
-def test_varlen_default_chunk(gate):
+def test_varlen_default_chunk(gate, bounds_where):
     """The default chunk (64: the delta rule's register-resident prep, fwd_prep4) with documents of
     70, 64 and 3 tokens."""
     bounds = [0, 70, 134, 137]
@@ -284,21 +294,22 @@ def test_varlen_default_chunk(gate):
 
 
 @pytest.mark.parametrize("lens", [[5], [0, 0, 3], [64, 1, 0, 129, 63], [16] * 9, [0]])
-def test_varlen_chunk_map(lens):
+def test_varlen_chunk_map(lens, bounds_where):
     """The device-built chunk map against a plain host walk: every document's chunks in order (first
-    token, end of the document), documents' first chunks, and empty slots (T, T) up to the bound."""
-    from longmix.kernels.triton._varlen import chunks
+    token, end of the document), documents' first chunks, and (device bounds) empty slots (T, T) up
+    to the bound."""
+    from longmix.kernels.triton._varlen import Documents, chunks, documents
 
     C = 16
     cu = torch.tensor([0] + list(torch.tensor(lens).cumsum(0).tolist()))
     T = int(cu[-1])
-    m = chunks(1, T, C, cu)
+    m = chunks(1, T, C, documents(cu, T, 1, DEVICE))
     want, co = [], [0]
     for s, e in zip(cu.tolist(), cu.tolist()[1:]):
         want += [[t, e] for t in range(s, e, C)]
         co.append(len(want))
-    assert m.NT == T // C + len(lens) >= len(want)
-    assert m.ch.tolist() == want + [[T, T]] * (m.NT - len(want))
+    assert m.NT == (len(want) if bounds_where == "host-bounds" else T // C + len(lens))
+    assert m.ch[:m.NT].tolist() == want + [[T, T]] * (m.NT - len(want))
     assert m.co.tolist() == co
     assert m.cu.tolist() == cu.tolist()
     assert m.doc[:len(want)].tolist() == [i for i, (s, e) in enumerate(zip(cu.tolist(), cu.tolist()[1:]))
@@ -307,10 +318,10 @@ def test_varlen_chunk_map(lens):
     # launch), and it raises
     bad = torch.tensor([3, T + 50, 1][:len(lens) + 1] + [T] * max(0, len(lens) - 2))
     with pytest.raises(ValueError, match="non-decreasing"):
-        chunks(1, T, C, bad)
+        chunks(1, T, C, documents(bad, T, 1, DEVICE))
     with pytest.MonkeyPatch.context() as mp:  # what the kernels would read before a deferred error
         mp.setattr(longmix.checks, "cu_seqlens_values", lambda *a: None)
-        m = chunks(1, T, C, bad)
+        m = chunks(1, T, C, Documents(bad.to(DEVICE), None))
     assert m.ch.min() >= 0 and m.ch.max() <= T and m.cu.min() >= 0 and m.cu.max() <= T
     assert (m.cu[1:] >= m.cu[:-1]).all()
 

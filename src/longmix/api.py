@@ -185,7 +185,7 @@ def _run(mech, form, backend, q, k, v, opts, cu_seqlens, initial_state, output_f
         # deferred on CUDA like the gate checks)
         N = checks.cu_seqlens_shape(cu_seqlens, T_k, B)
         _check_doc_states(initial_state, N)
-        o, state = mech.run(form, backend, q, k, v, opts, initial_state, cu_seqlens=cu_seqlens.to(q.device))
+        o, state = mech.run(form, backend, q, k, v, opts, initial_state, cu_seqlens=cu_seqlens)
         return (o, state) if output_final_state else o
     bounds = checks.cu_seqlens(cu_seqlens, T_k, B)
     _check_doc_states(initial_state, len(bounds) - 1)

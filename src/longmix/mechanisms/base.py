@@ -170,8 +170,8 @@ def normalize_output(o, q, k, z0, S, causal, backend="reference", cu_seqlens=Non
     [B, H, K, V], the state with z_T as its last column [B, H, K, V + 1]. Rows whose
     denominator is exactly 0 (they saw no key mass) return o, which is 0 there. ``backend`` picks
     the implementation (``NORMALIZERS``; the reference where it has none). ``cu_seqlens`` (an int
-    tensor [N+1] on the inputs' device, B = 1; only for a backend in ``VARLEN``): packed documents, z
-    and its state column per document."""
+    tensor [N+1], B = 1; only for a backend in ``VARLEN``): packed documents, z and its state column
+    per document."""
     docs = {} if cu_seqlens is None else {"cu_seqlens": cu_seqlens}  # (only backends in VARLEN get them)
     fn = NORMALIZERS[backend] if docs else NORMALIZERS.get(backend, _reference_normalized)
     if S is None:

@@ -132,43 +132,70 @@ def map_chunks(cu_out, co, ch, doc, N, NT, T, steps, C: tl.constexpr, BLOCK: tl.
     tl.store(doc + n, d, mask=m)
 
 
-def documents(cu_seqlens, T: int, B: int, device) -> torch.Tensor | None:
+# Whether bounds given on the host are read there (exact chunk count); tests turn it off to run the
+# device path (an upper bound of chunk slots) on CPU tensors.
+READ_HOST_BOUNDS = True
+
+
+class Documents(NamedTuple):
+    """cu_seqlens for the kernels: ``cu`` on their device and, when it was given on the host (a CPU
+    tensor or a list), its values ``host`` — read for free there, so the chunk count is exact."""
+    cu: torch.Tensor
+    host: list | None
+
+
+def documents(cu_seqlens, T: int, B: int, device) -> Documents | None:
     """cu_seqlens (an int tensor [N+1], or a list) shape-checked and on ``device``, or None (its values
-    are checked by ``chunks``). Pass it on the inputs' device: a host tensor costs a copy that waits
-    for the GPU."""
+    are checked by ``chunks``). On the host it costs nothing to read: ``chunks`` then launches exactly
+    the chunks there are. On the GPU it is never read back (no host synchronisation) and ``chunks``
+    launches an upper bound of them."""
     from ...checks import cu_seqlens_shape
 
     if cu_seqlens is None:
         return None
     cu = cu_seqlens if torch.is_tensor(cu_seqlens) else torch.tensor(list(cu_seqlens))
     cu_seqlens_shape(cu, T, B)
-    return cu.to(device)
+    if cu.device.type != "cpu" or not READ_HOST_BOUNDS:
+        return Documents(cu.to(device), None)
+    host = cu.tolist()
+    if torch.device(device).type != "cpu":
+        cu = cu.pin_memory().to(device, non_blocking=True)  # asynchronous: no wait for the GPU
+    return Documents(cu, host)
 
 
-def chunks(B: int, T: int, C: int, cu: torch.Tensor | None) -> Chunks:
-    """The chunk map for chunks of C tokens; ``cu`` = cu_seqlens (an int tensor [N+1] on the inputs'
-    device, shape-checked; B = 1), or None.
+def chunks(B: int, T: int, C: int, docs: Documents | None) -> Chunks:
+    """The chunk map for chunks of C tokens; ``docs`` from ``documents`` (B = 1), or None.
 
     Built on the device by two small kernels, without reading cu_seqlens back (no host
     synchronisation: the Python work of the call overlaps the GPU's, and the call can be captured in
-    a CUDA graph). The host then knows only an upper bound of the chunk count, ``T // C + N`` (each
-    document adds at most one short chunk), and launches that many chunk slots; slots past the last
-    real chunk get the empty span (T, T), so their programs return at once and the state kernels
-    never visit them. The kernels read the bounds clamped into [0, T] and made non-decreasing, so a
-    bad tensor cannot send them out of bounds; its error is raised when the values check resolves
-    (``checks.deferred_count``: at once on CPU, after the launch inside ``attention`` on CUDA)."""
-    from ...checks import cu_seqlens_values
+    a CUDA graph). When cu_seqlens came from the host its values give the exact chunk count;
+    otherwise the host knows only an upper bound, ``T // C + N`` (each document adds at most one short
+    chunk), and launches that many chunk slots: slots past the last real chunk get the empty span
+    (T, T), so their programs return at once and the state kernels never visit them (the per-chunk
+    states ``h`` are allocated for every slot: up to twice the memory with documents of one chunk).
+    The kernels read the bounds clamped into [0, T] and made non-decreasing, so a bad tensor cannot
+    send them out of bounds; its error is raised when the values check resolves (on the host at
+    once; on CUDA inside ``attention`` after the launch, ``checks.cu_seqlens_values``)."""
+    from ...checks import _cu_bad, cu_seqlens_values
 
-    if cu is None:
+    if docs is None:
         return Chunks(triton.cdiv(T, C), B, False)
+    cu = docs.cu
     N = cu.numel() - 1
-    NT = T // C + N
+    if docs.host is not None:
+        bad = _cu_bad(docs.host, T)
+        if bad:
+            raise bad
+        NT = sum(triton.cdiv(e - s, C) for s, e in zip(docs.host, docs.host[1:]))
+    else:
+        NT = T // C + N
     dev = cu.device
     cu_out = torch.empty(N + 1, device=dev, dtype=torch.int32)
     co = torch.empty(N + 1, device=dev, dtype=torch.int32)
-    bad = torch.empty(1, device=dev, dtype=torch.int32)
-    map_documents[(1,)](cu, cu_out, co, bad, N, T, C=C, BLOCK=min(1024, max(16, triton.next_power_of_2(N + 1))))
-    cu_seqlens_values(cu, bad, T)
+    bad_count = torch.empty(1, device=dev, dtype=torch.int32)
+    map_documents[(1,)](cu, cu_out, co, bad_count, N, T, C=C, BLOCK=min(1024, max(16, triton.next_power_of_2(N + 1))))
+    if docs.host is None:
+        cu_seqlens_values(cu, bad_count, T)
     ch = torch.empty(max(NT, 1), 2, device=dev, dtype=torch.int32)
     doc = torch.empty(max(NT, 1), device=dev, dtype=torch.int64)
     if NT:

@@ -97,7 +97,7 @@ def recurrent(q, k, v, g=None, beta=None, initial_state=None, *, inplace: bool =
         if T != 1:
             raise ValueError("the triton recurrent (decode) kernel is forward only for T > 1; use form='chunk' "
                              "for gradients (same result) or run it under torch.no_grad()")
-        return chunk(q, k, v, g, beta, initial_state, chunk_size=16, scale=scale, cu_seqlens=cu)
+        return chunk(q, k, v, g, beta, initial_state, chunk_size=16, scale=scale, cu_seqlens=cu_seqlens)
     if inplace and (initial_state is None or initial_state.dtype != torch.float32 or not initial_state.is_contiguous()):
         raise ValueError("inplace=True needs initial_state as a contiguous float32 [B, H, K, V] tensor")
     s0 = None if initial_state is None else (initial_state if inplace else initial_state.float().contiguous())
