@@ -10,7 +10,9 @@ Shape: bf16, H=16, D_k=D_v=128, one packed row of 32K tokens (B=1), causal. Layo
 about 20 to 4K tokens). Impls: ``longmix`` (cu_seqlens, one launch per kernel), ``longmix_loop``
 (the documents one after another through the same kernels; ``docs_mixed`` only), ``fla``
 (its chunk op with cu_seqlens). Rows as ``kernels_gpu.py``: {impl, mechanism, variant, B, T, H, D,
-dtype, fwd_ms, fwdbwd_ms, peak_gib}. Environment: MECHS, LAYOUTS, BUDGET_S, COMMIT.
+dtype, fwd_ms, fwdbwd_ms, peak_gib}. Environment: MECHS, LAYOUTS, BUDGET_S, COMMIT, BOUNDS_ON (``host``:
+longmix gets cu_seqlens as a CPU tensor, read on the host for an exact chunk count; default: the GPU
+tensor, never read back, an upper bound of chunk slots).
 """
 from __future__ import annotations
 
@@ -85,15 +87,18 @@ def main():
         names = [n for n in names if n in os.environ["MECHS"].split(",")]
     lays = layouts()
     header["layouts"] = {k: (v if len(v) <= 64 else f"{len(v)} x {v[0]}") for k, v in lays.items()}
+    host = os.environ.get("BOUNDS_ON") == "host"  # cu_seqlens on the host: exact chunk count, read there
+    header["bounds_on"] = "host" if host else "gpu"
     for variant, lens in lays.items():
         cu = bounds(lens)
+        cu_l = cu.cpu() if host else cu  # what longmix is given; fla always gets the GPU tensor
         for name in names:
             qkv, kw = kg.inputs(name, 1, TOK)
             if name == "linear":  # as fla runs it (and the quality suite): elu + 1, normalised
                 kw.update(feature_map="elu1", normalize=True)
             leaves = [x.requires_grad_() for x in qkv + [kw[n] for n in ("g", "beta") if n in kw]]
             row("longmix", name, variant,
-                lambda: longmix.attention(*qkv, name, backend="triton", cu_seqlens=cu, **kw), leaves)
+                lambda: longmix.attention(*qkv, name, backend="triton", cu_seqlens=cu_l, **kw), leaves)
             if len(lens) == 1:
                 row("longmix_plain", name, variant, lambda: longmix.attention(*qkv, name, backend="triton", **kw), leaves)
             elif variant == "docs_mixed":

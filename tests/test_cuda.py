@@ -230,11 +230,12 @@ def test_packed_documents_call_never_waits_for_the_gpu():
     cu = torch.tensor([0, 100, 100, 2999, 3000], device="cuda")
     leaves = [x.requires_grad_() for x in qkv]
     longmix.attention(*leaves, "gated_deltanet", cu_seqlens=cu, **kw).sum().backward()  # compile first
+    on_host = cu.cpu()
     torch.cuda.synchronize()
     torch.cuda.set_sync_debug_mode("error")
     try:
         with longmix.trusted_values():
-            for bounds in (cu, cu.cpu()):  # on the GPU (upper bound of chunks) or the host (read there)
+            for bounds in (cu, on_host):  # on the GPU (upper bound of chunks) or the host (read there)
                 o = longmix.attention(*leaves, "gated_deltanet", cu_seqlens=bounds, **kw)
                 o.float().sum().backward()
     finally:
