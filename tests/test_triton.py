@@ -6,6 +6,7 @@ error against the float64 reference may be at most twice the float32 reference's
 against it, plus a small floor.
 """
 import os
+from functools import partial
 
 import pytest
 import torch
@@ -88,15 +89,13 @@ def _compare(xs, C=16, bounds=None):
     gen = torch.Generator().manual_seed(1)
     do = torch.randn(*xs[2].shape, generator=gen).to(DEVICE)
     dS = torch.randn(N, H, xs[0].shape[-1], xs[2].shape[-1], generator=gen).to(DEVICE)
-    ref, tri = ref_chunk, tri_chunk
+    ref, kernel = ref_chunk, tri_chunk
     if bounds is not None:
         ref = _per_document(ref_chunk, bounds)
-
-        def tri(*a, **kw):
-            return tri_chunk(*a, cu_seqlens=torch.tensor(bounds), **kw)
+        kernel = partial(tri_chunk, cu_seqlens=torch.tensor(bounds))
     exact = _run(ref, xs, torch.float64, do, dS, C)
     ref32 = _run(ref, xs, torch.float32, do, dS, C)
-    tri = _run(tri, xs, torch.float32, do, dS, C)
+    tri = _run(kernel, xs, torch.float32, do, dS, C)
     names = ["o", "state", "dq", "dk", "dv", "dg", "dinitial_state", "dbeta"]
     floor = FLOOR + _cumsum_floor(xs[3], C)
     for name, a, r, e in zip(names, tri, ref32, exact):
@@ -564,8 +563,6 @@ def test_linear_normalize_uses_the_fused_normalizer(monkeypatch):
 def test_scale_folded_into_the_output(gate, beta):
     """chunk(..., scale=s) and the decode kernel apply s to the output as they store it (no pass over
     q): the same result and gradients as the recurrence with s·q."""
-    from functools import partial
-
     from longmix.kernels.triton.recurrent import recurrent
 
     s = 0.37

@@ -118,7 +118,9 @@ def attention(q, k, v, mechanism, *, causal=True, scale=None, g=None, beta=None,
             length_scaling: mechanism options (see ``describe(mechanism).inputs``); an option the
             mechanism does not take raises ValueError.
         cu_seqlens: int tensor [N+1] of packed-document boundaries (B must be 1); attention and
-            state never cross a boundary.
+            state never cross a boundary. The triton backend runs every document in one launch per
+            kernel: on the GPU the tensor is never read back (no host sync); a CPU tensor is read
+            on the host, which gives an exact chunk count (less memory with many short documents).
         initial_state: [B, H, D_k, D_v] (or [N, ...] with cu_seqlens) for recurrent mechanisms.
         output_final_state: also return the final state, float32 (float64 for float64 inputs).
         chunk_size: chunk length of the chunkwise form (default 64; 128 query/key tiles for dense).
