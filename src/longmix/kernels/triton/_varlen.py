@@ -10,9 +10,10 @@ one program per (document, head, tile), walking that document's chunks (``first`
 the document's own initial and final state: documents run in parallel, not one after another.
 
 Without ``cu_seqlens`` the same kernels compile with ``VARLEN=False`` and compute the spans
-from ``n·C`` and T: no loads, nothing changes. The map is built on the device (``chunks``): the
-chunk-local kernels are launched over an upper bound of the chunk count and the slots past the
-real chunks return at once (``empty``).
+from ``n·C`` and T: no loads, nothing changes. The map is built on the device (``chunks``). With
+bounds given on the GPU the host never reads them: the chunk-local kernels are launched over an
+upper bound of the chunk count and the slots past the real chunks return at once (``empty``);
+bounds given on the host are read there, for the exact count.
 """
 from __future__ import annotations
 
