@@ -33,11 +33,17 @@ START, BUDGET = time.time(), float(os.environ.get("BUDGET_S", "300"))
 rows = []
 
 
-def emit(row):
-    rows.append(row)
-    print(json.dumps(row), flush=True)
-    with open(os.path.join(OUT, "kernels.jsonl"), "a") as fh:
-        fh.write(json.dumps(row) + "\n")
+def emitter(rows: list, name: str):
+    """``emit(row)``: keep the row, print it and append it to $OUT/``name`` as it comes."""
+    def emit(row):
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+        with open(os.path.join(OUT, name), "a") as fh:
+            fh.write(json.dumps(row) + "\n")
+    return emit
+
+
+emit = emitter(rows, "kernels.jsonl")
 
 
 def inputs(name, B, T):

@@ -37,13 +37,7 @@ TOK = 32768
 OUT = os.environ.get("OUT", ".")
 START, BUDGET = time.time(), float(os.environ.get("BUDGET_S", "400"))
 rows = []
-
-
-def emit(row):
-    rows.append(row)
-    print(json.dumps(row), flush=True)
-    with open(os.path.join(OUT, "varlen.jsonl"), "a") as fh:
-        fh.write(json.dumps(row) + "\n")
+emit = kg.emitter(rows, "varlen.jsonl")
 
 
 def layouts() -> dict[str, list[int]]:

@@ -41,6 +41,16 @@ def _fwd_bwd(name, backend, qkv, kw, w):
     return [o] + [x.grad for x in leaves] + [opts[n].grad for n in sorted(opts) if torch.is_tensor(opts[n])]
 
 
+def _assert_close(names, fast, want, tol, label):
+    """Every tensor finite and within ``tol`` relative error of the reference; the errors printed."""
+    errs = {}
+    for what, a, b in zip(names, fast, want):
+        assert torch.isfinite(a).all(), what
+        errs[what] = ((a.float() - b.float()).norm() / b.float().norm()).item()
+    print(*label, {k: f"{v:.1e}" for k, v in errs.items()})
+    assert max(errs.values()) < tol, errs
+
+
 @pytest.mark.parametrize("prec", ["bf16", "tf32", "fp32"])
 @pytest.mark.parametrize("name", TRITON_MECHS)
 def test_triton_backend_matches_reference_forward_and_backward(name, prec):
@@ -56,12 +66,8 @@ def test_triton_backend_matches_reference_forward_and_backward(name, prec):
     finally:
         torch.set_float32_matmul_precision(before)
     want = _fwd_bwd(name, "reference", qkv, kw, w)
-    errs = {}
-    for what, a, b in zip(["o", "dq", "dk", "dv"] + [f"d{n}" for n in sorted(kw) if torch.is_tensor(kw[n])], fast, want):
-        assert torch.isfinite(a).all(), what
-        errs[what] = ((a.float() - b.float()).norm() / b.float().norm()).item()
-    print(name, prec, {k: f"{v:.1e}" for k, v in errs.items()})
-    assert max(errs.values()) < TOL[prec], errs
+    _assert_close(["o", "dq", "dk", "dv"] + [f"d{n}" for n in sorted(kw) if torch.is_tensor(kw[n])], fast, want,
+                  TOL[prec], (name, prec))
 
 
 @pytest.mark.parametrize("name", [n for n in TRITON_MECHS if longmix.describe(n).family != "dense"])
@@ -199,12 +205,7 @@ def test_triton_packed_documents_match_reference(name, prec):
         torch.set_float32_matmul_precision(before)
     want = _fwd_bwd_docs(name, "reference", qkv, kw, w, cu, S0)
     names = ["o", "state", "dq", "dk", "dv", "dS0"] + [f"d{n}" for n in sorted(kw) if torch.is_tensor(kw[n])]
-    errs = {}
-    for what, a, b in zip(names, fast, want):
-        assert torch.isfinite(a).all(), what
-        errs[what] = ((a.float() - b.float()).norm() / b.float().norm()).item()
-    print(name, prec, {k: f"{v:.1e}" for k, v in errs.items()})
-    assert max(errs.values()) < TOL[prec], errs
+    _assert_close(names, fast, want, TOL[prec], (name, prec))
 
 
 @pytest.mark.parametrize("name", [n for n in TRITON_MECHS if longmix.describe(n).family != "dense"])
@@ -215,12 +216,8 @@ def test_triton_long_sequence_matches_reference(name):
     w = torch.randn(qkv[2].shape, generator=torch.Generator().manual_seed(1)).cuda()
     fast = _fwd_bwd(name, "triton", qkv, kw, w)
     want = _fwd_bwd(name, "reference", qkv, kw, w)
-    errs = {}
-    for what, a, b in zip(["o", "dq", "dk", "dv"] + [f"d{n}" for n in sorted(kw) if torch.is_tensor(kw[n])], fast, want):
-        assert torch.isfinite(a).all(), what
-        errs[what] = ((a.float() - b.float()).norm() / b.float().norm()).item()
-    print(name, "T=131072", {k: f"{v:.1e}" for k, v in errs.items()})
-    assert max(errs.values()) < TOL["bf16"], errs
+    _assert_close(["o", "dq", "dk", "dv"] + [f"d{n}" for n in sorted(kw) if torch.is_tensor(kw[n])], fast, want,
+                  TOL["bf16"], (name, "T=131072"))
 
 
 def test_packed_documents_call_never_waits_for_the_gpu():

@@ -396,6 +396,20 @@ MECH_OPTS = {
 }
 
 
+def _mech_inputs(opts, k, gen):
+    """One entry of MECH_OPTS made concrete for keys k [B, T, H, D]: random log-sigmoid gates of the
+    named kind, β in [0, 2] (the delta rule's keys then normalised); returns (options, keys)."""
+    B, T, H, D = k.shape
+    opts = dict(opts)
+    if "g" in opts:
+        shape = (B, T, H) if opts["g"] == "scalar" else (B, T, H, D)
+        opts["g"] = F.logsigmoid(torch.randn(*shape, generator=gen)).to(DEVICE)
+    if "beta" in opts:
+        opts["beta"] = (2 * torch.rand(B, T, H, generator=gen)).to(DEVICE)
+        k = F.normalize(k, dim=-1)
+    return opts, k
+
+
 @pytest.mark.parametrize("name", SUPPORTED)
 def test_api_backend_triton(name):
     assert "triton" in longmix.describe(name).backends
@@ -403,13 +417,7 @@ def test_api_backend_triton(name):
     gen = torch.Generator().manual_seed(3)
     q, k, v, w = (torch.randn(B, T, H, D, generator=gen).to(DEVICE) for _ in range(4))
     for opts in MECH_OPTS[name]:
-        opts = dict(opts)
-        if "g" in opts:
-            shape = (B, T, H) if opts["g"] == "scalar" else (B, T, H, D)
-            opts["g"] = F.logsigmoid(torch.randn(*shape, generator=gen)).to(DEVICE)
-        if "beta" in opts:
-            opts["beta"] = (2 * torch.rand(B, T, H, generator=gen)).to(DEVICE)
-            k = F.normalize(k, dim=-1)
+        opts, k = _mech_inputs(opts, k, gen)
         outs = {}
         for backend in ("reference", "triton"):
             qq, kk, vv = (x.clone().requires_grad_() for x in (q, k, v))
@@ -443,13 +451,7 @@ def test_api_packed_documents_in_one_launch(name, monkeypatch):
     real = base.KERNELS[("triton", "chunk")]
     monkeypatch.setitem(base.KERNELS, ("triton", "chunk"), lambda *a, **kw: calls.append(kw) or real(*a, **kw))
     for opts in MECH_OPTS[name]:
-        opts = dict(opts)
-        if "g" in opts:
-            shape = (B, T, H) if opts["g"] == "scalar" else (B, T, H, D)
-            opts["g"] = F.logsigmoid(torch.randn(*shape, generator=gen)).to(DEVICE)
-        if "beta" in opts:
-            opts["beta"] = (2 * torch.rand(B, T, H, generator=gen)).to(DEVICE)
-            k = F.normalize(k, dim=-1)
+        opts, k = _mech_inputs(opts, k, gen)
         Vs = D + 1 if opts.get("normalize") else D
         S0 = torch.rand(4, H, D, Vs, generator=gen).to(DEVICE)
         outs = {}

@@ -177,28 +177,38 @@ def chunks(B: int, T: int, C: int, docs: Documents | None) -> Chunks:
     The kernels read the bounds clamped into [0, T] and made non-decreasing, so a bad tensor cannot
     send them out of bounds; its error is raised when the values check resolves (on the host at
     once; on CUDA inside ``attention`` after the launch, ``checks.cu_seqlens_values``)."""
-    from ...checks import _cu_bad, cu_seqlens_values
-
     if docs is None:
         return Chunks(triton.cdiv(T, C), B, False)
-    cu = docs.cu
-    N = cu.numel() - 1
+    N = docs.cu.numel() - 1
     if docs.host is not None:
-        bad = _cu_bad(docs.host, T)
-        if bad:
-            raise bad
         NT = sum(triton.cdiv(e - s, C) for s, e in zip(docs.host, docs.host[1:]))
     else:
         NT = T // C + N
-    dev = cu.device
-    cu_out = torch.empty(N + 1, device=dev, dtype=torch.int32)
-    co = torch.empty(N + 1, device=dev, dtype=torch.int32)
-    bad_count = torch.empty(1, device=dev, dtype=torch.int32)
-    map_documents[(1,)](cu, cu_out, co, bad_count, N, T, C=C, BLOCK=min(1024, max(16, triton.next_power_of_2(N + 1))))
-    if docs.host is None:
-        cu_seqlens_values(cu, bad_count, T)
+    cu_out, co = bounds(docs, T, C)
+    dev = cu_out.device
     ch = torch.empty(max(NT, 1), 2, device=dev, dtype=torch.int32)
     doc = torch.empty(max(NT, 1), device=dev, dtype=torch.int64)
     if NT:
         map_chunks[(triton.cdiv(NT, 256),)](cu_out, co, ch, doc, N, NT, T, max(1, N).bit_length(), C=C, BLOCK=256)
     return Chunks(NT, N, True, ch, co, doc, cu_out)
+
+
+def bounds(docs: Documents, T: int, C: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
+    """The bounds as the kernels read them (int32 [N+1], clamped into [0, T], non-decreasing) and each
+    document's first chunk of C tokens (int32 [N+1]), from ``map_documents``; the values checked: on
+    the host at once (``docs.host``), else from the kernel's count (deferred on CUDA)."""
+    from ...checks import _cu_bad, cu_seqlens_values
+
+    if docs.host is not None:
+        bad = _cu_bad(docs.host, T)
+        if bad:
+            raise bad
+    cu = docs.cu
+    N = cu.numel() - 1
+    cu_out = torch.empty(N + 1, device=cu.device, dtype=torch.int32)
+    co = torch.empty(N + 1, device=cu.device, dtype=torch.int32)
+    bad_count = torch.empty(1, device=cu.device, dtype=torch.int32)
+    map_documents[(1,)](cu, cu_out, co, bad_count, N, T, C=C, BLOCK=min(1024, max(16, triton.next_power_of_2(N + 1))))
+    if docs.host is None:
+        cu_seqlens_values(cu, bad_count, T)
+    return cu_out, co

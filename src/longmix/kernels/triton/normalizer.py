@@ -141,21 +141,26 @@ def _sums(x: torch.Tensor, w: torch.Tensor | None, chunks: Chunks) -> torch.Tens
     return out
 
 
+def _prefix(sums: torch.Tensor) -> torch.Tensor:
+    """Float64 prefix sums of the chunk sums of the one packed row: [NT + 1, H, K], row n the sum of
+    the chunks before n (float64: exact to ~1e-16 of the packed total, far below float32's rounding
+    of a document's own sums, so a document's part is a difference of two of them)."""
+    return torch.nn.functional.pad(sums[0].double().cumsum(0), (0, 0, 0, 0, 1, 0))
+
+
 def _entering(sums: torch.Tensor, z0: torch.Tensor | None, causal: bool, reverse: bool = False,
-              chunks: Chunks | None = None) -> torch.Tensor:
+              chunks: Chunks | None = None, prefix: torch.Tensor | None = None) -> torch.Tensor:
     """The sums of the chunks before each (after each, ``reverse``) plus z0, [B, NT, H, K]; noncausal:
     the total plus z0, [B, 1, H, K]. With documents (``chunks.varlen``) the sums run inside each
-    document and z0 is [N, H, K], one per document."""
+    document and z0 is [N, H, K], one per document (``prefix``: ``_prefix(sums)`` if already made)."""
     from ...mechanisms.base import time_cumsum
 
     if chunks is not None and chunks.varlen:
-        # a scan of all chunks, then each document's own part: differences of float64 prefix sums
-        # (exact to ~1e-16 of the packed total, far below float32's rounding of a document's own sums)
-        inc = sums[0].double().cumsum(0)  # [NT, H, K]
+        before = _prefix(sums) if prefix is None else prefix
         co = chunks.co.long()
-        before = torch.cat([inc.new_zeros(1, *inc.shape[1:]), inc])  # prefix sums, [NT + 1, ...]
+        inc = before[1:]  # the sums up to and including each chunk
         lo, hi = before[co[chunks.doc]], before[co[chunks.doc + 1]]  # each chunk's document's bounds
-        tot = (hi - inc) if reverse else (inc - sums[0].double() - lo)
+        tot = (hi - inc) if reverse else (before[:-1] - lo)
         tot = tot.float()[None]
         return tot if z0 is None else tot + z0[chunks.doc][None].float()
     if not causal:
@@ -167,12 +172,12 @@ def _entering(sums: torch.Tensor, z0: torch.Tensor | None, causal: bool, reverse
     return tot if z0 is None else tot + z0[:, None].float()
 
 
-def _totals(sums: torch.Tensor, chunks: Chunks) -> torch.Tensor:
+def _totals(sums: torch.Tensor, chunks: Chunks, prefix: torch.Tensor | None = None) -> torch.Tensor:
     """Each sequence's total of the chunk sums [B, NT, H, K]: [B, H, K], or with documents [N, H, K]
-    (differences of float64 prefix sums at the documents' first chunks; deterministic, no atomics)."""
+    (differences of ``_prefix`` at the documents' first chunks; deterministic, no atomics)."""
     if not chunks.varlen:
         return sums.sum(1)
-    before = torch.nn.functional.pad(sums[0].double().cumsum(0), (0, 0, 0, 0, 1, 0))
+    before = _prefix(sums) if prefix is None else prefix
     co = chunks.co.long()
     return (before[co[1:]] - before[co[:-1]]).float()
 
@@ -200,8 +205,9 @@ class Normalized(torch.autograd.Function):
             return o.clone(), zT
         CH = chunks.args(q)[0]
         sums = _sums(k, None, chunks)
-        Z = _entering(sums, z0, causal, chunks=chunks)
-        zT = _totals(sums, chunks)
+        prefix = _prefix(sums) if chunks.varlen else None  # one scan for both
+        Z = _entering(sums, z0, causal, chunks=chunks, prefix=prefix)
+        zT = _totals(sums, chunks, prefix)
         if z0 is not None:
             zT = zT + z0.float()
         den = torch.empty(B, T, H, device=q.device, dtype=torch.float32)
@@ -232,7 +238,8 @@ class Normalized(torch.autograd.Function):
             norm_bwd[(chunks.NT, B * H)](dout.contiguous(), o, den, do, dden, CH, T, H, V, BT=BT, BV=bv,
                                          VARLEN=chunks.varlen, num_warps=CONFIG["warps"])
         sums = _sums(q, dden, chunks)  # Σ_t ∂L/∂den_t q_t per chunk
-        Qs = _entering(sums, None, ctx.causal, reverse=True, chunks=chunks)
+        prefix = _prefix(sums) if chunks.varlen else None
+        Qs = _entering(sums, None, ctx.causal, reverse=True, chunks=chunks, prefix=prefix)
         if dzT is not None:  # z_T = z0 + Σ_j k_j: every key of the sequence gets ∂L/∂z_T
             Qs = Qs + (dzT[chunks.doc][None] if chunks.varlen else dzT[:, None])
         dq, dk = torch.empty_like(q), torch.empty_like(k)
@@ -241,7 +248,7 @@ class Normalized(torch.autograd.Function):
                                                          num_warps=CONFIG["warps"])
         dz0 = None
         if ctx.z0_dtype is not None:
-            dz0 = _totals(sums, chunks)
+            dz0 = _totals(sums, chunks, prefix)
             if dzT is not None:
                 dz0 = dz0 + dzT
             dz0 = dz0.to(ctx.z0_dtype)

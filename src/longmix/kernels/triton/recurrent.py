@@ -80,7 +80,7 @@ def recurrent(q, k, v, g=None, beta=None, initial_state=None, *, inplace: bool =
 
     Returns: o [B, T, H, V] in v's dtype and the new state [B, H, K, V] (or [N, H, K, V]) fp32.
     """
-    from ._varlen import chunks as chunk_map, documents
+    from ._varlen import bounds, documents
     from .chunk import _check, chunk
 
     N = None if cu_seqlens is None else len(cu_seqlens) - 1
@@ -113,7 +113,7 @@ def recurrent(q, k, v, g=None, beta=None, initial_state=None, *, inplace: bool =
     BK = max(16, triton.next_power_of_2(K))
     BV = min(CONFIG["bv"], max(16, triton.next_power_of_2(V)))
     q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
-    cu = None if cu is None else chunk_map(B, T, 16, cu).cu  # the bounds checked, clamped into [0, T]
+    cu = None if cu is None else bounds(cu, T)[0]  # checked, clamped into [0, T] (no chunk map: no chunks)
     fused_recurrent[(triton.cdiv(V, BV), N * H)](
         q, k, v, g.contiguous() if g is not None else q, beta.contiguous() if beta is not None else q,
         s0 if s0 is not None else q, o, sT, cu if cu is not None else q, T, H, K, V, float(scale),
