@@ -185,6 +185,31 @@ def test_delta_four_block_prep_at_the_default_chunk(gate, T, K, V, beta):
     _compare(_inputs(1, T, 1, K, V, gate, s0=True, beta=beta, knorm=1.0, seed=T), C=64)
 
 
+@pytest.mark.parametrize("gate", [None, "scalar", "key"])
+def test_delta_four_block_prep_16_bit_products(gate, monkeypatch):
+    """``uw_lowp``: U and W from the inverse's blocks rounded to the inputs' 16-bit dtype (fp16 here; the
+    interpreter has no bf16). Against the float64 solve: no worse than the fp16 inputs allow."""
+    from longmix.kernels.triton import _delta, _gla
+    from longmix.kernels.triton._cumsum import chunk_cumsum
+
+    q, k, v, g, _, beta = _inputs(1, 150, 2, 32, 16, gate, s0=False, beta=(0.0, 2.0), knorm=1.0, seed=4)
+    k, v = k.half(), v.half()
+    G = None if g is None else chunk_cumsum(g, 64, clamp=True)
+    gid = {None: 0, "scalar": 1, "key": 2}[gate]
+    Kp = _gla.fwd_intra(k, k, G, 64, "ieee") if gid == 2 else None
+    exact = _exact_prep(k.cpu(), v.cpu(), beta.cpu(), None if G is None else G.cpu(), gid, 64)
+    errs = {}
+    for lowp in (False, True):
+        monkeypatch.setitem(_delta.CONFIG, "uw_lowp", lowp)
+        got = _delta.prep(k, v, beta, G, Kp, gid, 64, "tf32")
+        errs[lowp] = [_rel(a.float().cpu(), e) for a, e in zip(got, exact)]
+    assert errs[True][0] == errs[False][0], errs  # Tinv itself is the same fp32 solve
+    for name, e, e_full in zip(("U", "W"), errs[True][1:], errs[False][1:]):
+        # the full-precision products' error is the fp16 output's rounding (2e-4); rounding the blocks and
+        # β·x adds about as much again (3e-4 to 5e-4 seen)
+        assert e <= 4 * e_full, (name, errs)
+
+
 def _exact_prep(k, v, beta, G, gate, C):
     """Tinv, U, W of ``_delta.prep`` in float64, chunk by chunk with torch.linalg.inv."""
     B, T, H, K = k.shape

@@ -14,11 +14,12 @@ and the state pass (``_state``, ``DELTA``) writes ``u = U − W S`` instead of v
   All in fp32 (``Tinv`` is stored fp32 for the backward). ``fwd_prep4`` does the same for the
   default 64-token chunk (four blocks) without the global round trips: the ten 16×16 key-key
   blocks, the four diagonal inverses and the six off-diagonal blocks of ``Tinv`` stay in registers.
-* ``bwd_delta``: given ``du`` (from the reverse state pass) and the entering states
-  ``h``: ``dU = du``, ``dW = −du hᵀ``, ``dR = Tinvᵀ [dU | dW]``, ``dA = −(dR Rᵀ) Tinvᵀ``
-  (strictly lower, R = [βv | βk e^G]); then dv = β dR_U, dβ, and the parts of dk and
-  ∂L/∂G from W's right side and from Kp (for per-key gates the Kp part is done by
-  ``_gla.bwd_intra(..., self_pair=True)`` from the stored ``dKp``).
+* ``bwd_delta``: given ``du`` (from the reverse state pass) and ``du hᵀ`` (written by
+  ``_output.bwd_dqk``, which loads the entering states ``h`` anyway): ``dU = du``,
+  ``dW = −du hᵀ``, ``dR = Tinvᵀ [dU | dW]``, ``dA = −(dR Rᵀ) Tinvᵀ`` (strictly lower,
+  R = [βv | βk e^G]); then dv = β dR_U, dβ, and the parts of dk and ∂L/∂G from W's right side
+  and from Kp (for per-key gates the Kp part is done by ``_gla.bwd_intra(..., self_pair=True)``
+  from the stored ``dKp``).
 
 One program per (chunk, batch·head), looping over K and V tiles; matmuls take the inputs’
 dtype (TF32 for fp32 operands of bf16/fp16 inputs, IEEE for fp32 inputs) except the
@@ -34,7 +35,10 @@ BC = 16  # diagonal block of the triangular inverse
 MAX_K = 256
 # prep_warps: 2 ran fwd_prep4 at 0.81× the time of 4 (H200, B=16, T=2K; benchmarks/tune_kernels.py,
 # benchmarks/results/2026-11-25-h200-kernel-tune.jsonl)
-CONFIG = {"prep_warps": 2, "bwd_warps": 4, "bk": 64, "bv": 64, "prep4": True}
+# uw_lowp: fwd_prep4's U and W products in the inputs' 16-bit dtype (Tinv's blocks rounded once), not TF32:
+# DeltaNet's forward 0.98x, KDA's 0.96x (H200, B=16, T=2K; benchmarks/results/2026-11-26-h200-delta-backward/).
+# (The inverse's own block products stay IEEE float32: 3xTF32 there gained nothing, 0.99-1.00x.)
+CONFIG = {"prep_warps": 2, "bwd_warps": 4, "bk": 64, "bv": 64, "prep4": True, "uw_lowp": True}
 
 
 @triton.jit
@@ -60,15 +64,42 @@ def _kpair(k, G, Kp, b, hh, t0, T, H, K, GATE: tl.constexpr, BT: tl.constexpr, B
 
 
 @triton.jit
-def _gate_k(G, b, hh, t0, i_k, T, H, K, GATE: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr):
-    """e^G for the chunk's rows at key tile i_k: [BT, 1] (scalar gate) or [BT, BK]; padded rows use the last row."""
-    o_t = tl.minimum(t0 + tl.arange(0, BT), tl.minimum(t0 + BT, T) - 1)
+def _gate_rows(G, b, hh, t, last, i_k, T, H, K, GATE: tl.constexpr, BR: tl.constexpr, BK: tl.constexpr):
+    """e^G for rows t..t+BR at key tile i_k, rows past ``last`` repeating it: [BR, 1] (scalar gate) or [BR, BK]."""
+    o_t = tl.minimum(t + tl.arange(0, BR), last)
     if GATE == 1:
         return tl.exp(tl.load(G + (b * T + o_t) * H + hh))[:, None]
     else:
         o_k = i_k * BK + tl.arange(0, BK)
         return tl.exp(tl.load(G + ((b * T + o_t[:, None]) * H + hh) * K + o_k[None, :],
                               mask=o_k[None, :] < K, other=0.0))
+
+
+@triton.jit
+def _gate_k(G, b, hh, t0, i_k, T, H, K, GATE: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr):
+    """e^G for the chunk's rows at key tile i_k: [BT, 1] (scalar gate) or [BT, BK]; padded rows use the last row."""
+    return _gate_rows(G, b, hh, t0, tl.minimum(t0 + BT, T) - 1, i_k, T, H, K, GATE, BT, BK)
+
+
+@triton.jit
+def _apply_tinv(k, v, G, Tinv, U, W, bt, b, hh, t0, T, H, K: tl.constexpr, V: tl.constexpr, GATE: tl.constexpr,
+                BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, PREC: tl.constexpr):
+    """U = Tinv (β v), W = Tinv (β k e^G) for one chunk, reading the finished Tinv [BT, BT] back."""
+    rows_c = t0 + tl.arange(0, BT)
+    ti_ = tl.load(Tinv + ((b * T + rows_c[:, None]) * H + hh) * BT + tl.arange(0, BT)[None, :],
+                  mask=rows_c[:, None] < T, other=0.0)
+    for i_v in range(tl.cdiv(V, BV)):
+        p_v = tl.make_block_ptr(v + (b * T * H + hh) * V, (T, V), (H * V, 1), (t0, i_v * BV), (BT, BV), (1, 0))
+        vb = tl.load(p_v, boundary_check=(0, 1)).to(tl.float32) * bt[:, None]
+        p_u = tl.make_block_ptr(U + (b * T * H + hh) * V, (T, V), (H * V, 1), (t0, i_v * BV), (BT, BV), (1, 0))
+        tl.store(p_u, tl.dot(ti_, vb, input_precision=PREC).to(U.dtype.element_ty), boundary_check=(0, 1))
+    for i_k in range(tl.cdiv(K, BK)):
+        p_k = tl.make_block_ptr(k + (b * T * H + hh) * K, (T, K), (H * K, 1), (t0, i_k * BK), (BT, BK), (1, 0))
+        kb = tl.load(p_k, boundary_check=(0, 1)).to(tl.float32) * bt[:, None]
+        if GATE != 0:
+            kb *= _gate_k(G, b, hh, t0, i_k, T, H, K, GATE, BT, BK)
+        p_w = tl.make_block_ptr(W + (b * T * H + hh) * K, (T, K), (H * K, 1), (t0, i_k * BK), (BT, BK), (1, 0))
+        tl.store(p_w, tl.dot(ti_, kb, input_precision=PREC).to(W.dtype.element_ty), boundary_check=(0, 1))
 
 
 @triton.jit
@@ -93,13 +124,8 @@ def fwd_prep(k, v, beta, G, Kp, Tinv, U, W, CH, T, H, K: tl.constexpr, V: tl.con
         rmask = o_r[:, None] < T
         p_Ti = Tinv + ((b * T + o_r[:, None]) * H + hh) * BT + o_c[None, :]
         a = tl.load(p_Ti, mask=rmask & (o_c[None, :] < i * BC), other=0.0)  # A_{i, <i}
-        x = -tl.load(Tinv + ((b * T + o_r[:, None]) * H + hh) * BT + i * BC + o_s[None, :], mask=rmask, other=0.0)
-        # forward substitution: row r of (I + A_ii)^{-1} − I is −A_r − Σ_j A_rj (row j of it)
-        for r in range(2, BC):
-            xr = tl.sum(tl.where(o_s[:, None] == r, x, 0.0), 0)
-            xr += tl.sum(xr[:, None] * x, 0)
-            x = tl.where(o_s[:, None] == r, xr[None, :], x)
-        dinv = x + (o_s[:, None] == o_s[None, :]).to(tl.float32)
+        dinv = _unit_lower_inverse(tl.load(Tinv + ((b * T + o_r[:, None]) * H + hh) * BT + i * BC + o_s[None, :],
+                                           mask=rmask, other=0.0), BC)
         # block row i of the inverse: Dinv_i (E_i − A_{i,<i} Tinv_{<i, :})
         prev = tl.load(p_T, mask=(o_c[:, None] < i * BC) & (rows_c[:, None] < T), other=0.0)
         e = ((i * BC + o_s)[:, None] == o_c[None, :]).to(tl.float32)
@@ -107,19 +133,7 @@ def fwd_prep(k, v, beta, G, Kp, Tinv, U, W, CH, T, H, K: tl.constexpr, V: tl.con
         tl.debug_barrier()
         tl.store(p_Ti, row, mask=rmask)
         tl.debug_barrier()
-    ti_ = tl.load(p_T, mask=rows_c[:, None] < T, other=0.0)
-    for i_v in range(tl.cdiv(V, BV)):
-        p_v = tl.make_block_ptr(v + (b * T * H + hh) * V, (T, V), (H * V, 1), (t0, i_v * BV), (BT, BV), (1, 0))
-        vb = tl.load(p_v, boundary_check=(0, 1)).to(tl.float32) * bt[:, None]
-        p_u = tl.make_block_ptr(U + (b * T * H + hh) * V, (T, V), (H * V, 1), (t0, i_v * BV), (BT, BV), (1, 0))
-        tl.store(p_u, tl.dot(ti_, vb, input_precision=PREC).to(U.dtype.element_ty), boundary_check=(0, 1))
-    for i_k in range(tl.cdiv(K, BK)):
-        p_k = tl.make_block_ptr(k + (b * T * H + hh) * K, (T, K), (H * K, 1), (t0, i_k * BK), (BT, BK), (1, 0))
-        kb = tl.load(p_k, boundary_check=(0, 1)).to(tl.float32) * bt[:, None]
-        if GATE != 0:
-            kb *= _gate_k(G, b, hh, t0, i_k, T, H, K, GATE, BT, BK)
-        p_w = tl.make_block_ptr(W + (b * T * H + hh) * K, (T, K), (H * K, 1), (t0, i_k * BK), (BT, BK), (1, 0))
-        tl.store(p_w, tl.dot(ti_, kb, input_precision=PREC).to(W.dtype.element_ty), boundary_check=(0, 1))
+    _apply_tinv(k, v, G, Tinv, U, W, bt, b, hh, t0, T, H, K, V, GATE, BT, BK, BV, PREC)
 
 
 @triton.jit
@@ -184,7 +198,7 @@ def _store_blk(p, x, b, hh, t, col, T, H, W: tl.constexpr, BC: tl.constexpr, BN:
 @triton.jit
 def fwd_prep4(k, v, beta, G, Kp, Tinv, U, W, CH, T, H, K: tl.constexpr, V: tl.constexpr,
               GATE: tl.constexpr, BT: tl.constexpr, BC: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
-              PREC: tl.constexpr, VARLEN: tl.constexpr):
+              PREC: tl.constexpr, VARLEN: tl.constexpr, LOWP: tl.constexpr = False):
     """``fwd_prep`` for chunks of four BC-row blocks (BT = 4·BC, the default 64), all in registers:
     the ten key-key blocks, the four diagonal inverses by forward substitution (independent, so they
     interleave), the six off-diagonal blocks of Tinv by block substitution with BC×BC products,
@@ -277,19 +291,18 @@ def fwd_prep4(k, v, beta, G, Kp, Tinv, U, W, CH, T, H, K: tl.constexpr, V: tl.co
     _store_blk(Tinv, t32, b, hh, t3, 2 * BC, T, H, BT, BC, BC, BT)
     _store_blk(Tinv, d3, b, hh, t3, 3 * BC, T, H, BT, BC, BC, BT)
     # U = Tinv (β v), W = Tinv (β k e^G), by blocks of rows
+    if LOWP:  # 16-bit products (the inverse's blocks rounded once)
+        d0, d1, d2, d3 = d0.to(v.dtype.element_ty), d1.to(v.dtype.element_ty), d2.to(v.dtype.element_ty), \
+            d3.to(v.dtype.element_ty)
+        t10, t20, t21 = t10.to(v.dtype.element_ty), t20.to(v.dtype.element_ty), t21.to(v.dtype.element_ty)
+        t30, t31, t32 = t30.to(v.dtype.element_ty), t31.to(v.dtype.element_ty), t32.to(v.dtype.element_ty)
     for i_v in range(tl.cdiv(V, BV)):
         x0 = _blk(v, b, hh, t0, i_v, T, H, V, BC, BV).to(tl.float32) * b0[:, None]
         x1 = _blk(v, b, hh, t1, i_v, T, H, V, BC, BV).to(tl.float32) * b1[:, None]
         x2 = _blk(v, b, hh, t2, i_v, T, H, V, BC, BV).to(tl.float32) * b2[:, None]
         x3 = _blk(v, b, hh, t3, i_v, T, H, V, BC, BV).to(tl.float32) * b3[:, None]
-        _store_blk(U, tl.dot(d0, x0, input_precision=PREC), b, hh, t0, i_v * BV, T, H, V, BC, BV, V)
-        _store_blk(U, tl.dot(t10, x0, input_precision=PREC) + tl.dot(d1, x1, input_precision=PREC),
-                   b, hh, t1, i_v * BV, T, H, V, BC, BV, V)
-        _store_blk(U, tl.dot(t20, x0, input_precision=PREC) + tl.dot(t21, x1, input_precision=PREC)
-                   + tl.dot(d2, x2, input_precision=PREC), b, hh, t2, i_v * BV, T, H, V, BC, BV, V)
-        _store_blk(U, tl.dot(t30, x0, input_precision=PREC) + tl.dot(t31, x1, input_precision=PREC)
-                   + tl.dot(t32, x2, input_precision=PREC) + tl.dot(d3, x3, input_precision=PREC),
-                   b, hh, t3, i_v * BV, T, H, V, BC, BV, V)
+        _tinv_times(d0, d1, d2, d3, t10, t20, t21, t30, t31, t32, x0, x1, x2, x3, U, b, hh, t0, i_v * BV, T, H,
+                    V, BC, BV, PREC)
     for i_k in range(tl.cdiv(K, BK)):
         x0 = _blk(k, b, hh, t0, i_k, T, H, K, BC, BK).to(tl.float32) * b0[:, None]
         x1 = _blk(k, b, hh, t1, i_k, T, H, K, BC, BK).to(tl.float32) * b1[:, None]
@@ -301,30 +314,40 @@ def fwd_prep4(k, v, beta, G, Kp, Tinv, U, W, CH, T, H, K: tl.constexpr, V: tl.co
             x2 *= tl.exp(g2)[:, None]
             x3 *= tl.exp(g3)[:, None]
         if GATE == 2:  # per-key gates; rows past T repeat the last row (their keys are 0)
-            o_k = i_k * BK + tl.arange(0, BK)
-            mk = o_k[None, :] < K
-            x0 *= tl.exp(tl.load(G + ((b * T + tl.minimum(t0 + o_s, last)[:, None]) * H + hh) * K + o_k[None, :], mask=mk, other=0.0))
-            x1 *= tl.exp(tl.load(G + ((b * T + tl.minimum(t1 + o_s, last)[:, None]) * H + hh) * K + o_k[None, :], mask=mk, other=0.0))
-            x2 *= tl.exp(tl.load(G + ((b * T + tl.minimum(t2 + o_s, last)[:, None]) * H + hh) * K + o_k[None, :], mask=mk, other=0.0))
-            x3 *= tl.exp(tl.load(G + ((b * T + tl.minimum(t3 + o_s, last)[:, None]) * H + hh) * K + o_k[None, :], mask=mk, other=0.0))
-        _store_blk(W, tl.dot(d0, x0, input_precision=PREC), b, hh, t0, i_k * BK, T, H, K, BC, BK, K)
-        _store_blk(W, tl.dot(t10, x0, input_precision=PREC) + tl.dot(d1, x1, input_precision=PREC),
-                   b, hh, t1, i_k * BK, T, H, K, BC, BK, K)
-        _store_blk(W, tl.dot(t20, x0, input_precision=PREC) + tl.dot(t21, x1, input_precision=PREC)
-                   + tl.dot(d2, x2, input_precision=PREC), b, hh, t2, i_k * BK, T, H, K, BC, BK, K)
-        _store_blk(W, tl.dot(t30, x0, input_precision=PREC) + tl.dot(t31, x1, input_precision=PREC)
-                   + tl.dot(t32, x2, input_precision=PREC) + tl.dot(d3, x3, input_precision=PREC),
-                   b, hh, t3, i_k * BK, T, H, K, BC, BK, K)
+            x0 *= _gate_rows(G, b, hh, t0, last, i_k, T, H, K, GATE, BC, BK)
+            x1 *= _gate_rows(G, b, hh, t1, last, i_k, T, H, K, GATE, BC, BK)
+            x2 *= _gate_rows(G, b, hh, t2, last, i_k, T, H, K, GATE, BC, BK)
+            x3 *= _gate_rows(G, b, hh, t3, last, i_k, T, H, K, GATE, BC, BK)
+        _tinv_times(d0, d1, d2, d3, t10, t20, t21, t30, t31, t32, x0, x1, x2, x3, W, b, hh, t0, i_k * BK, T, H,
+                    K, BC, BK, PREC)
 
 
 @triton.jit
-def bwd_delta(k, v, beta, G, h, du, Tinv, Kp, dk, dG, dKp, dv, dbeta, CH, T, H, K: tl.constexpr, V: tl.constexpr, NT,
-              GATE: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, PREC: tl.constexpr,
-              VARLEN: tl.constexpr):
-    """dv, dβ; dk += the W and Kp parts (GATE 2: the W part only, dKp stored); dG += their gate parts.
+def _tinv_times(d0, d1, d2, d3, t10, t20, t21, t30, t31, t32, x0, x1, x2, x3, P, b, hh, t0, col, T, H,
+                N: tl.constexpr, BC: tl.constexpr, BN: tl.constexpr, PREC: tl.constexpr):
+    """Store Tinv [x0; x1; x2; x3] (Tinv by its four diagonal and six lower BC×BC blocks; x by BC-row
+    blocks of BN columns) at rows t0.. and columns col.. of P [B, T, H, N]; x takes the blocks' dtype."""
+    x0, x1, x2, x3 = x0.to(d0.dtype), x1.to(d0.dtype), x2.to(d0.dtype), x3.to(d0.dtype)
+    _store_blk(P, tl.dot(d0, x0, input_precision=PREC), b, hh, t0, col, T, H, N, BC, BN, N)
+    _store_blk(P, tl.dot(t10, x0, input_precision=PREC) + tl.dot(d1, x1, input_precision=PREC),
+               b, hh, t0 + BC, col, T, H, N, BC, BN, N)
+    _store_blk(P, tl.dot(t20, x0, input_precision=PREC) + tl.dot(t21, x1, input_precision=PREC)
+               + tl.dot(d2, x2, input_precision=PREC), b, hh, t0 + 2 * BC, col, T, H, N, BC, BN, N)
+    _store_blk(P, tl.dot(t30, x0, input_precision=PREC) + tl.dot(t31, x1, input_precision=PREC)
+               + tl.dot(t32, x2, input_precision=PREC) + tl.dot(d3, x3, input_precision=PREC),
+               b, hh, t0 + 3 * BC, col, T, H, N, BC, BN, N)
 
-    ``dk`` (fp32) holds the output/state-pass part of dk on entry and is updated in place.
-    Three phases: U's side (V tiles), W's side (K tiles, each looping V for du hᵀ), A's side.
+
+@triton.jit
+def bwd_delta(k, v, beta, G, dW, du, Tinv, Kp, dk, dko, dG, dKp, dv, dbeta, CH, T, H, K: tl.constexpr,
+              V: tl.constexpr, GATE: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
+              PREC: tl.constexpr, VARLEN: tl.constexpr):
+    """dv, dβ; dk = dk (fp32, the output/state-pass part) + the W and Kp parts, stored in ``dko``
+    (GATE 2: the W part only, in place, with dKp stored); dG += their gate parts.
+
+    With X = [du vᵀ − dW (k ⊙ e^G)ᵀ] diag(β) (``dW = du hᵀ`` from ``_output.bwd_dqk``), dR Rᵀ = Tinvᵀ X,
+    so the strictly lower ``dA = −Tinvᵀ X Tinvᵀ`` needs one pass over V and one over K; a second pass
+    over K then writes each dk tile once.
     """
     n, i_bh = tl.program_id(0), tl.program_id(1)
     b, hh = i_bh // H, i_bh % H
@@ -334,70 +357,79 @@ def bwd_delta(k, v, beta, G, h, du, Tinv, Kp, dk, dG, dKp, dv, dbeta, CH, T, H, 
     o_c = tl.arange(0, BT)
     rows = t0 + o_c
     rvalid = rows < T
+    strict = (o_c[:, None] > o_c[None, :]) & rvalid[:, None]
     ti_ = tl.load(Tinv + ((b * T + rows[:, None]) * H + hh) * BT + o_c[None, :], mask=rvalid[:, None], other=0.0)
     bt = tl.load(beta + (b * T + rows) * H + hh, mask=rvalid, other=0.0).to(tl.float32)
-    M = tl.zeros([BT, BT], dtype=tl.float32)  # dR Rᵀ
+    X = tl.zeros([BT, BT], dtype=tl.float32)
     db = tl.zeros([BT], dtype=tl.float32)
-    dgr = tl.zeros([BT], dtype=tl.float32)  # scalar-gate dG
-    for i_v in range(tl.cdiv(V, BV)):
+    for i_v in range(tl.cdiv(V, BV)):  # U's side: dR_U = Tinvᵀ du
         p_du = tl.make_block_ptr(du + (b * T * H + hh) * V, (T, V), (H * V, 1), (t0, i_v * BV), (BT, BV), (1, 0))
         p_v = tl.make_block_ptr(v + (b * T * H + hh) * V, (T, V), (H * V, 1), (t0, i_v * BV), (BT, BV), (1, 0))
-        dRU = tl.dot(tl.trans(ti_), tl.load(p_du, boundary_check=(0, 1)), input_precision=PREC)
-        vv = tl.load(p_v, boundary_check=(0, 1)).to(tl.float32)
+        dut = tl.load(p_du, boundary_check=(0, 1))
+        vv = tl.load(p_v, boundary_check=(0, 1))
+        dRU = tl.dot(tl.trans(ti_), dut.to(tl.float32), input_precision=PREC)
         p_dv = tl.make_block_ptr(dv + (b * T * H + hh) * V, (T, V), (H * V, 1), (t0, i_v * BV), (BT, BV), (1, 0))
         tl.store(p_dv, (dRU * bt[:, None]).to(dv.dtype.element_ty), boundary_check=(0, 1))
-        db += tl.sum(vv * dRU, 1)
-        M += tl.dot(dRU, tl.trans(vv * bt[:, None]), input_precision=PREC)
-    for i_k in range(tl.cdiv(K, BK)):
-        dXW = tl.zeros([BT, BK], dtype=tl.float32)  # du hᵀ = −dW
-        for i_v in range(tl.cdiv(V, BV)):
-            p_du = tl.make_block_ptr(du + (b * T * H + hh) * V, (T, V), (H * V, 1), (t0, i_v * BV), (BT, BV), (1, 0))
-            p_hT = tl.make_block_ptr(h + (i_bh * NT + n) * K * V, (V, K), (1, V), (i_v * BV, i_k * BK), (BV, BK), (0, 1))
-            hT = tl.load(p_hT, boundary_check=(0, 1))
-            dXW += tl.dot(tl.load(p_du, boundary_check=(0, 1)).to(hT.dtype), hT, input_precision=PREC)
-        dRW = -tl.dot(tl.trans(ti_), dXW, input_precision=PREC)
+        db += tl.sum(vv.to(tl.float32) * dRU, 1)
+        X += tl.dot(dut.to(vv.dtype), tl.trans(vv), input_precision=PREC)
+    kp = tl.zeros([BT, BT], dtype=tl.float32)
+    for i_k in range(tl.cdiv(K, BK)):  # W's side of X; the key-key products
+        p_dw = tl.make_block_ptr(dW + (b * T * H + hh) * K, (T, K), (H * K, 1), (t0, i_k * BK), (BT, BK), (1, 0))
         p_k = tl.make_block_ptr(k + (b * T * H + hh) * K, (T, K), (H * K, 1), (t0, i_k * BK), (BT, BK), (1, 0))
-        kk = tl.load(p_k, boundary_check=(0, 1)).to(tl.float32)
-        dkW = dRW * bt[:, None]
+        kk = tl.load(p_k, boundary_check=(0, 1))
+        kg = kk
         if GATE != 0:
-            eg = _gate_k(G, b, hh, t0, i_k, T, H, K, GATE, BT, BK)
-            kg = kk * eg
-            dkW *= eg
-        else:
-            kg = kk
-        db += tl.sum(kg * dRW, 1)
-        M += tl.dot(dRW, tl.trans(kg * bt[:, None]), input_precision=PREC)
-        p_dk = tl.make_block_ptr(dk + (b * T * H + hh) * K, (T, K), (H * K, 1), (t0, i_k * BK), (BT, BK), (1, 0))
-        tl.store(p_dk, tl.load(p_dk, boundary_check=(0, 1)) + dkW, boundary_check=(0, 1))
-        if GATE == 2:
-            p_g = tl.make_block_ptr(dG + (b * T * H + hh) * K, (T, K), (H * K, 1), (t0, i_k * BK), (BT, BK), (1, 0))
-            tl.store(p_g, tl.load(p_g, boundary_check=(0, 1)) + kk * dkW, boundary_check=(0, 1))
+            kg = (kk.to(tl.float32) * _gate_k(G, b, hh, t0, i_k, T, H, K, GATE, BT, BK)).to(kk.dtype)
+        X -= tl.dot(tl.load(p_dw, boundary_check=(0, 1)).to(kk.dtype), tl.trans(kg), input_precision=PREC)
+        if GATE != 2:
+            kp += tl.dot(kk, tl.trans(kk), input_precision=PREC)
+    X *= bt[None, :]
+    dA = tl.where(strict, -tl.dot(tl.dot(tl.trans(ti_), X, input_precision=PREC), tl.trans(ti_),
+                                  input_precision=PREC), 0.0)
+    if GATE == 2:
+        kp = _kpair(k, G, Kp, b, hh, t0, T, H, K, GATE, BT, BK, PREC)
+    else:
+        dec = tl.zeros([BT, BT], dtype=tl.float32) + 1.0
         if GATE == 1:
-            dgr += tl.sum(kk * dkW, 1)
-    strict = (o_c[:, None] > o_c[None, :]) & rvalid[:, None]
-    dA = tl.where(strict, -tl.dot(M, tl.trans(ti_), input_precision=PREC), 0.0)
-    kp = _kpair(k, G, Kp, b, hh, t0, T, H, K, GATE, BT, BK, PREC)
+            g = tl.load(G + (b * T + rows) * H + hh, mask=rvalid, other=0.0)
+            dec = tl.exp(tl.where(strict, g[:, None] - g[None, :], float("-inf")))
+        kp = tl.where(strict, kp * dec, 0.0)
     db += tl.sum(dA * kp, 1)
     dkp = dA * bt[:, None]
     if GATE == 2:
         tl.store(dKp + ((b * T + rows[:, None]) * H + hh) * BT + o_c[None, :], dkp, mask=rvalid[:, None])
     else:
-        if GATE == 1:
-            g = tl.load(G + (b * T + rows) * H + hh, mask=rvalid, other=0.0)
-            dkp *= tl.exp(tl.where(strict, g[:, None] - g[None, :], float("-inf")))
-        tl.debug_barrier()  # dk tiles were written above by other threads
-        for i_k in range(tl.cdiv(K, BK)):
-            p_k = tl.make_block_ptr(k + (b * T * H + hh) * K, (T, K), (H * K, 1), (t0, i_k * BK), (BT, BK), (1, 0))
-            kk = tl.load(p_k, boundary_check=(0, 1))
+        dkp *= dec
+    dgr = tl.zeros([BT], dtype=tl.float32)  # scalar-gate dG
+    for i_k in range(tl.cdiv(K, BK)):  # dR_W = −Tinvᵀ dW; each dk tile written once
+        p_dw = tl.make_block_ptr(dW + (b * T * H + hh) * K, (T, K), (H * K, 1), (t0, i_k * BK), (BT, BK), (1, 0))
+        p_k = tl.make_block_ptr(k + (b * T * H + hh) * K, (T, K), (H * K, 1), (t0, i_k * BK), (BT, BK), (1, 0))
+        kk = tl.load(p_k, boundary_check=(0, 1))
+        dRW = -tl.dot(tl.trans(ti_), tl.load(p_dw, boundary_check=(0, 1)).to(tl.float32), input_precision=PREC)
+        dkW = dRW * bt[:, None]
+        k32 = kk.to(tl.float32)
+        if GATE != 0:
+            eg = _gate_k(G, b, hh, t0, i_k, T, H, K, GATE, BT, BK)
+            db += tl.sum(k32 * eg * dRW, 1)
+            dkW *= eg
+        else:
+            db += tl.sum(k32 * dRW, 1)
+        p_dk = tl.make_block_ptr(dk + (b * T * H + hh) * K, (T, K), (H * K, 1), (t0, i_k * BK), (BT, BK), (1, 0))
+        acc = tl.load(p_dk, boundary_check=(0, 1)) + dkW
+        if GATE == 2:
+            p_g = tl.make_block_ptr(dG + (b * T * H + hh) * K, (T, K), (H * K, 1), (t0, i_k * BK), (BT, BK), (1, 0))
+            tl.store(p_g, tl.load(p_g, boundary_check=(0, 1)) + k32 * dkW, boundary_check=(0, 1))
+        else:
             dkr = tl.dot(dkp.to(kk.dtype), kk, input_precision=PREC)
             dkc = tl.dot(tl.trans(dkp).to(kk.dtype), kk, input_precision=PREC)
-            p_dk = tl.make_block_ptr(dk + (b * T * H + hh) * K, (T, K), (H * K, 1), (t0, i_k * BK), (BT, BK), (1, 0))
-            tl.store(p_dk, tl.load(p_dk, boundary_check=(0, 1)) + dkr + dkc, boundary_check=(0, 1))
+            acc += dkr + dkc
             if GATE == 1:
-                dgr += tl.sum(kk.to(tl.float32) * (dkr - dkc), 1)
-        if GATE == 1:
-            p_g = dG + (b * T + rows) * H + hh
-            tl.store(p_g, tl.load(p_g, mask=rvalid, other=0.0) + dgr, mask=rvalid)
+                dgr += tl.sum(k32 * (dkW + dkr - dkc), 1)
+        p_dko = tl.make_block_ptr(dko + (b * T * H + hh) * K, (T, K), (H * K, 1), (t0, i_k * BK), (BT, BK), (1, 0))
+        tl.store(p_dko, acc.to(dko.dtype.element_ty), boundary_check=(0, 1))
+    if GATE == 1:
+        p_g = dG + (b * T + rows) * H + hh
+        tl.store(p_g, tl.load(p_g, mask=rvalid, other=0.0) + dgr, mask=rvalid)
     tl.store(dbeta + (b * T + rows) * H + hh, db, mask=rvalid)
 
 
@@ -420,26 +452,30 @@ def prep(k, v, beta, G, Kp, gate, C, prec, chunks=None):
     chunks = chunks or Chunks(triton.cdiv(T, C), B, False)
     Tinv = torch.empty(B, T, H, C, device=k.device, dtype=torch.float32)
     U, W = torch.empty_like(v), torch.empty_like(k)
-    kernel = fwd_prep4 if C == 4 * BC and CONFIG["prep4"] else fwd_prep  # the default chunk: all in registers
+    four = C == 4 * BC and CONFIG["prep4"]  # the default chunk: the inverse in registers
+    lowp = CONFIG["uw_lowp"] and k.dtype != torch.float32
+    kernel, extra = (fwd_prep4, {"LOWP": lowp}) if four else (fwd_prep, {})
     kernel[(chunks.NT, B * H)](
         k, v, beta, G if G is not None else k, Kp if Kp is not None else k, Tinv, U, W, chunks.args(k)[0], T, H, K, V,
         GATE=gate, BT=C, BC=BC, BK=_tile(K, CONFIG["bk"]), BV=_tile(V, CONFIG["bv"]), PREC=prec,
-        VARLEN=chunks.varlen, num_warps=CONFIG["prep_warps"])
+        VARLEN=chunks.varlen, num_warps=CONFIG["prep_warps"], **extra)
     return Tinv, U, W
 
 
-def backward(k, v, beta, G, h, du, Tinv, Kp, dk32, dG, gate, C, prec, chunks=None):
-    """dv, dβ (fp32) and, in place, dk32 (+ W and Kp parts; GATE 2: + W part, returns dKp) and dG."""
+def backward(k, v, beta, G, dW, du, Tinv, Kp, dk32, dG, gate, C, prec, chunks=None):
+    """dv, dβ (fp32), dk and dKp (GATE 2; else None). ``dk32`` (fp32) holds the output/state-pass part
+    of dk; the result is it plus the W and Kp parts in k's dtype (GATE 2: plus the W part, fp32, in
+    place: ``_gla.bwd_intra`` adds the Kp part from dKp). dG is updated in place."""
     B, T, H, K = k.shape
     V = v.shape[-1]
     chunks = chunks or Chunks(triton.cdiv(T, C), B, False)
-    NT = chunks.NT
     dv = torch.empty_like(v)
     dbeta = torch.empty(B, T, H, device=k.device, dtype=torch.float32)
     dKp = torch.empty(B, T, H, C, device=k.device, dtype=torch.float32) if gate == 2 else None
-    bwd_delta[(NT, B * H)](
-        k, v, beta, G if G is not None else k, h, du, Tinv, Kp if Kp is not None else k, dk32,
-        dG if dG is not None else k, dKp if dKp is not None else k, dv, dbeta, chunks.args(k)[0], T, H, K, V, NT,
+    dk = dk32 if gate == 2 else torch.empty_like(k)
+    bwd_delta[(chunks.NT, B * H)](
+        k, v, beta, G if G is not None else k, dW, du, Tinv, Kp if Kp is not None else k, dk32, dk,
+        dG if dG is not None else k, dKp if dKp is not None else k, dv, dbeta, chunks.args(k)[0], T, H, K, V,
         GATE=gate, BT=C, BK=_tile(K, CONFIG["bk"]), BV=_tile(V, CONFIG["bv"]), PREC=prec,
         VARLEN=chunks.varlen, num_warps=CONFIG["bwd_warps"])
-    return dv, dbeta, dKp
+    return dv, dbeta, dk, dKp

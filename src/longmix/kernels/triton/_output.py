@@ -133,14 +133,16 @@ def bwd_dv(q, k, G, A, do, dh, dv, CH, T, H, K: tl.constexpr, V: tl.constexpr, N
 
 
 @triton.jit
-def bwd_dqk(q, k, v, G, h, do, dh, dq, dk, dG, dA, CH, T, H, K: tl.constexpr, V: tl.constexpr, NT,
+def bwd_dqk(q, k, v, G, h, do, dh, dq, dk, dG, dA, du, dW, CH, T, H, K: tl.constexpr, V: tl.constexpr, NT,
             GATE: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, PREC: tl.constexpr,
-            VARLEN: tl.constexpr):
+            VARLEN: tl.constexpr, DELTA: tl.constexpr = False):
     """dq, dk and ∂L/∂G; grid (K tiles, chunks, B·H).
 
     GATE 0/1: complete dq, dk; dG (GATE 1) gets one partial row per K tile, [NK, B, T, H].
     GATE 2: writes the inter-chunk parts of dq, dk, the chunk's ``dA = dO vᵀ`` and the
     last-row term of dG ([B, T, H, K]); ``_gla.bwd_intra`` adds the rest.
+    ``DELTA``: v holds the delta rule's u, and ``dW = du h[n]ᵀ`` (minus the gradient of W,
+    from ``u = U − W h[n]``) is written too, while h[n] is loaded anyway.
     """
     i_k, n, i_bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     b, hh = i_bh // H, i_bh % H
@@ -154,6 +156,7 @@ def bwd_dqk(q, k, v, G, h, do, dh, dq, dk, dG, dA, CH, T, H, K: tl.constexpr, V:
     dqa = tl.zeros([BT, BK], dtype=tl.float32)
     dka = tl.zeros([BT, BK], dtype=tl.float32)
     hdh = tl.zeros([BK], dtype=tl.float32)
+    dxw = tl.zeros([BT, BK], dtype=tl.float32)
     for i_v in range(tl.cdiv(V, BV)):
         p_v = tl.make_block_ptr(v + (b * T * H + hh) * V, (T, V), (H * V, 1), (t0, i_v * BV), (BT, BV), (1, 0))
         p_do = tl.make_block_ptr(do + (b * T * H + hh) * V, (T, V), (H * V, 1), (t0, i_v * BV), (BT, BV), (1, 0))
@@ -168,6 +171,12 @@ def bwd_dqk(q, k, v, G, h, do, dh, dq, dk, dG, dA, CH, T, H, K: tl.constexpr, V:
         dka += tl.dot(vv, dhT, input_precision=PREC)
         if GATE != 0:
             hdh += tl.sum(hT.to(tl.float32) * dhT.to(tl.float32), 0)
+        if DELTA:
+            p_du = tl.make_block_ptr(du + (b * T * H + hh) * V, (T, V), (H * V, 1), (t0, i_v * BV), (BT, BV), (1, 0))
+            dxw += tl.dot(tl.load(p_du, boundary_check=(0, 1)).to(hT.dtype), hT, input_precision=PREC)
+    if DELTA:
+        p_dw = tl.make_block_ptr(dW + (b * T * H + hh) * K, (T, K), (H * K, 1), (t0, i_k * BK), (BT, BK), (1, 0))
+        tl.store(p_dw, dxw.to(dW.dtype.element_ty), boundary_check=(0, 1))
     p_q = tl.make_block_ptr(q + (b * T * H + hh) * K, (T, K), (H * K, 1), (t0, i_k * BK), (BT, BK), (1, 0))
     p_k = tl.make_block_ptr(k + (b * T * H + hh) * K, (T, K), (H * K, 1), (t0, i_k * BK), (BT, BK), (1, 0))
     qq = tl.load(p_q, boundary_check=(0, 1))

@@ -123,7 +123,7 @@ def bwd_states(q, do, G, dh, dsT, ds0, k, W, du, CU, CO, T, H, K: tl.constexpr, 
                 kT = (kT * wk).to(dO.dtype)
             p_du = tl.make_block_ptr(du + (b * T * H + hh) * V, (Te, V), (H * V, 1), (t0, i_v * BV), (BT, BV), (1, 0))
             d_u = tl.load(p_du, boundary_check=(0, 1)) + tl.dot(tl.trans(kT), dS.to(dO.dtype), input_precision=PREC)
-            tl.store(p_du, d_u, boundary_check=(0, 1))
+            tl.store(p_du, d_u.to(du.dtype.element_ty), boundary_check=(0, 1))
         if GATE != 0:
             w, d_last = _gate_q_T(G, b, hh, t0, i_k, Te, H, K, GATE, BT, BK)
             dS *= d_last

@@ -19,7 +19,8 @@ Delta rule (``beta`` given; ``_delta``): before step 2, ``_delta.prep`` solves e
 triangular system for ``U, W`` (per-key gates: its key-key matrix from ``_gla.fwd_intra(k, k)``);
 step 2 runs with ``DELTA`` and also writes ``u = U − W h[n]``, which step 4 reads instead of v.
 Backward: ``bwd_dv`` gives ``Pᵀ dO``, the reverse state pass turns it into ``du``, ``bwd_dqk``
-(v → u) gives dq and part of dk, dG, and ``_delta.backward`` the rest plus dv and dβ.
+(v → u) gives dq and part of dk, dG, and ``dW = du h[n]ᵀ``, and ``_delta.backward`` the rest plus
+dv and dβ.
 
 Inputs fp16/bf16/fp32 (fp32 products are IEEE unless ``torch.set_float32_matmul_precision``
 allows TF32, see ``_prec``); states and
@@ -48,9 +49,16 @@ _interp.apply()
 # state_min_programs: the sequential state kernels shrink their K/V tiles (down to 32) until
 # B·H·tiles reaches this many programs, so long single sequences still fill the GPU.
 CONFIG = {"state_bk": 64, "state_bv": 64, "state_warps": 4, "state_min_programs": 256, "state_bv_delta": 64,
-          # pipeline depth of the delta-rule state kernels (all of K in one tile: 3 stages overflow shared memory)
+          # pipeline depth of the delta-rule state kernels (all of K in one tile: 3 stages overflow shared memory).
+          # The reverse pass tuned apart (V tile 32/64, 2/4/8 warps, 1-3 stages) lands on the forward's values;
+          # 1 stage timed 0.97x there but gave DeltaNet's dk, dv and dβ 95% relative error in bf16 on an H200
+          # (Triton 3.6 miscompiles that ungated kernel; tests/test_cuda.py catches it)
           "state_stages_delta": 2, "state_stages_delta_key": 1, "out_bk": 64, "out_bv": 64, "out_warps": 4,
-          "bwd_bk": 64, "bwd_bv": 64, "bwd_warps": 4}
+          "bwd_bk": 64, "bwd_bv": 64, "bwd_warps": 4,
+          # bwd_dqk of the delta rule (it also writes du h[n]ᵀ: one more accumulator). All of K in one tile
+          # with 8 warps: DeltaNet forward+backward 0.92x the time of (64, 4); KDA (per-key gates) 1.01x, so
+          # it keeps (64, 4) (H200, B=16, T=2K, benchmarks/results/2026-11-26-h200-delta-backward/tune.jsonl)
+          "dqk_bk_delta": 128, "dqk_warps_delta": 8, "dqk_bk_delta_key": 64, "dqk_warps_delta_key": 4}
 
 
 _tile = _delta._tile
@@ -75,9 +83,11 @@ def _state_tiles(BH: int, K: int, V: int, delta: bool = False) -> tuple[int, int
 
 
 def _stages(gate: int, delta: bool) -> dict:
-    if not delta:
-        return {}
-    return {"num_stages": CONFIG["state_stages_delta_key" if gate == 2 else "state_stages_delta"]}
+    """Launch options of the sequential state kernels: warps, and the delta rule's pipeline depth."""
+    opts = {"num_warps": CONFIG["state_warps"]}
+    if delta:
+        opts["num_stages"] = CONFIG["state_stages_delta_key" if gate == 2 else "state_stages_delta"]
+    return opts
 
 
 def _prec(x: torch.Tensor) -> str:
@@ -115,7 +125,7 @@ def _forward(q, k, v, G, gate, s0, C, want_state, beta=None, scale=1.0, chunks: 
     _state.fwd_states[(triton.cdiv(K, bk), triton.cdiv(V, bv), NS)](
         k, U, Gp, h, s0 if s0 is not None else q, sT if sT is not None else q, W, u, CU, CO, T, H, K, V, NT,
         GATE=gate, HAS_S0=s0 is not None, STORE_ST=want_state, DELTA=beta is not None, BT=C, BK=bk, BV=bv,
-        PREC=prec, VARLEN=vl, num_warps=CONFIG["state_warps"], **_stages(gate, beta is not None))
+        PREC=prec, VARLEN=vl, **_stages(gate, beta is not None))
     vo = delta["u"] if beta is not None else v  # the values the output reads
     if gate == 2 and A is None:
         A = _gla.fwd_intra(q, k, G, C, prec, chunks=chunks)
@@ -139,10 +149,12 @@ def _backward(q, k, v, G, gate, h, A, do, dsT, has_s0, C, beta=None, delta=None,
     dh = q.new_empty(B, H, NT, K, V)
     ds0 = q.new_empty(chunks.N, H, K, V, dtype=torch.float32) if has_s0 else None
     bk, bv = _tile(K, CONFIG["bwd_bk"]), _tile(V, CONFIG["bwd_bv"])
-    NK = triton.cdiv(K, bk)
     is_delta = beta is not None
-    if is_delta:  # du starts as Pᵀ dO; the reverse state pass adds (k ⊙ e^{G_last − G}) dS
-        du = torch.empty(B, T, H, V, device=q.device, dtype=torch.float32)
+    dqk = "_key" if gate == 2 else ""
+    qbk = _tile(K, CONFIG["dqk_bk_delta" + dqk]) if is_delta else bk  # bwd_dqk's K tile (the delta rule: + dW)
+    NK = triton.cdiv(K, qbk)
+    if is_delta:  # du starts as Pᵀ dO; the reverse state pass adds (k ⊙ e^{G_last − G}) dS (in v's dtype, as U)
+        du = torch.empty_like(v)
         _output.bwd_dv[(triton.cdiv(V, bv), NT, B * H)](
             q, k, Gp, A if A is not None else q, do, dh, du, CH, T, H, K, V, NT,
             GATE=gate, BT=C, BK=bk, BV=bv, PREC=prec, VARLEN=vl, HAS_DH=False, num_warps=CONFIG["bwd_warps"])
@@ -156,7 +168,7 @@ def _backward(q, k, v, G, gate, h, A, do, dsT, has_s0, C, beta=None, delta=None,
         q, do, Gp, dh, dsT if dsT is not None else q, ds0 if ds0 is not None else q,
         k, delta["W"] if is_delta else q, du, CU, CO, T, H, K, V, NT,
         GATE=gate, HAS_DST=dsT is not None, STORE_DS0=has_s0, DELTA=is_delta, BT=C, BK=sbk, BV=sbv, PREC=prec,
-        VARLEN=vl, num_warps=CONFIG["state_warps"], **_stages(gate, is_delta))
+        VARLEN=vl, **_stages(gate, is_delta))
     if not is_delta:
         dv = torch.empty_like(v)
         _output.bwd_dv[(triton.cdiv(V, bv), NT, B * H)](
@@ -172,23 +184,23 @@ def _backward(q, k, v, G, gate, h, A, do, dsT, has_s0, C, beta=None, delta=None,
     else:
         dG = torch.empty(NK, B, T, H, device=q.device, dtype=torch.float32) if gate == 1 else q
         dA, dq32, dk32 = q, dq, dk
+    dW = torch.empty_like(k) if is_delta else q  # du h[n]ᵀ, for _delta.backward
     _output.bwd_dqk[(NK, NT, B * H)](
-        q, k, v_out, Gp, h, do, dh, dq32, dk32, dG, dA, CH, T, H, K, V, NT,
-        GATE=gate, BT=C, BK=bk, BV=bv, PREC=prec, VARLEN=vl, num_warps=CONFIG["bwd_warps"])
+        q, k, v_out, Gp, h, do, dh, dq32, dk32, dG, dA, du, dW, CH, T, H, K, V, NT,
+        GATE=gate, BT=C, BK=qbk, BV=bv, PREC=prec, VARLEN=vl, DELTA=is_delta,
+        num_warps=CONFIG["dqk_warps_delta" + dqk if is_delta else "bwd_warps"])
     if gate == 2:
         _gla.bwd_intra(q, k, G, dA, dq32, dk32, dG, dq, dk, C, prec, chunks=chunks)
     elif gate == 1:
         dG = dG.sum(0)
     dbeta = None
     if is_delta:
-        dv, dbeta, dKp = _delta.backward(k, v, beta, G, h, du, delta["Tinv"], delta["Kp"], dk,
-                                         dG if gate else None, gate, C, prec, chunks)
+        dv, dbeta, dk, dKp = _delta.backward(k, v, beta, G, dW, du, delta["Tinv"], delta["Kp"], dk,
+                                             dG if gate else None, gate, C, prec, chunks)
         if gate == 2:
             dk_out = torch.empty_like(k)
             _gla.bwd_intra(k, k, G, dKp, dk, dk, dG, dk_out, dk_out, C, prec, self_pair=True, chunks=chunks)
             dk = dk_out
-        else:
-            dk = dk.to(k.dtype)
     dg = chunk_cumsum(dG, C, reverse=True, chunks=chunks) if gate else None
     return dq, dk, dv, dg, ds0, dbeta
 
