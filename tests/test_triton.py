@@ -203,7 +203,8 @@ def test_delta_four_block_prep_16_bit_products(gate, monkeypatch):
         monkeypatch.setitem(_delta.CONFIG, "uw_lowp", lowp)
         got = _delta.prep(k, v, beta, G, Kp, gid, 64, "tf32")
         errs[lowp] = [_rel(a.float().cpu(), e) for a, e in zip(got, exact)]
-    assert errs[True][0] == errs[False][0], errs  # Tinv itself is the same fp32 solve
+    # Tinv: the same fp32 solve, stored rounded to fp16 (relative rounding ≤ 2^-11 per entry)
+    assert errs[True][0] <= errs[False][0] + 2 ** -11, errs
     for name, e, e_full in zip(("U", "W"), errs[True][1:], errs[False][1:]):
         # the full-precision products' error is the fp16 output's rounding (2e-4); rounding the blocks and
         # β·x adds about as much again (3e-4 to 5e-4 seen)

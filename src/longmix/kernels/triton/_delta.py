@@ -14,6 +14,9 @@ and the state pass (``_state``, ``DELTA``) writes ``u = U − W S`` instead of v
   All in fp32 (``Tinv`` is stored fp32 for the backward). ``fwd_prep4`` does the same for the
   default 64-token chunk (four blocks) without the global round trips: the ten 16×16 key-key
   blocks, the four diagonal inverses and the six off-diagonal blocks of ``Tinv`` stay in registers.
+  For 16-bit inputs it rounds the inverse's blocks to the inputs' dtype once (as fla does) and
+  forms U and W with 16-bit products; ``Tinv`` is then stored in that dtype too (the backward
+  reads the inverse the forward applied, in half the memory).
 * ``bwd_delta``: given ``du`` (from the reverse state pass) and ``du hᵀ`` (written by
   ``_output.bwd_dqk``, which loads the entering states ``h`` anyway): ``dU = du``,
   ``dW = −du hᵀ``, ``dR = Tinvᵀ [dU | dW]``, ``dA = −(dR Rᵀ) Tinvᵀ`` (strictly lower,
@@ -273,7 +276,7 @@ def fwd_prep4(k, v, beta, G, Kp, Tinv, U, W, CH, T, H, K: tl.constexpr, V: tl.co
     t20 = -_dot(d2, _dot(a20, d0) + _dot(a21, t10))
     t31 = -_dot(d3, _dot(a31, d1) + _dot(a32, t21))
     t30 = -_dot(d3, _dot(a30, d0) + _dot(a31, t10) + _dot(a32, t20))
-    # Tinv (fp32, for the backward), upper blocks zero
+    # Tinv (for the backward, in Tinv's dtype), upper blocks zero
     _store_blk(Tinv, d0, b, hh, t0, 0, T, H, BT, BC, BC, BT)
     _store_blk(Tinv, z, b, hh, t0, BC, T, H, BT, BC, BC, BT)
     _store_blk(Tinv, z, b, hh, t0, 2 * BC, T, H, BT, BC, BC, BT)
@@ -339,11 +342,11 @@ def _tinv_times(d0, d1, d2, d3, t10, t20, t21, t30, t31, t32, x0, x1, x2, x3, P,
 
 
 @triton.jit
-def bwd_delta(k, v, beta, G, dW, du, Tinv, Kp, dk, dko, dG, dKp, dv, dbeta, CH, T, H, K: tl.constexpr,
+def bwd_delta(k, v, beta, G, dW, du, Tinv, Kp, dk, dG, dKp, dv, dbeta, CH, T, H, K: tl.constexpr,
               V: tl.constexpr, GATE: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
               PREC: tl.constexpr, VARLEN: tl.constexpr):
-    """dv, dβ; dk = dk (fp32, the output/state-pass part) + the W and Kp parts, stored in ``dko``
-    (GATE 2: the W part only, in place, with dKp stored); dG += their gate parts.
+    """dv, dβ; dk (the output/state-pass part on entry) += the W and Kp parts, in place (GATE 2: the W
+    part only, with dKp stored); dG += their gate parts.
 
     With X = [du vᵀ − dW (k ⊙ e^G)ᵀ] diag(β) (``dW = du hᵀ`` from ``_output.bwd_dqk``), dR Rᵀ = Tinvᵀ X,
     so the strictly lower ``dA = −Tinvᵀ X Tinvᵀ`` needs one pass over V and one over K; a second pass
@@ -358,7 +361,8 @@ def bwd_delta(k, v, beta, G, dW, du, Tinv, Kp, dk, dko, dG, dKp, dv, dbeta, CH, 
     rows = t0 + o_c
     rvalid = rows < T
     strict = (o_c[:, None] > o_c[None, :]) & rvalid[:, None]
-    ti_ = tl.load(Tinv + ((b * T + rows[:, None]) * H + hh) * BT + o_c[None, :], mask=rvalid[:, None], other=0.0)
+    ti_ = tl.load(Tinv + ((b * T + rows[:, None]) * H + hh) * BT + o_c[None, :], mask=rvalid[:, None],
+                  other=0.0).to(tl.float32)
     bt = tl.load(beta + (b * T + rows) * H + hh, mask=rvalid, other=0.0).to(tl.float32)
     X = tl.zeros([BT, BT], dtype=tl.float32)
     db = tl.zeros([BT], dtype=tl.float32)
@@ -415,7 +419,7 @@ def bwd_delta(k, v, beta, G, dW, du, Tinv, Kp, dk, dko, dG, dKp, dv, dbeta, CH, 
         else:
             db += tl.sum(k32 * dRW, 1)
         p_dk = tl.make_block_ptr(dk + (b * T * H + hh) * K, (T, K), (H * K, 1), (t0, i_k * BK), (BT, BK), (1, 0))
-        acc = tl.load(p_dk, boundary_check=(0, 1)) + dkW
+        acc = tl.load(p_dk, boundary_check=(0, 1)).to(tl.float32) + dkW
         if GATE == 2:
             p_g = tl.make_block_ptr(dG + (b * T * H + hh) * K, (T, K), (H * K, 1), (t0, i_k * BK), (BT, BK), (1, 0))
             tl.store(p_g, tl.load(p_g, boundary_check=(0, 1)) + k32 * dkW, boundary_check=(0, 1))
@@ -425,8 +429,7 @@ def bwd_delta(k, v, beta, G, dW, du, Tinv, Kp, dk, dko, dG, dKp, dv, dbeta, CH, 
             acc += dkr + dkc
             if GATE == 1:
                 dgr += tl.sum(k32 * (dkW + dkr - dkc), 1)
-        p_dko = tl.make_block_ptr(dko + (b * T * H + hh) * K, (T, K), (H * K, 1), (t0, i_k * BK), (BT, BK), (1, 0))
-        tl.store(p_dko, acc.to(dko.dtype.element_ty), boundary_check=(0, 1))
+        tl.store(p_dk, acc.to(dk.dtype.element_ty), boundary_check=(0, 1))
     if GATE == 1:
         p_g = dG + (b * T + rows) * H + hh
         tl.store(p_g, tl.load(p_g, mask=rvalid, other=0.0) + dgr, mask=rvalid)
@@ -445,15 +448,16 @@ def _bk(K: int) -> int:
 
 
 def prep(k, v, beta, G, Kp, gate, C, prec, chunks=None):
-    """Tinv [B, T, H, C] fp32, U [B, T, H, V] and W [B, T, H, K] in v's / k's dtype (``chunks``: the
-    ``_varlen.Chunks`` of the call)."""
+    """Tinv [B, T, H, C] (fp32; in the inputs' 16-bit dtype where ``fwd_prep4`` forms U and W in it),
+    U [B, T, H, V] and W [B, T, H, K] in v's / k's dtype (``chunks``: the ``_varlen.Chunks`` of the call)."""
     B, T, H, K = k.shape
     V = v.shape[-1]
     chunks = chunks or Chunks(triton.cdiv(T, C), B, False)
-    Tinv = torch.empty(B, T, H, C, device=k.device, dtype=torch.float32)
-    U, W = torch.empty_like(v), torch.empty_like(k)
     four = C == 4 * BC and CONFIG["prep4"]  # the default chunk: the inverse in registers
-    lowp = CONFIG["uw_lowp"] and k.dtype != torch.float32
+    lowp = four and CONFIG["uw_lowp"] and k.dtype != torch.float32
+    # stored for the backward in the dtype U and W were formed with (the general kernel also works in it: fp32)
+    Tinv = torch.empty(B, T, H, C, device=k.device, dtype=k.dtype if lowp else torch.float32)
+    U, W = torch.empty_like(v), torch.empty_like(k)
     kernel, extra = (fwd_prep4, {"LOWP": lowp}) if four else (fwd_prep, {})
     kernel[(chunks.NT, B * H)](
         k, v, beta, G if G is not None else k, Kp if Kp is not None else k, Tinv, U, W, chunks.args(k)[0], T, H, K, V,
@@ -462,20 +466,18 @@ def prep(k, v, beta, G, Kp, gate, C, prec, chunks=None):
     return Tinv, U, W
 
 
-def backward(k, v, beta, G, dW, du, Tinv, Kp, dk32, dG, gate, C, prec, chunks=None):
-    """dv, dβ (fp32), dk and dKp (GATE 2; else None). ``dk32`` (fp32) holds the output/state-pass part
-    of dk; the result is it plus the W and Kp parts in k's dtype (GATE 2: plus the W part, fp32, in
-    place: ``_gla.bwd_intra`` adds the Kp part from dKp). dG is updated in place."""
+def backward(k, v, beta, G, dW, du, Tinv, Kp, dk, dG, gate, C, prec, chunks=None):
+    """dv, dβ (fp32) and dKp (GATE 2; else None); in place, ``dk`` (the output/state-pass part of dk on
+    entry) += the W and Kp parts (GATE 2: the W part; ``_gla.bwd_intra`` adds the Kp part from dKp), and dG."""
     B, T, H, K = k.shape
     V = v.shape[-1]
     chunks = chunks or Chunks(triton.cdiv(T, C), B, False)
     dv = torch.empty_like(v)
     dbeta = torch.empty(B, T, H, device=k.device, dtype=torch.float32)
     dKp = torch.empty(B, T, H, C, device=k.device, dtype=torch.float32) if gate == 2 else None
-    dk = dk32 if gate == 2 else torch.empty_like(k)
     bwd_delta[(chunks.NT, B * H)](
-        k, v, beta, G if G is not None else k, dW, du, Tinv, Kp if Kp is not None else k, dk32, dk,
+        k, v, beta, G if G is not None else k, dW, du, Tinv, Kp if Kp is not None else k, dk,
         dG if dG is not None else k, dKp if dKp is not None else k, dv, dbeta, chunks.args(k)[0], T, H, K, V,
         GATE=gate, BT=C, BK=_tile(K, CONFIG["bk"]), BV=_tile(V, CONFIG["bv"]), PREC=prec,
         VARLEN=chunks.varlen, num_warps=CONFIG["bwd_warps"])
-    return dv, dbeta, dk, dKp
+    return dv, dbeta, dKp

@@ -86,10 +86,11 @@ def fwd_output(q, k, v, G, h, A, o, CH, T, H, K: tl.constexpr, V: tl.constexpr, 
 
 
 @triton.jit
-def bwd_dv(q, k, G, A, do, dh, dv, CH, T, H, K: tl.constexpr, V: tl.constexpr, NT,
+def bwd_dv(q, k, G, A, do, dh, dv, CH, T, H, K: tl.constexpr, V: tl.constexpr, NT, scale,
            GATE: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, PREC: tl.constexpr,
            VARLEN: tl.constexpr, HAS_DH: tl.constexpr = True):
-    """dv = Pᵀ dO + (k ⊙ e^{G_last − G}) dh[n]; grid (V tiles, chunks, B·H).
+    """dv = Pᵀ (scale·dO) + (k ⊙ e^{G_last − G}) dh[n]; grid (V tiles, chunks, B·H). (``scale``: the
+    output's, folded in here and in the other backward kernels that read dO instead of a pass over it.)
 
     ``HAS_DH=False`` gives only the intra-chunk part ``Pᵀ dO`` (the delta rule adds the rest
     inside its sequential backward state pass)."""
@@ -127,13 +128,13 @@ def bwd_dv(q, k, G, A, do, dh, dv, CH, T, H, K: tl.constexpr, V: tl.constexpr, N
     Pt = tl.where(anti, Pt, 0.0)
     p_do = tl.make_block_ptr(do + (b * T * H + hh) * V, (T, V), (H * V, 1), (t0, i_v * BV), (BT, BV), (1, 0))
     dO = tl.load(p_do, boundary_check=(0, 1))
-    acc += tl.dot(Pt.to(dO.dtype), dO, input_precision=PREC)
+    acc += tl.dot(Pt.to(dO.dtype), dO, input_precision=PREC) * scale
     p_dv = tl.make_block_ptr(dv + (b * T * H + hh) * V, (T, V), (H * V, 1), (t0, i_v * BV), (BT, BV), (1, 0))
     tl.store(p_dv, acc.to(dv.dtype.element_ty), boundary_check=(0, 1))
 
 
 @triton.jit
-def bwd_dqk(q, k, v, G, h, do, dh, dq, dk, dG, dA, du, dW, CH, T, H, K: tl.constexpr, V: tl.constexpr, NT,
+def bwd_dqk(q, k, v, G, h, do, dh, dq, dk, dG, dA, du, dW, CH, T, H, K: tl.constexpr, V: tl.constexpr, NT, scale,
             GATE: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, PREC: tl.constexpr,
             VARLEN: tl.constexpr, DELTA: tl.constexpr = False):
     """dq, dk and ∂L/∂G; grid (K tiles, chunks, B·H).
@@ -177,6 +178,8 @@ def bwd_dqk(q, k, v, G, h, do, dh, dq, dk, dG, dA, du, dW, CH, T, H, K: tl.const
     if DELTA:
         p_dw = tl.make_block_ptr(dW + (b * T * H + hh) * K, (T, K), (H * K, 1), (t0, i_k * BK), (BT, BK), (1, 0))
         tl.store(p_dw, dxw.to(dW.dtype.element_ty), boundary_check=(0, 1))
+    dP *= scale  # the products with dO, for the output's scale
+    dqa *= scale
     p_q = tl.make_block_ptr(q + (b * T * H + hh) * K, (T, K), (H * K, 1), (t0, i_k * BK), (BT, BK), (1, 0))
     p_k = tl.make_block_ptr(k + (b * T * H + hh) * K, (T, K), (H * K, 1), (t0, i_k * BK), (BT, BK), (1, 0))
     qq = tl.load(p_q, boundary_check=(0, 1))

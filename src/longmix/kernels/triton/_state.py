@@ -6,9 +6,9 @@ stores the state entering chunk ``n`` in ``h[n]`` and updates, in fp32,
     S ← diag(e^{G_last}) S + (k ⊙ e^{G_last − G})ᵀ v           (v → the delta rule's u)
 
 Backward: the same walk in reverse gives ``dh[n]`` = ∂L/∂(state leaving chunk n) and
-the gradient of the initial state,
+the gradient of the initial state (``scale``: the output's, folded in here),
 
-    dS ← diag(e^{G_last}) dS + (q ⊙ e^G)ᵀ dO.
+    dS ← diag(e^{G_last}) dS + scale · (q ⊙ e^G)ᵀ dO.
 
 ``GATE``: 0 none, 1 scalar per head ([B, T, H]), 2 per key ([B, T, H, K]); ``G`` is
 the chunk-local cumulative log-gate (fp32), so every exponent here is ≤ 0.
@@ -96,7 +96,7 @@ def fwd_states(k, v, G, h, s0, sT, W, u, CU, CO, T, H, K: tl.constexpr, V: tl.co
 
 
 @triton.jit
-def bwd_states(q, do, G, dh, dsT, ds0, k, W, du, CU, CO, T, H, K: tl.constexpr, V: tl.constexpr, NT,
+def bwd_states(q, do, G, dh, dsT, ds0, k, W, du, CU, CO, T, H, K: tl.constexpr, V: tl.constexpr, NT, scale,
                GATE: tl.constexpr, HAS_DST: tl.constexpr, STORE_DS0: tl.constexpr, DELTA: tl.constexpr,
                BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, PREC: tl.constexpr, VARLEN: tl.constexpr):
     i_k, i_v, i_s = tl.program_id(0), tl.program_id(1), tl.program_id(2)  # i_s: sequence·head
@@ -128,7 +128,7 @@ def bwd_states(q, do, G, dh, dsT, ds0, k, W, du, CU, CO, T, H, K: tl.constexpr, 
             w, d_last = _gate_q_T(G, b, hh, t0, i_k, Te, H, K, GATE, BT, BK)
             dS *= d_last
             qT = (qT * w).to(dO.dtype)
-        dS += tl.dot(qT, dO, input_precision=PREC)
+        dS += tl.dot(qT, dO, input_precision=PREC) * scale
         if DELTA:
             p_wT = tl.make_block_ptr(W + (b * T * H + hh) * K, (K, Te), (1, H * K), (0, t0), (BK, BT), (0, 1))
             dS -= tl.dot(tl.load(p_wT, boundary_check=(0, 1)), d_u.to(dO.dtype), input_precision=PREC)

@@ -137,8 +137,10 @@ def _forward(q, k, v, G, gate, s0, C, want_state, beta=None, scale=1.0, chunks: 
     return o, sT, h, A, delta
 
 
-def _backward(q, k, v, G, gate, h, A, do, dsT, has_s0, C, beta=None, delta=None, chunks: Chunks | None = None):
-    """dq, dk, dv, dg, d(initial state) and (delta rule) dβ."""
+def _backward(q, k, v, G, gate, h, A, do, dsT, has_s0, C, beta=None, delta=None, chunks: Chunks | None = None,
+              scale: float = 1.0):
+    """dq, dk, dv, dg, d(initial state) and (delta rule) dβ, for the output ``scale · o`` (folded into
+    the kernels that read dO)."""
     B, T, H, K = k.shape
     V = v.shape[-1]
     chunks = chunks or Chunks(triton.cdiv(T, C), B, False)
@@ -156,7 +158,7 @@ def _backward(q, k, v, G, gate, h, A, do, dsT, has_s0, C, beta=None, delta=None,
     if is_delta:  # du starts as Pᵀ dO; the reverse state pass adds (k ⊙ e^{G_last − G}) dS (in v's dtype, as U)
         du = torch.empty_like(v)
         _output.bwd_dv[(triton.cdiv(V, bv), NT, B * H)](
-            q, k, Gp, A if A is not None else q, do, dh, du, CH, T, H, K, V, NT,
+            q, k, Gp, A if A is not None else q, do, dh, du, CH, T, H, K, V, NT, scale,
             GATE=gate, BT=C, BK=bk, BV=bv, PREC=prec, VARLEN=vl, HAS_DH=False, num_warps=CONFIG["bwd_warps"])
         sbk, sbv = _state_tiles(NS, K, V, delta=True)
         v_out = delta["u"]
@@ -166,17 +168,18 @@ def _backward(q, k, v, G, gate, h, A, do, dsT, has_s0, C, beta=None, delta=None,
         v_out = v
     _state.bwd_states[(triton.cdiv(K, sbk), triton.cdiv(V, sbv), NS)](
         q, do, Gp, dh, dsT if dsT is not None else q, ds0 if ds0 is not None else q,
-        k, delta["W"] if is_delta else q, du, CU, CO, T, H, K, V, NT,
+        k, delta["W"] if is_delta else q, du, CU, CO, T, H, K, V, NT, scale,
         GATE=gate, HAS_DST=dsT is not None, STORE_DS0=has_s0, DELTA=is_delta, BT=C, BK=sbk, BV=sbv, PREC=prec,
         VARLEN=vl, **_stages(gate, is_delta))
     if not is_delta:
         dv = torch.empty_like(v)
         _output.bwd_dv[(triton.cdiv(V, bv), NT, B * H)](
-            q, k, Gp, A if A is not None else q, do, dh, dv, CH, T, H, K, V, NT,
+            q, k, Gp, A if A is not None else q, do, dh, dv, CH, T, H, K, V, NT, scale,
             GATE=gate, BT=C, BK=bk, BV=bv, PREC=prec, VARLEN=vl, num_warps=CONFIG["bwd_warps"])
     dq = torch.empty_like(q)
-    # dk stays fp32 while the delta rule still adds to it
-    dk = torch.empty_like(k, dtype=torch.float32) if is_delta else torch.empty_like(k)
+    # per-key gates with the delta rule: dk stays fp32 through the two intra-chunk passes it still takes;
+    # otherwise the delta rule adds its parts to dk in place, in k's dtype
+    dk = torch.empty_like(k, dtype=torch.float32) if is_delta and gate == 2 else torch.empty_like(k)
     if gate == 2:
         dG = torch.empty(B, T, H, K, device=q.device, dtype=torch.float32)
         dA = torch.empty(B, T, H, C, device=q.device, dtype=torch.float32)
@@ -186,17 +189,18 @@ def _backward(q, k, v, G, gate, h, A, do, dsT, has_s0, C, beta=None, delta=None,
         dA, dq32, dk32 = q, dq, dk
     dW = torch.empty_like(k) if is_delta else q  # du h[n]ᵀ, for _delta.backward
     _output.bwd_dqk[(NK, NT, B * H)](
-        q, k, v_out, Gp, h, do, dh, dq32, dk32, dG, dA, du, dW, CH, T, H, K, V, NT,
+        q, k, v_out, Gp, h, do, dh, dq32, dk32, dG, dA, du, dW, CH, T, H, K, V, NT, scale,
         GATE=gate, BT=C, BK=qbk, BV=bv, PREC=prec, VARLEN=vl, DELTA=is_delta,
         num_warps=CONFIG["dqk_warps_delta" + dqk if is_delta else "bwd_warps"])
+    del dh  # read by nothing after this: its memory goes back before the delta rule's buffers
     if gate == 2:
         _gla.bwd_intra(q, k, G, dA, dq32, dk32, dG, dq, dk, C, prec, chunks=chunks)
     elif gate == 1:
         dG = dG.sum(0)
     dbeta = None
     if is_delta:
-        dv, dbeta, dk, dKp = _delta.backward(k, v, beta, G, dW, du, delta["Tinv"], delta["Kp"], dk,
-                                             dG if gate else None, gate, C, prec, chunks)
+        dv, dbeta, dKp = _delta.backward(k, v, beta, G, dW, du, delta["Tinv"], delta["Kp"], dk,
+                                         dG if gate else None, gate, C, prec, chunks)
         if gate == 2:
             dk_out = torch.empty_like(k)
             _gla.bwd_intra(k, k, G, dKp, dk, dk, dG, dk_out, dk_out, C, prec, self_pair=True, chunks=chunks)
@@ -220,11 +224,11 @@ class _ChunkFn(torch.autograd.Function):
     def backward(ctx, do, dsT):
         q, k, v, G, h, A, beta, *saved = ctx.saved_tensors
         delta = dict(zip(_DELTA_SAVED, saved)) if beta is not None else None
-        # o = scale · (the recurrence with q): every input's gradient is the recurrence's for scale·dO
-        do = do.contiguous() if ctx.scale == 1.0 else do * ctx.scale
-        dq, dk, dv, dg, ds0, dbeta = _backward(q, k, v, G, ctx.gate, h, A, do,
+        # o = scale · (the recurrence with q): every input's gradient is the recurrence's for scale·dO,
+        # which the kernels reading dO form as they go (no pass over dO, no copy of it)
+        dq, dk, dv, dg, ds0, dbeta = _backward(q, k, v, G, ctx.gate, h, A, do.contiguous(),
                                                None if dsT is None else dsT.contiguous(), ctx.has_s0, ctx.C,
-                                               beta, delta, ctx.chunks)
+                                               beta, delta, ctx.chunks, ctx.scale)
         if dg is not None:
             dg = dg.to(ctx.g_dtype)
         if dbeta is not None:
