@@ -189,26 +189,33 @@ def test_delta_four_block_prep_at_the_default_chunk(gate, T, K, V, beta):
 def test_delta_four_block_prep_16_bit_products(gate, monkeypatch):
     """``uw_lowp``: U and W from the inverse's blocks rounded to the inputs' 16-bit dtype (fp16 here; the
     interpreter has no bf16). Against the float64 solve: no worse than the fp16 inputs allow."""
-    from longmix.kernels.triton import _delta, _gla
-    from longmix.kernels.triton._cumsum import chunk_cumsum
-
     q, k, v, g, _, beta = _inputs(1, 150, 2, 32, 16, gate, s0=False, beta=(0.0, 2.0), knorm=1.0, seed=4)
-    k, v = k.half(), v.half()
-    G = None if g is None else chunk_cumsum(g, 64, clamp=True)
-    gid = {None: 0, "scalar": 1, "key": 2}[gate]
-    Kp = _gla.fwd_intra(k, k, G, 64, "ieee") if gid == 2 else None
-    exact = _exact_prep(k.cpu(), v.cpu(), beta.cpu(), None if G is None else G.cpu(), gid, 64)
-    errs = {}
-    for lowp in (False, True):
-        monkeypatch.setitem(_delta.CONFIG, "uw_lowp", lowp)
-        got = _delta.prep(k, v, beta, G, Kp, gid, 64, "tf32")
-        errs[lowp] = [_rel(a.float().cpu(), e) for a, e in zip(got, exact)]
+    errs = _prep_errors(k.half(), v.half(), g, beta, gate, "uw_lowp", (False, True), "tf32", monkeypatch)
     # Tinv: the same fp32 solve, stored rounded to fp16 (relative rounding ≤ 2^-11 per entry)
     assert errs[True][0] <= errs[False][0] + 2 ** -11, errs
     for name, e, e_full in zip(("U", "W"), errs[True][1:], errs[False][1:]):
         # the full-precision products' error is the fp16 output's rounding (2e-4); rounding the blocks and
         # β·x adds about as much again (3e-4 to 5e-4 seen)
         assert e <= 4 * e_full, (name, errs)
+
+
+def _prep_errors(k, v, g, beta, gate, knob, values, prec, monkeypatch):
+    """``_delta.prep``'s relative errors (Tinv, U, W) against the float64 solve, for each value of one of
+    ``_delta.CONFIG``'s knobs (chunks of 64)."""
+    from longmix.kernels.triton import _delta, _gla
+    from longmix.kernels.triton._cumsum import chunk_cumsum
+
+    G = None if g is None else chunk_cumsum(g, 64, clamp=True)
+    gid = {None: 0, "scalar": 1, "key": 2}[gate]
+    Kp = _gla.fwd_intra(k, k, G, 64, "ieee") if gid == 2 else None
+    exact = _exact_prep(k.cpu(), v.cpu(), beta.cpu(), None if G is None else G.cpu(), gid, 64)
+    errs = {}
+    for val in values:
+        monkeypatch.setitem(_delta.CONFIG, knob, val)
+        got = _delta.prep(k, v, beta, G, Kp, gid, 64, prec)
+        assert all(torch.isfinite(x).all() for x in got)
+        errs[val] = [_rel(a.float().cpu(), e) for a, e in zip(got, exact)]
+    return errs
 
 
 def _exact_prep(k, v, beta, G, gate, C):
@@ -245,21 +252,9 @@ def test_delta_four_block_prep_as_accurate_as_the_general_kernel(gate, monkeypat
     """fwd_prep4 and the general block-row kernel against the float64 inverse (nearly aligned keys and
     β near 2: badly conditioned systems, where a less careful inverse loses digits; the power series
     (I + N)⁻¹ = Π (I + N^{2^p}) lost 1e-2 on such 16×16 blocks and is why both substitute by rows)."""
-    from longmix.kernels.triton import _delta, _gla
-    from longmix.kernels.triton._cumsum import chunk_cumsum
-
     q, k, v, g, _, beta = _inputs(1, 100, 2, 32, 16, gate, s0=False, beta=(1.9, 2.0), seed=9)
     k = F.normalize(k[:, :1] + 0.05 * k, dim=-1)  # nearly aligned keys
-    G = None if g is None else chunk_cumsum(g, 64, clamp=True)
-    gid = {None: 0, "scalar": 1, "key": 2}[gate]
-    Kp = _gla.fwd_intra(k, k, G, 64, "ieee") if gid == 2 else None
-    exact = _exact_prep(k.cpu(), v.cpu(), beta.cpu(), None if G is None else G.cpu(), gid, 64)
-    errs = {}
-    for four in (True, False):
-        monkeypatch.setitem(_delta.CONFIG, "prep4", four)
-        got = _delta.prep(k, v, beta, G, Kp, gid, 64, "ieee")
-        assert all(torch.isfinite(x).all() for x in got)
-        errs[four] = [_rel(a.cpu(), e) for a, e in zip(got, exact)]
+    errs = _prep_errors(k, v, g, beta, gate, "prep4", (True, False), "ieee", monkeypatch)
     for e4, eg in zip(errs[True], errs[False]):
         assert e4 <= 2 * eg + 1e-6, errs
 
