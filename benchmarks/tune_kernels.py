@@ -25,9 +25,13 @@ from longmix.kernels.triton import _delta, _gla, chunk
 KNOBS = [
     (_delta.CONFIG, "uw_lowp", [False, True], ["deltanet", "kda"]),
     (chunk.CONFIG, "dqk_warps_delta", [4, 8, {"dqk_bk_delta": 128, "dqk_warps_delta": 4},
-                                       {"dqk_bk_delta": 128, "dqk_warps_delta": 8}], ["deltanet", "kda"]),
+                                       {"dqk_bk_delta": 128, "dqk_warps_delta": 8}], ["deltanet", "gated_deltanet"]),
+    # per-key gates (KDA) read their own pair of keys
+    (chunk.CONFIG, "dqk_warps_delta_key", [4, 8, {"dqk_bk_delta_key": 128, "dqk_warps_delta_key": 4},
+                                           {"dqk_bk_delta_key": 128, "dqk_warps_delta_key": 8}], ["kda"]),
     (_delta.CONFIG, "bwd_warps", [2, 4, 8], ["deltanet", "kda"]),
-    (chunk.CONFIG, "state_stages_delta", [1, 2, 3], ["deltanet"]),
+    # not 1: one stage miscompiles DeltaNet's bf16 reverse pass under Triton 3.6 on Hopper (see chunk.CONFIG)
+    (chunk.CONFIG, "state_stages_delta", [2, 3], ["deltanet"]),
     (chunk.CONFIG, "state_bv_delta", [32, 64], ["deltanet"]),
     (chunk.CONFIG, "state_warps", [2, 4, 8], ["retention", "deltanet"]),
     (_gla.CONFIG, "diag_loop", [False, True, {"diag_loop": True, "fwd_bk": 32}, {"diag_loop": True, "fwd_bk": 64},
