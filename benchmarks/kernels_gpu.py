@@ -6,10 +6,14 @@ Shape: bf16, H=16, D_k=D_v=128, B·T = 32K tokens (T = 2K, 8K, 32K) and B=1 at T
 Rows follow the results format of the kernel issue:
 ``{"header": {command, gpu, torch, triton, commit}, "rows": [{impl, mechanism, variant, B, T, H, D,
 dtype, fwd_ms, fwdbwd_ms, peak_gib}]}``; SDPA rows say mechanism "softmax". A decode row times
-one token against a [B=64, H=16, 128, 128] fp32 state, through the API (``decode_api``: input
-checks included) and the kernel alone updating the state in place (``decode_kernel``), with the
+one token against a [B=64, H=16, 128, 128] fp32 state: through the API (``decode_api``: input
+checks included, each waiting for the GPU; ``decode_api_trusted``: inside ``trusted_values()``, as
+a model calls it), through ``longmix.Decoder`` (``decode_step``: validated once, the state advanced
+in place, inside ``trusted_values()``), the kernel alone updating the state in place
+(``decode_kernel``), and fla's fused recurrent kernel where fla is installed (impl "fla"), with the
 fraction of the measured copy bandwidth each reaches on the state's read + write.
-Environment: TS (comma list of T), BUDGET_S (stop starting new rows after), COMMIT.
+Environment: TS (comma list of T; empty: decode rows only), BUDGET_S (stop starting new rows
+after), ROUNDS (decode rows: median of this many interleaved rounds, default 3), COMMIT.
 """
 from __future__ import annotations
 
@@ -24,12 +28,14 @@ from triton.testing import do_bench
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "src"))
 import longmix  # noqa: E402
+from longmix.bench.anchors import FLA_OPS, _fla  # noqa: E402
 from longmix.kernels.triton.recurrent import recurrent as tri_recurrent  # noqa: E402
 
 H, D, TOK = 16, 128, 32768
 DT = torch.bfloat16
 OUT = os.environ.get("OUT", ".")
 START, BUDGET = time.time(), float(os.environ.get("BUDGET_S", "300"))
+ROUNDS = int(os.environ.get("ROUNDS", "3"))  # decode rows: the median of this many interleaved rounds
 rows = []
 
 
@@ -115,7 +121,7 @@ def main():
     print(json.dumps(header), flush=True)
     bw = copy_bandwidth()
     header["copy_bandwidth_gbs"] = round(bw / 1e9, 1)
-    Ts = [int(t) for t in os.environ.get("TS", "2048,8192,32768,131072").split(",")]
+    Ts = [int(t) for t in os.environ.get("TS", "2048,8192,32768,131072").split(",") if t]  # TS="": decode rows only
     names = [n for n in longmix.mechanisms() if "triton" in longmix.describe(n).backends]
     for T in Ts:
         B = max(1, TOK // T)
@@ -142,15 +148,39 @@ def main():
             gk["g"] = torch.full((Bd, 1, H), -0.05, device="cuda")
         api = lambda: longmix.attention(*qkv, name, backend="triton", initial_state=S, output_final_state=True, **kw)  # noqa: E731
         kern = lambda: tri_recurrent(qkv[0] * scale, qkv[1], qkv[2], gk.get("g"), gk.get("beta"), S, inplace=True)  # noqa: E731
-        for variant, fn in (("decode_api", api), ("decode_kernel", kern)):
-            try:
-                with torch.no_grad():
-                    ms = do_bench(fn, warmup=10, rep=100, return_mode="median")
-                emit(dict(impl="longmix", mechanism=name, variant=variant, B=Bd, T=1, H=H, D=D, dtype="bf16",
-                          fwd_ms=round(ms, 4), fwdbwd_ms=None, peak_gib=None,
-                          state_bandwidth_fraction=round(state_bytes / (ms / 1e3) / bw, 3)))
-            except Exception as e:
-                emit(dict(impl="longmix", mechanism=name, variant=variant, error=f"{type(e).__name__}: {str(e)[:200]}"))
+        dec = longmix.Decoder(name, S.clone(), backend="triton")
+
+        def api_trusted():
+            with longmix.trusted_values():
+                return api()
+
+        def step():  # a serving loop: validated once, then one launch per token, the state advanced in place
+            with longmix.trusted_values():
+                return dec.step(*qkv, **kw)
+
+        fns = [("longmix", "decode_api", api), ("longmix", "decode_api_trusted", api_trusted),
+               ("longmix", "decode_step", step), ("longmix", "decode_kernel", kern)]
+        if name in FLA_OPS and name != "linear":  # (fla's linear attention is normalised; longmix's rows are not)
+            fla_decode = _fla(name)[1]
+            x = dict(q1=qkv[0], k1=qkv[1], v1=qkv[2], state=S, **{n + "1": t for n, t in gk.items()})
+            fns.append(("fla", "decode", lambda x=x: fla_decode(x)))
+        times = {variant: [] for _, variant, _ in fns}  # ROUNDS interleaved rounds: a slow moment hits all alike
+        for _ in range(ROUNDS):
+            for impl, variant, fn in fns:
+                try:
+                    with torch.no_grad():
+                        times[variant].append(do_bench(fn, warmup=10, rep=100, return_mode="median"))
+                except Exception as e:
+                    times[variant] = f"{type(e).__name__}: {str(e)[:200]}"
+        for impl, variant, _ in fns:
+            got = times[variant]
+            if isinstance(got, str):
+                emit(dict(impl=impl, mechanism=name, variant=variant, error=got))
+                continue
+            ms = sorted(got)[len(got) // 2]
+            emit(dict(impl=impl, mechanism=name, variant=variant, B=Bd, T=1, H=H, D=D, dtype="bf16",
+                      fwd_ms=round(ms, 4), fwdbwd_ms=None, peak_gib=None, rounds_ms=[round(t, 4) for t in got],
+                      state_bandwidth_fraction=round(state_bytes / (ms / 1e3) / bw, 3)))
     with open(os.path.join(OUT, "kernels.json"), "w") as fh:
         json.dump({"header": header, "rows": rows}, fh, indent=1)
 

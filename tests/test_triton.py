@@ -375,6 +375,9 @@ def test_recurrent_decode(gate, delta):
     assert S3.data_ptr() == S2.data_ptr() and torch.equal(S2, S1) and torch.equal(o2, o)
     o4, S4 = recurrent(q[:, :0], k[:, :0], v[:, :0], None, None, S)
     assert o4.shape[1] == 0 and torch.equal(S4, S)
+    vt = v.transpose(1, 2).contiguous().transpose(1, 2)  # same values, strides of a [B, H, T, V] layout
+    o5, _ = recurrent(q, k, vt, g, b, S)
+    assert o5.is_contiguous() and torch.equal(o5, o)  # the output is row-major whatever v's strides
 
 
 @pytest.mark.parametrize("gate,delta", [(None, False), ("scalar", True), ("key", True)])
@@ -487,6 +490,45 @@ def test_api_packed_documents_in_one_launch(name, monkeypatch):
         assert outs["triton"][1].shape == (4, H, D, Vs)
         for a, r in zip(outs["triton"], outs["reference"]):
             assert _rel(a, r) < 1e-4, name
+
+
+@pytest.mark.parametrize("name", SUPPORTED)
+def test_decoder_steps_in_place_with_the_fused_kernel(name, monkeypatch):
+    """longmix.Decoder on the triton backend: steps of 1, 2, 0 and 1 tokens (GQA: 2 query heads per
+    key/value head; v a transposed view) advance the state in place, one fused launch each, and
+    match the reference decoding the same tokens; the first step validates, the others only launch."""
+    from longmix.kernels.triton import recurrent as rec
+
+    B, T, H, D = 2, 4, 4, 16
+    gen = torch.Generator().manual_seed(6)
+    q = torch.randn(B, T, H, D, generator=gen).to(DEVICE)
+    k = torch.randn(B, T, H // 2, D, generator=gen).to(DEVICE)
+    v = torch.randn(B, H // 2, T, D, generator=gen).to(DEVICE).transpose(1, 2)  # strides of a [B, H, T, D] layout
+    launches = []
+    real = rec.fused_recurrent
+    monkeypatch.setattr(rec, "fused_recurrent", type("Spy", (), {
+        "__getitem__": lambda self, grid: launches.append(grid) or real[grid]})())
+    for opts in MECH_OPTS[name]:
+        opts, k = _mech_inputs(opts, k, gen)
+        if "g" in opts or "beta" in opts:  # per query head: B, T, H (…)
+            opts = {n: (x.repeat_interleave(2, 2) if x.shape[2] == H // 2 else x) for n, x in opts.items()}
+        fixed = {n: x for n, x in opts.items() if not torch.is_tensor(x)}
+        per_token = {n: x for n, x in opts.items() if torch.is_tensor(x)}
+        Vs = D + 1 if opts.get("normalize") else D
+        S0 = torch.rand(B, H, D, Vs, generator=gen).to(DEVICE)
+        want, S_want = longmix.attention(q, k, v, name, backend="reference", initial_state=S0, output_final_state=True,
+                                         **opts)
+        S = S0.clone()
+        dec = longmix.Decoder(name, S, backend="triton", **fixed)
+        launches.clear()
+        outs = []
+        with torch.no_grad():
+            for s, e in [(0, 1), (1, 3), (3, 3), (3, 4)]:
+                outs.append(dec.step(q[:, s:e], k[:, s:e], v[:, s:e], **{n: x[:, s:e] for n, x in per_token.items()}))
+        assert dec.state is S
+        assert _rel(torch.cat(outs, 1), want) < 1e-5 and _rel(S, S_want) < 1e-5, name
+        if not opts.get("normalize"):
+            assert len(launches) == 3, launches  # one per step with tokens (the empty step launches nothing)
 
 
 def test_minus_inf_gate_is_a_hard_reset():

@@ -10,7 +10,8 @@
 from . import mechanisms as _registered  # noqa: F401  (import the package before the function shadows its name)
 from .api import attention, describe, mechanisms
 from .checks import trusted_values
+from .decode import Decoder
 from .models.mixer import Mixer
 
-__all__ = ["attention", "describe", "mechanisms", "Mixer", "trusted_values"]
+__all__ = ["attention", "describe", "mechanisms", "Decoder", "Mixer", "trusted_values"]
 __version__ = "0.1.0"

@@ -46,6 +46,11 @@ def trusted_values():
         _TRUSTED.reset(token)
 
 
+def is_trusted() -> bool:
+    """Whether the caller is inside ``trusted_values()`` (value checks skipped)."""
+    return _TRUSTED.get()
+
+
 @contextlib.contextmanager
 def deferred_values():
     """Queue CUDA value checks made inside the block; resolve (and raise) when it ends."""
@@ -64,7 +69,7 @@ def _min_max(x: torch.Tensor, judge, *, always: bool = False, reduce: bool = Tru
     """Call ``judge(min, max)`` now, or when the enclosing ``deferred_values`` block ends (CUDA);
     not at all inside ``trusted_values()`` unless ``always``. ``reduce=False``: x is already the
     answer (one element, passed as both)."""
-    if _TRUSTED.get() and not always:
+    if is_trusted() and not always:
         return
     lo_hi = torch.stack(torch.aminmax(x)) if reduce else x.expand(2)  # one pass; NaN propagates into both
     pending = _PENDING.get()

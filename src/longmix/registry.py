@@ -41,6 +41,8 @@ class Mechanism:
         noncausal: how ``causal=False`` is defined for it.
         run: ``run(form, backend, q, k, v, opts, initial_state) -> (o, state)``; internal.
         check: ``check(q, k, v, opts)`` validates the mechanism's own options; internal.
+        step: ``step(backend, q, k, v, opts, state) -> o`` advances a recurrent state in place
+            (``longmix.Decoder``); None for dense mechanisms; internal.
         cross: whether T_q ≠ T_k (cross attention, KV-cache decoding) is allowed.
         backend_forms: backend → the forms it serves, where not all of ``forms``.
         backend_unsupported: backend → options it cannot serve (``auto`` then picks another).
@@ -62,6 +64,7 @@ class Mechanism:
     cross: bool = False
     backend_forms: Mapping[str, tuple] = field(default_factory=dict)
     backend_unsupported: Mapping[str, frozenset] = field(default_factory=dict)
+    step: Callable | None = field(default=None, repr=False, compare=False)
 
     def __str__(self) -> str:  # what a user sees when printing describe(name)
         lines = [

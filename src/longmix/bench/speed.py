@@ -36,6 +36,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import api, checks
+from ..decode import Decoder
 from .anchors import ANCHORS
 from .measure import peak_memory, timeit
 from .progress import Progress
@@ -176,7 +177,8 @@ def _mech_opts(x, one=False):
 
 def _longmix_fns(name, backend):
     """Forward and decode calls as a model makes them: inside ``trusted_values()``, as the Mixer
-    (whose gates are in range by construction), so no call waits for a value check on the GPU."""
+    (whose gates are in range by construction), so no call waits for a value check on the GPU; a
+    recurrent mechanism decodes as a serving loop does, with a ``Decoder`` stepping its state in place."""
     def fwd(x, causal):
         with checks.trusted_values():
             return api.attention(x["q"], x["k"], x["v"], name, causal=causal, backend=backend, **_mech_opts(x))
@@ -184,8 +186,9 @@ def _longmix_fns(name, backend):
     def decode(x):
         with checks.trusted_values():
             if "state" in x:
-                return api.attention(x["q1"], x["k1"], x["v1"], name, initial_state=x["state"],
-                                     output_final_state=True, backend=backend, **_mech_opts(x, one=True))[0]
+                if "decoder" not in x:
+                    x["decoder"] = Decoder(name, x["state"].clone(), backend=backend)
+                return x["decoder"].step(x["q1"], x["k1"], x["v1"], **_mech_opts(x, one=True))
             return api.attention(x["q1"], x["k"], x["v"], name, backend=backend, **_mech_opts(x))
 
     return fwd, decode

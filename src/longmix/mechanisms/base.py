@@ -35,6 +35,11 @@ def compute_dtype(x: torch.Tensor) -> torch.dtype:
 gate_dtype = compute_dtype
 
 
+def cast(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """``x.to(dtype)``, skipping the call when x already has it (a decoding step makes several)."""
+    return x if x.dtype == dtype else x.to(dtype)
+
+
 def expand_heads(x: torch.Tensor, H: int) -> torch.Tensor:
     """[B, T, H_kv, D] → [B, T, H, D]: query head h uses key/value head h // (H / H_kv)."""
     return x if x.shape[2] == H else x.repeat_interleave(H // x.shape[2], dim=2)
@@ -201,19 +206,56 @@ KERNELS: dict[tuple[str, str], Callable] = {
 }
 
 
+def _prepared(prepare, backend, q, k, v, opts) -> Prepared:
+    """``prepare`` on H query heads' worth of k, v; the reference gets float32/float64 copies,
+    kernels the inputs' own dtype."""
+    H = q.shape[2]
+    xd = compute_dtype(q) if backend == "reference" else q.dtype
+    p = prepare(cast(q, xd), cast(expand_heads(k, H), xd), cast(expand_heads(v, H), xd), opts)
+    if p.g is not None and backend == "reference":  # (the Triton kernels clamp as they load g)
+        p.g = p.g.clamp_min(GATE_MIN)  # exp(g) is exactly 0 below GATE_MIN in every float format
+    return p
+
+
+def _reference_step(q, k, v, g, beta, state, scale=1.0):
+    o, S = ref_recurrent.scan(_scaled(q, scale), k, v, g, beta, state)
+    state.copy_(S)
+    return o
+
+
+# backend → step(q, k, v, g, beta, state, scale=1.0) -> o: the recurrence with scale·q over a few
+# tokens, writing the new state into ``state`` (contiguous, float32/64) in place; no input checks
+# (``longmix.Decoder`` validates once per input signature). Kernel packages add their own.
+STEPS: dict[str, Callable] = {"reference": _reference_step}
+
+
+def recurrent_step(prepare: Callable[..., Prepared], run: Callable):
+    """``step`` for a recurrent mechanism: ``step(backend, q, k, v, opts, state) -> o`` advances
+    ``state`` [B, H, K, V] in place by q, k, v's tokens (causal, inputs already checked)."""
+
+    def step(backend, q, k, v, opts, state):
+        if opts.get("normalize") or backend not in STEPS:  # z rides as the state's last column: the general path
+            o, S = run("recurrent", backend, q, k, v, opts, state)
+            state.copy_(S)
+            return o
+        p = _prepared(prepare, backend, q, k, v, opts)
+        o = STEPS[backend](p.q, p.k, p.v, p.g, p.beta, state, p.scale)
+        if p.post is not None:
+            o = p.post(cast(o, compute_dtype(q)))
+        return cast(o, q.dtype)
+
+    return step
+
+
 def recurrent_run(prepare: Callable[..., Prepared]):
     """``run`` for a recurrent mechanism described by ``prepare``."""
 
     def run(form, backend, q, k, v, opts, initial_state, cu_seqlens=None):
         """``cu_seqlens``: packed-document bounds (an int tensor [N+1], checked by the caller), only for
         ``(backend, form)`` in ``VARLEN`` with causal=True; the states are then per document, [N, H, K, V]."""
-        H, cd = q.shape[2], compute_dtype(q)
-        # the reference computes in float32/float64; kernels take the inputs' own dtype
-        xd = cd if backend == "reference" else q.dtype
-        p = prepare(q.to(xd), expand_heads(k, H).to(xd), expand_heads(v, H).to(xd), opts)
-        if p.g is not None and backend == "reference":  # (the Triton kernels clamp as they load g)
-            p.g = p.g.clamp_min(GATE_MIN)  # exp(g) is exactly 0 below GATE_MIN in every float format
-        B, K, V = q.shape[0], p.k.shape[-1], p.v.shape[-1]
+        cd = compute_dtype(q)
+        p = _prepared(prepare, backend, q, k, v, opts)
+        B, H, K, V = q.shape[0], q.shape[2], p.k.shape[-1], p.v.shape[-1]
         if cu_seqlens is not None:
             B = cu_seqlens.numel() - 1  # one state per document
         Vs = V + 1 if p.normalize else V  # the state's columns (z rides as the last one)
@@ -256,7 +298,9 @@ def constant_gate(opts, name, B, T, H, default: Callable[[int], torch.Tensor], l
         if key not in _DEFAULT_GATES:
             _DEFAULT_GATES[key] = default(H).to(device=like.device, dtype=gate_dtype(like))
         g = _DEFAULT_GATES[key]
-    return g.to(device=like.device, dtype=gate_dtype(like))[None, None, :].expand(B, T, H)
+    if g.device != like.device or g.dtype != gate_dtype(like):
+        g = g.to(device=like.device, dtype=gate_dtype(like))
+    return g[None, None, :].expand(B, T, H)
 
 
 def check_constant_gate(g, H, like):
@@ -328,10 +372,11 @@ def make_recurrent(*, name, family, formula, paper, inputs, required, prepare, c
     """A registry row for a mechanism that maps onto the shared recurrence."""
     from ..registry import Mechanism
 
+    run = recurrent_run(prepare)
     return Mechanism(
         name=name, family=family, formula=formula, paper=paper, forms=RECURRENT_FORMS, inputs=inputs,
         required=frozenset(required), state=state, complexity=recurrent_complexity(per_key=per_key, delta=delta),
-        noncausal=RECURRENT_NONCAUSAL, run=recurrent_run(prepare), check=check, cross=False,
+        noncausal=RECURRENT_NONCAUSAL, run=run, check=check, cross=False, step=recurrent_step(prepare, run),
     )
 
 
@@ -342,8 +387,8 @@ def default_scale(opts, K: int) -> float:
 def prepare_direct(q, k, v, opts) -> Prepared:
     """q, k, v as given (with their scale); data-dependent ``g`` and ``beta`` passed straight through."""
     g, beta = opts.get("g"), opts.get("beta")
-    return Prepared(q, k, v, g=None if g is None else g.to(gate_dtype(q)),
-                    beta=None if beta is None else beta.to(q.dtype), scale=default_scale(opts, q.shape[-1]))
+    return Prepared(q, k, v, g=None if g is None else cast(g, gate_dtype(q)),
+                    beta=None if beta is None else cast(beta, q.dtype), scale=default_scale(opts, q.shape[-1]))
 
 
 def check_gates(*, per_key: bool | None = None, beta: bool = False):

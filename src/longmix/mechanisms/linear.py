@@ -20,13 +20,13 @@ Example::
 """
 from .. import feature_maps
 from ..registry import register
-from .base import Prepared, default_scale, make_recurrent
+from .base import Prepared, cast, default_scale, make_recurrent
 
 
 def apply_feature_map(fm, q, k, default="identity"):
     """φ(q), φ(k) in q's dtype, checking that φ keeps the leading dims and agrees on F."""
     phi = feature_maps.get(fm if fm is not None else default)
-    fq, fk = phi(q).to(q.dtype), phi(k).to(k.dtype)
+    fq, fk = cast(phi(q), q.dtype), cast(phi(k), k.dtype)
     if fq.shape[:-1] != q.shape[:-1] or fk.shape[:-1] != k.shape[:-1] or fq.shape[-1] != fk.shape[-1]:
         raise ValueError(f"feature_map must map [..., D] → [..., F] keeping leading dims; got φ(q) {tuple(fq.shape)}, "
                          f"φ(k) {tuple(fk.shape)} from q {tuple(q.shape)}")

@@ -2,7 +2,7 @@
 
 Importing this package does not import Triton: it adds ``("triton", "chunk")`` and
 ``("triton", "recurrent")`` (the fused decode kernel, ``recurrent.py``) to
-``longmix.mechanisms.base.KERNELS`` and linear attention's normaliser (``normalizer.py``) to
+``longmix.mechanisms.base.KERNELS`` (and its in-place step to ``base.STEPS``) and linear attention's normaliser (``normalizer.py``) to
 ``base.NORMALIZERS`` as thin wrappers that load their module on first
 use, marks both forms as taking packed documents natively (``base.VARLEN``, ``_varlen.py``), and declares the ``triton`` backend for the mechanisms whose configurations the
 kernels fully support — only when Triton is installed. A configuration the kernels
@@ -40,6 +40,13 @@ def _recurrent(q, k, v, g, beta, s0, chunk_size, scale=1.0, cu_seqlens=None):
     return recurrent(q, k, v, g, beta, s0, scale=scale, cu_seqlens=cu_seqlens)
 
 
+def _step(q, k, v, g, beta, state, scale=1.0):
+    """A decoding step in place on ``state`` (``longmix.Decoder``): the fused kernel, no checks."""
+    from .recurrent import step
+
+    return step(q, k, v, g, beta, state, scale=scale)
+
+
 def _normalized(o, q, k, z0, causal, cu_seqlens=None, total=False):
     """Linear attention's normalised output o / (q_t·z_t), fused (``normalizer.py``)."""
     from .normalizer import normalized
@@ -59,6 +66,7 @@ def register() -> None:
     base.KERNELS[("triton", "chunk")] = _chunk
     base.KERNELS[("triton", "recurrent")] = _recurrent
     base.KERNELS[("triton", "parallel")] = _no_parallel
+    base.STEPS["triton"] = _step
     base.NORMALIZERS["triton"] = _normalized
     base.VARLEN.update({("triton", "chunk"), ("triton", "recurrent")})  # cu_seqlens in one launch (_varlen.py)
     for name in SUPPORTED:

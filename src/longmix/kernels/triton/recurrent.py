@@ -102,21 +102,39 @@ def recurrent(q, k, v, g=None, beta=None, initial_state=None, *, inplace: bool =
         raise ValueError("inplace=True needs initial_state as a contiguous float32 [B, H, K, V] tensor")
     s0 = None if initial_state is None else (initial_state if inplace else initial_state.float().contiguous())
     sT = s0 if inplace else torch.empty(N, H, K, V, device=q.device, dtype=torch.float32)
-    o = torch.empty_like(v)
+    o = torch.empty(v.shape, dtype=v.dtype, device=v.device)  # row-major, whatever v's strides
     if T == 0:
         if s0 is None:
             sT.zero_()
         elif not inplace:
             sT.copy_(s0)
         return o, sT
-    gate = 0 if g is None else (1 if g.dim() == 3 else 2)
-    BK = max(16, triton.next_power_of_2(K))
-    BV = min(CONFIG["bv"], max(16, triton.next_power_of_2(V)))
-    q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
     cu = None if cu is None else bounds(cu, T)[0]  # checked, clamped into [0, T] (no chunk map: no chunks)
-    fused_recurrent[(triton.cdiv(V, BV), N * H)](
+    _launch(q, k, v, g, beta, s0, sT, o, cu, scale)
+    return o, sT
+
+
+def step(q, k, v, g, beta, state, scale: float = 1.0):
+    """Advance ``state`` (contiguous float32 [B, H, K, V]) in place by q, k, v's T tokens; return o.
+
+    No input checks: for a caller that has validated this signature of inputs once
+    (``longmix.Decoder``), so that a decoding step costs one allocation and one launch."""
+    o = torch.empty(v.shape, dtype=v.dtype, device=v.device)  # row-major, whatever v's strides
+    if q.shape[1]:
+        _launch(q, k, v, g, beta, state, state, o, None, scale)
+    return o
+
+
+def _launch(q, k, v, g, beta, s0, sT, o, cu, scale):
+    """``fused_recurrent`` over every sequence (``sT``'s first dim: batch rows or documents) and head."""
+    T, H, K = k.shape[1:]
+    V = v.shape[-1]
+    gate = 0 if g is None else (1 if g.dim() == 3 else 2)
+    BK = max(16, 1 << (K - 1).bit_length())  # (plain Python: triton.cdiv / next_power_of_2 cost µs a call)
+    BV = min(CONFIG["bv"], max(16, 1 << (V - 1).bit_length()))
+    q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
+    fused_recurrent[(-(-V // BV), sT.shape[0] * H)](
         q, k, v, g.contiguous() if g is not None else q, beta.contiguous() if beta is not None else q,
         s0 if s0 is not None else q, o, sT, cu if cu is not None else q, T, H, K, V, float(scale),
         GATE=gate, DELTA=beta is not None, HAS_S0=s0 is not None, BK=BK, BV=BV, VARLEN=cu is not None,
         num_warps=CONFIG["warps"])
-    return o, sT
