@@ -6,7 +6,8 @@ Each candidate setting is applied to its module's ``CONFIG`` and the mechanisms 
 timed through ``longmix.attention`` (forward and forward+backward, the speed sweep's calls, bf16,
 H = 16, D = 128) with ``triton.testing.do_bench``; the default setting is timed in the same run,
 the values in turn, ``ROUNDS`` times (each keeps its best), so a drifting clock favours none.
-``KNOBS`` (environment): a comma list of the knobs to sweep (default all).
+``KNOBS`` (environment): a comma list of the knobs to sweep (default all); ``PASSES``: which of
+fwd, fwdbwd to time (default both).
 The table printed at the end gives, per knob, each value's time relative to the default.
 """
 from __future__ import annotations
@@ -45,8 +46,13 @@ KNOBS = [
     (chunk.CONFIG, "out_warps", [4, 8], ["retention", "gla"]),
     (chunk.CONFIG, "out_bv", [64, 128], ["retention"]),
     (chunk.CONFIG, "bwd_warps", [4, 8], ["retention", "gla"]),
+    # the one-pass inference forward: off (1 << 30 programs never reached) or on whatever the program count
+    (chunk.CONFIG, "fused_min_programs", [1 << 30, 0], ["retention", "linear", "mamba2"]),
+    (chunk.CONFIG, "fused_bv", [32, 64, 128], ["retention", "linear"]),
+    (chunk.CONFIG, "fused_warps", [4, 8], ["retention", "linear"]),
 ]
 ROUNDS = int(os.environ.get("ROUNDS", "3"))  # the values are timed in turn, ROUNDS times; each keeps its best
+PASSES = os.environ.get("PASSES", "fwd,fwdbwd").split(",")  # which passes to time
 
 
 def main(argv):
@@ -73,7 +79,7 @@ def main(argv):
                     cfg.update(setting)
                     try:
                         t = {p: do_bench(_time_pass(fwd, None, x, p, True, "cuda", 1), warmup=25, rep=100)
-                             for p in ("fwd", "fwdbwd")}
+                             for p in PASSES}
                         old = times.get(label, t)
                         times[label] = t if "error" in old else {p: min(t[p], old[p]) for p in t}
                     except Exception as e:  # a setting that does not compile or fit (shared memory)
@@ -89,8 +95,7 @@ def main(argv):
                 if "error" in t:
                     cells.append(f"{val}: {t['error'][:40]}")
                 else:
-                    cells.append(f"{val}: fwd {t['fwd']:.3f} ({t['fwd'] / base.get('fwd', t['fwd']):.2f}) "
-                                 f"fwdbwd {t['fwdbwd']:.3f} ({t['fwdbwd'] / base.get('fwdbwd', t['fwdbwd']):.2f})")
+                    cells.append(f"{val}: " + " ".join(f"{p} {t[p]:.3f} ({t[p] / base.get(p, t[p]):.2f})" for p in t))
             print(f"{key:>15} {name:>15} | " + " | ".join(cells), flush=True)
 
 

@@ -295,3 +295,24 @@ def test_decoder_steps_match_reference_and_replay_as_a_cuda_graph(name, prec):
             replayed.append(o_buf.clone())
     torch.testing.assert_close(torch.cat(replayed, 1), results["triton"][0][:, T0:], rtol=0, atol=0)
     torch.testing.assert_close(dec.state, results["triton"][1], rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("prec", ["bf16", "fp32"])
+@pytest.mark.parametrize("name", [n for n in TRITON_MECHS if longmix.describe(n).family != "dense"])
+def test_inference_forward_matches_reference(name, prec):
+    """The forward without gradients, at a shape where the one-pass kernel serves the mechanisms it
+    covers (B·H = 256 sequences·heads: no gate or a scalar gate), against the reference, with an
+    initial state and T not a multiple of the chunk; the others run their no-grad two-kernel path."""
+    dtype = torch.bfloat16 if prec == "bf16" else torch.float32
+    qkv, kw = _inputs(name, B=16, T=1000, H=16, D=64, dtype=dtype)
+    S0 = torch.randn(16, 16, 64, 65 if kw.get("normalize") else 64, device="cuda") * 0.1
+    before = torch.get_float32_matmul_precision()
+    try:
+        torch.set_float32_matmul_precision("highest")
+        with torch.no_grad():
+            fast = longmix.attention(*qkv, name, backend="triton", initial_state=S0, output_final_state=True, **kw)
+    finally:
+        torch.set_float32_matmul_precision(before)
+    with torch.no_grad():
+        want = longmix.attention(*qkv, name, backend="reference", initial_state=S0, output_final_state=True, **kw)
+    _assert_close(["o", "state"], fast, want, TOL[prec], (name, prec, "no grad"))
