@@ -47,9 +47,9 @@ KNOBS = [
     (chunk.CONFIG, "out_bv", [64, 128], ["retention"]),
     (chunk.CONFIG, "bwd_warps", [4, 8], ["retention", "gla"]),
     # the one-pass inference forward: off (1 << 30 programs never reached) or on whatever the program count
-    (chunk.CONFIG, "fused_min_programs", [1 << 30, 0], ["retention", "linear", "mamba2"]),
-    (chunk.CONFIG, "fused_bv", [32, 64, 128], ["retention", "linear"]),
-    (chunk.CONFIG, "fused_warps", [4, 8], ["retention", "linear"]),
+    (chunk.CONFIG, "fused_min_programs", [1 << 30, 0], ["linear"]),
+    (chunk.CONFIG, "fused_bv", [32, 64, 128], ["linear"]),
+    (chunk.CONFIG, "fused_warps", [4, 8], ["linear"]),
 ]
 ROUNDS = int(os.environ.get("ROUNDS", "3"))  # the values are timed in turn, ROUNDS times; each keeps its best
 PASSES = os.environ.get("PASSES", "fwd,fwdbwd").split(",")  # which passes to time

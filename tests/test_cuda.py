@@ -300,9 +300,9 @@ def test_decoder_steps_match_reference_and_replay_as_a_cuda_graph(name, prec):
 @pytest.mark.parametrize("prec", ["bf16", "fp32"])
 @pytest.mark.parametrize("name", [n for n in TRITON_MECHS if longmix.describe(n).family != "dense"])
 def test_inference_forward_matches_reference(name, prec):
-    """The forward without gradients, at a shape where the one-pass kernel serves the mechanisms it
-    covers (B·H = 256 sequences·heads: no gate or a scalar gate), against the reference, with an
-    initial state and T not a multiple of the chunk; the others run their no-grad two-kernel path."""
+    """The forward without gradients, at a shape where the one-pass kernel serves the ungated
+    mechanisms (B·H = 256 sequences·heads), against the reference, with an initial state and T not a
+    multiple of the chunk; the others run their two-kernel path without saving anything."""
     dtype = torch.bfloat16 if prec == "bf16" else torch.float32
     qkv, kw = _inputs(name, B=16, T=1000, H=16, D=64, dtype=dtype)
     S0 = torch.randn(16, 16, 64, 65 if kw.get("normalize") else 64, device="cuda") * 0.1

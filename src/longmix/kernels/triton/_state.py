@@ -88,7 +88,10 @@ def fwd_states(k, v, G, h, s0, sT, W, u, CU, CO, T, H, K: tl.constexpr, V: tl.co
         if GATE != 0:
             w, d_last = _gate_tile_T(G, b, hh, t0, i_k, Te, H, K, GATE, BT, BK)
             S *= d_last
-            kT = (kT * w).to(vv.dtype)
+            if GATE == 1:  # (k ⊙ w)ᵀ v = kᵀ (w ⊙ v) for a per-row w: scale v's rows, keep kᵀ as loaded
+                vv = (vv * tl.reshape(w, (BT, 1))).to(vv.dtype)
+            else:
+                kT = (kT * w).to(vv.dtype)
         S += tl.dot(kT, vv, input_precision=PREC)
     if STORE_ST:
         p_st = tl.make_block_ptr(sT + i_s * K * V, (K, V), (V, 1), (i_k * BK, i_v * BV), (BK, BV), (1, 0))

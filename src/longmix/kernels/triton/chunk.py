@@ -59,9 +59,12 @@ CONFIG = {"state_bk": 64, "state_bv": 64, "state_warps": 4, "state_min_programs"
           # with 8 warps: DeltaNet forward+backward 0.92x the time of (64, 4); KDA (per-key gates) 1.01x, so
           # it keeps (64, 4) (H200, B=16, T=2K, benchmarks/results/2026-11-26-h200-delta-backward/tune.jsonl)
           "dqk_bk_delta": 128, "dqk_warps_delta": 8, "dqk_bk_delta_key": 64, "dqk_warps_delta_key": 4,
-          # the one-pass inference forward (no gate or a scalar gate): its V tile and warps, and the fewest
-          # (batch·head, V tile) programs it runs with (below that, the two-kernel forward)
-          "fused_bv": 64, "fused_warps": 4, "fused_min_programs": 256}
+          # the one-pass inference forward (no gate): its V tile and warps, and the fewest (batch·head, V tile)
+          # programs it runs with (below that, the two-kernel forward). H200, bf16, H=16, D=128, linear attention
+          # (elu+1, normalised) forward: 0.80x the two-kernel time at B·H = 256 (T = 2K) and 0.81x at 64 (T = 8K,
+          # 128 programs); 1.22x at B·H = 16 (T = 32K); 8 warps or a V tile of 32 or 128 were slower
+          # (benchmarks/results/2026-11-26-h200-decoder-and-forward/)
+          "fused_bv": 64, "fused_warps": 4, "fused_min_programs": 128}
 
 
 _tile = _delta._tile
@@ -303,31 +306,29 @@ def chunk(q, k, v, g=None, beta=None, initial_state=None, *, chunk_size: int = 6
     beta = None if beta is None else beta.contiguous()
     q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
     if _fused(q, k, v, g, beta, s0, chunks):
-        return _fused_forward(q, k, v, g, s0, chunk_size, float(scale))
+        return _fused_forward(q, k, v, s0, chunk_size, float(scale))
     return _ChunkFn.apply(q, k, v, g, beta, s0, chunk_size, float(scale), chunks)
 
 
 def _fused(q, k, v, g, beta, s0, chunks: Chunks) -> bool:
-    """Whether the one-pass inference forward serves this call: no gradient needed, no delta rule,
-    no per-key gate, no documents, K ≤ 128, and enough (batch·head, V tile) programs to fill the GPU
-    (its walk over the chunks is sequential; a long single sequence keeps the two-kernel path)."""
-    if beta is not None or (g is not None and g.dim() == 4) or chunks.varlen or k.shape[-1] > 128:
+    """Whether the one-pass inference forward serves this call: no gradient needed, no gate, no delta
+    rule, no documents, K ≤ 128, and enough (batch·head, V tile) programs to fill the GPU (its walk
+    over the chunks is sequential; a long single sequence keeps the two-kernel path)."""
+    if g is not None or beta is not None or chunks.varlen or k.shape[-1] > 128:
         return False
-    if torch.is_grad_enabled() and any(x is not None and x.requires_grad for x in (q, k, v, g, s0)):
+    if torch.is_grad_enabled() and any(x is not None and x.requires_grad for x in (q, k, v, s0)):
         return False
     B, _, H, _ = k.shape
     return B * H * triton.cdiv(v.shape[-1], CONFIG["fused_bv"]) >= CONFIG["fused_min_programs"]
 
 
-def _fused_forward(q, k, v, g, s0, C, scale):
+def _fused_forward(q, k, v, s0, C, scale):
     B, T, H, K = k.shape
     V = v.shape[-1]
-    G = chunk_cumsum(g, C, clamp=True) if g is not None else None
     o = torch.empty_like(v)
     sT = q.new_empty(B, H, K, V, dtype=torch.float32)
     bv = _tile(V, CONFIG["fused_bv"])
     _output.fwd_fused[(triton.cdiv(V, bv), B * H)](
-        q, k, v, G if G is not None else q, s0 if s0 is not None else q, o, sT, T, H, K, V, scale,
-        GATE=0 if g is None else 1, HAS_S0=s0 is not None, STORE_ST=True, BT=C, BK=_tile(K, 128), BV=bv,
-        PREC=_prec(q), num_warps=CONFIG["fused_warps"])
+        q, k, v, s0 if s0 is not None else q, o, sT, T, H, K, V, scale, HAS_S0=s0 is not None, BT=C,
+        BK=_tile(K, 128), BV=bv, PREC=_prec(q), num_warps=CONFIG["fused_warps"])
     return o, sT
