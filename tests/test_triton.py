@@ -407,6 +407,19 @@ def test_recurrent_decode(gate, delta):
     assert o5.is_contiguous() and torch.equal(o5, o)  # the output is row-major whatever v's strides
 
 
+def test_recurrent_decode_reads_a_constant_gate_per_head():
+    """A per-head decay expanded over batch and time (how RetNet and Lightning pass theirs) is read
+    as its [H] values, not copied: same output and state as the materialised gate."""
+    from longmix.kernels.triton.recurrent import recurrent
+
+    q, k, v, _, S, _ = _inputs(3, 4, 5, 16, 24, None, s0=True)
+    g_h = -torch.rand(5, generator=torch.Generator().manual_seed(2)).to(DEVICE)
+    o, S1 = recurrent(q, k, v, g_h.expand(3, 4, 5), None, S)
+    o2, S2 = recurrent(q, k, v, g_h.expand(3, 4, 5).contiguous(), None, S)
+    assert torch.allclose(o, o2, rtol=1e-6, atol=1e-6) and torch.allclose(S1, S2, rtol=1e-6, atol=1e-6)
+    assert _rel(o, recurrent(q, k, v, None, None, S)[0]) > 1e-2  # (the gate acts)
+
+
 @pytest.mark.parametrize("gate,delta", [(None, False), ("scalar", True), ("key", True)])
 def test_recurrent_decode_packed_documents(gate, delta):
     """The decode kernel with cu_seqlens: one program per (document, head, V tile), each from its own

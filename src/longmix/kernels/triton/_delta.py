@@ -60,10 +60,16 @@ def _kpair(k, G, Kp, b, hh, t0, T, H, K, GATE: tl.constexpr, BT: tl.constexpr, B
             kk = tl.load(p_k, boundary_check=(0, 1))
             kp += tl.dot(kk, tl.trans(kk), input_precision=PREC)
         if GATE == 1:
-            g = tl.load(G + (b * T + o_c) * H + hh, mask=o_c < T, other=0.0)
-            kp *= tl.exp(tl.where(strict, g[:, None] - g[None, :], float("-inf")))
+            kp *= _pair_decay(G, b, hh, o_c, T, H, strict)
         kp = tl.where(strict, kp, 0.0)
     return kp
+
+
+@triton.jit
+def _pair_decay(G, b, hh, rows, T, H, strict):
+    """A scalar gate's decay e^{G_r − G_u} on the chunk's pairs ``strict`` (0 elsewhere); rows absolute."""
+    g = tl.load(G + (b * T + rows) * H + hh, mask=rows < T, other=0.0)
+    return tl.exp(tl.where(strict, g[:, None] - g[None, :], float("-inf")))
 
 
 @triton.jit
@@ -392,17 +398,16 @@ def bwd_delta(k, v, beta, G, dW, du, Tinv, Kp, dk, dG, dKp, dv, dbeta, CH, T, H,
                                   input_precision=PREC), 0.0)
     if GATE == 2:
         kp = _kpair(k, G, Kp, b, hh, t0, T, H, K, GATE, BT, BK, PREC)
-    else:
-        dec = tl.zeros([BT, BT], dtype=tl.float32) + 1.0
+    else:  # the key-key products were formed in the pass above (reading k once): mask and decay them here
         if GATE == 1:
-            g = tl.load(G + (b * T + rows) * H + hh, mask=rvalid, other=0.0)
-            dec = tl.exp(tl.where(strict, g[:, None] - g[None, :], float("-inf")))
-        kp = tl.where(strict, kp * dec, 0.0)
+            dec = _pair_decay(G, b, hh, rows, T, H, strict)
+            kp *= dec
+        kp = tl.where(strict, kp, 0.0)
     db += tl.sum(dA * kp, 1)
     dkp = dA * bt[:, None]
     if GATE == 2:
         tl.store(dKp + ((b * T + rows[:, None]) * H + hh) * BT + o_c[None, :], dkp, mask=rvalid[:, None])
-    else:
+    if GATE == 1:
         dkp *= dec
     dgr = tl.zeros([BT], dtype=tl.float32)  # scalar-gate dG
     for i_k in range(tl.cdiv(K, BK)):  # dR_W = −Tinvᵀ dW; each dk tile written once

@@ -2,7 +2,8 @@
 
     S_t = (I − β_t k_t k_tᵀ) diag(e^{g_t}) S_{t-1} + β_t k_t v_tᵀ,   o_t = S_tᵀ q_t
 
-(``beta=None``: no erase term and β = 1; ``g=None``: no decay; g [B, T, H] or [B, T, H, K].)
+(``beta=None``: no erase term and β = 1; ``g=None``: no decay; g [B, T, H] or [B, T, H, K]; a
+[B, T, H] that is one [H] expanded, as the constant-decay mechanisms pass it, is read as [H].)
 One program per (V tile, batch·head) keeps its [K, BV] slice of the state in registers
 (fp32) for all T tokens: the state is read once and written once, in place if asked.
 Time O(T·K·V) per head; meant for T of 1 to a few dozen (use ``chunk`` for prefill).
@@ -59,6 +60,8 @@ def fused_recurrent(q, k, v, g, beta, s0, o, sT, CU, T, H, K: tl.constexpr, V: t
             S *= tl.exp(tl.load(g + row))
         if GATE == 2:
             S *= tl.exp(tl.load(g + row * K + o_k, mask=mk, other=0.0))[:, None]
+        if GATE == 3:  # one decay per head for every token (RetNet, Lightning): g is [H]
+            S *= tl.exp(tl.load(g + hh))
         if DELTA:
             bt = tl.load(beta + row).to(tl.float32)
             vt = bt * (vt - tl.sum(kt[:, None] * S, 0))
@@ -130,6 +133,8 @@ def _launch(q, k, v, g, beta, s0, sT, o, cu, scale):
     T, H, K = k.shape[1:]
     V = v.shape[-1]
     gate = 0 if g is None else (1 if g.dim() == 3 else 2)
+    if gate == 1 and g.stride(0) == 0 and g.stride(1) == 0:  # a per-head constant expanded over batch and time:
+        gate, g = 3, g[0, 0]  # read its [H] values instead of copying the expansion
     BK = max(16, 1 << (K - 1).bit_length())  # (plain Python: triton.cdiv / next_power_of_2 cost µs a call)
     BV = min(CONFIG["bv"], max(16, 1 << (V - 1).bit_length()))
     q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
