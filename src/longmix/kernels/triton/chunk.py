@@ -11,6 +11,10 @@ docstring derives the chunkwise math). Pipeline, for ``beta=None``:
 3. (per-key gates) ``_gla.fwd_intra``: the intra-chunk matrix ``P`` in 16×16 sub-tiles;
 4. ``_output.fwd_output``: ``o = (q ⊙ e^G) h[n] + P v``.
 
+Without gradients, no gate and enough batch·heads to fill the GPU (``_fused``), steps 2 and 4 are
+one walk over the chunks with the state in registers (``_output.fwd_fused``): nothing per chunk is
+stored.
+
 Backward: ``_state.bwd_states`` (dh, reverse), ``_output.bwd_dv``, ``_output.bwd_dqk``
 (and ``_gla.bwd_intra`` for per-key gates), then ∂L/∂g = reverse chunk-local cumsum
 of ∂L/∂G.
