@@ -208,16 +208,23 @@ def test_triton_packed_documents_match_reference(name, prec):
     _assert_close(names, fast, want, TOL[prec], (name, prec))
 
 
+@pytest.mark.parametrize("prec", ["bf16", "fp32"])
 @pytest.mark.parametrize("name", [n for n in TRITON_MECHS if longmix.describe(n).family != "dense"])
-def test_triton_long_sequence_matches_reference(name):
-    """T = 128K (B = 1, H = 2, D = 64, bf16): 2048 chunks of state passing, forward and backward,
-    against the reference; no drift beyond bf16's rounding."""
-    qkv, kw = _inputs(name, B=1, T=131072, H=2, D=64, dtype=torch.bfloat16)
+def test_triton_long_sequence_matches_reference(name, prec):
+    """T = 128K (B = 1, H = 2, D = 64, bf16 or IEEE float32): 2048 chunks of state passing, forward
+    and backward, against the reference; no drift beyond the precision's rounding."""
+    dtype = torch.bfloat16 if prec == "bf16" else torch.float32
+    qkv, kw = _inputs(name, B=1, T=131072, H=2, D=64, dtype=dtype)
     w = torch.randn(qkv[2].shape, generator=torch.Generator().manual_seed(1)).cuda()
-    fast = _fwd_bwd(name, "triton", qkv, kw, w)
-    want = _fwd_bwd(name, "reference", qkv, kw, w)
+    before = torch.get_float32_matmul_precision()
+    try:
+        torch.set_float32_matmul_precision("highest")
+        fast = _fwd_bwd(name, "triton", qkv, kw, w)
+        want = _fwd_bwd(name, "reference", qkv, kw, w)
+    finally:
+        torch.set_float32_matmul_precision(before)
     _assert_close(["o", "dq", "dk", "dv"] + [f"d{n}" for n in sorted(kw) if torch.is_tensor(kw[n])], fast, want,
-                  TOL["bf16"], (name, "T=131072"))
+                  TOL[prec], (name, prec, "T=131072"))
 
 
 def test_packed_documents_call_never_waits_for_the_gpu():
