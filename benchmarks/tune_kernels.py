@@ -45,6 +45,9 @@ KNOBS = [
     (_gla.CONFIG, "fwd_bk", [16, 32], ["gla"]),
     (chunk.CONFIG, "out_warps", [4, 8], ["retention", "gla"]),
     (chunk.CONFIG, "out_bv", [64, 128], ["retention"]),
+    # all of K in one tile for the output kernel: its K loop of two 64-wide tiles is where RetNet's forward
+    # is 1.15x fla's (benchmarks/results/2026-11-26-h200-decoder-and-forward/profile_scalar_gate.txt)
+    (chunk.CONFIG, "out_bk", [64, 128, {"out_bk": 128, "out_warps": 8}], ["retention", "mamba2"]),
     (chunk.CONFIG, "bwd_warps", [4, 8], ["retention", "gla"]),
     # the one-pass inference forward: off (1 << 30 programs never reached) or on whatever the program count
     (chunk.CONFIG, "fused_min_programs", [1 << 30, 0], ["linear"]),
