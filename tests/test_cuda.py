@@ -1,5 +1,7 @@
 """On a CUDA machine: the public API with the Triton backend against the reference, and the
 deferred value checks (skipped without a GPU; the interpreter tests in test_triton.py cover CI)."""
+import contextlib
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -32,6 +34,17 @@ TRITON_MECHS = [n for n in longmix.mechanisms() if "triton" in longmix.describe(
 TOL = {"bf16": 2e-2, "tf32": 1e-2, "fp32": 1e-4}
 
 
+@contextlib.contextmanager
+def _matmul_precision(precision: str):
+    """PyTorch's float32 matmul precision (which the kernels' float32 products follow) set inside the block."""
+    before = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision(precision)
+    try:
+        yield
+    finally:
+        torch.set_float32_matmul_precision(before)
+
+
 def _fwd_bwd(name, backend, qkv, kw, w):
     """(o, dq, dk, dv, dg, dβ) of ``(o · w).sum()``, every input a leaf (gates and β too)."""
     leaves = [x.detach().clone().requires_grad_() for x in qkv]
@@ -59,12 +72,9 @@ def test_triton_backend_matches_reference_forward_and_backward(name, prec):
     float32 with TF32 products (the quality suite's training) and with full float32 products."""
     qkv, kw = _inputs(name, dtype=torch.bfloat16 if prec == "bf16" else torch.float32)
     w = torch.randn(qkv[2].shape, generator=torch.Generator().manual_seed(1)).cuda()  # a random projection of o:
-    before = torch.get_float32_matmul_precision()  # (|o|² is constant after transnormer's norm, so its gradient is 0)
-    try:
-        torch.set_float32_matmul_precision("high" if prec == "tf32" else "highest")
+    # (|o|² is constant after transnormer's norm, so its gradient is 0)
+    with _matmul_precision("high" if prec == "tf32" else "highest"):
         fast = _fwd_bwd(name, "triton", qkv, kw, w)
-    finally:
-        torch.set_float32_matmul_precision(before)
     want = _fwd_bwd(name, "reference", qkv, kw, w)
     _assert_close(["o", "dq", "dk", "dv"] + [f"d{n}" for n in sorted(kw) if torch.is_tensor(kw[n])], fast, want,
                   TOL[prec], (name, prec))
@@ -87,13 +97,9 @@ def test_training_gradients_triton_match_reference(name):
         torch.manual_seed(0)
         lm = LM(LMConfig(vocab_size=t.vocab_size, d_model=128, n_layers=4, n_heads=2, mechanism=name, conv_size=4,
                          backend=backend)).cuda()
-        before = torch.get_float32_matmul_precision()
-        try:
-            torch.set_float32_matmul_precision("highest")
+        with _matmul_precision("highest"):
             logits = lm(data.inputs)
             F.cross_entropy(logits.flatten(0, 1), data.labels.flatten(), ignore_index=-100).backward()
-        finally:
-            torch.set_float32_matmul_precision(before)
         grads[backend] = {n: p.grad.detach().clone() for n, p in lm.named_parameters() if p.grad is not None}
     assert grads["triton"].keys() == grads["reference"].keys()
     worst = max(((grads["triton"][n] - g).norm() / g.norm().clamp_min(1e-30)).item() for n, g in grads["reference"].items())
@@ -197,12 +203,8 @@ def test_triton_packed_documents_match_reference(name, prec):
     Vs = qkv[2].shape[-1] + (1 if kw.get("normalize") else 0)
     S0 = (torch.rand if kw.get("normalize") else torch.randn)(5, qkv[0].shape[2], K, Vs, generator=gen).cuda()
     w = torch.randn(qkv[2].shape, generator=gen).cuda()
-    before = torch.get_float32_matmul_precision()
-    try:
-        torch.set_float32_matmul_precision("highest")
+    with _matmul_precision("highest"):
         fast = _fwd_bwd_docs(name, "triton", qkv, kw, w, cu, S0)
-    finally:
-        torch.set_float32_matmul_precision(before)
     want = _fwd_bwd_docs(name, "reference", qkv, kw, w, cu, S0)
     names = ["o", "state", "dq", "dk", "dv", "dS0"] + [f"d{n}" for n in sorted(kw) if torch.is_tensor(kw[n])]
     _assert_close(names, fast, want, TOL[prec], (name, prec))
@@ -216,13 +218,9 @@ def test_triton_long_sequence_matches_reference(name, prec):
     dtype = torch.bfloat16 if prec == "bf16" else torch.float32
     qkv, kw = _inputs(name, B=1, T=131072, H=2, D=64, dtype=dtype)
     w = torch.randn(qkv[2].shape, generator=torch.Generator().manual_seed(1)).cuda()
-    before = torch.get_float32_matmul_precision()
-    try:
-        torch.set_float32_matmul_precision("highest")
+    with _matmul_precision("highest"):
         fast = _fwd_bwd(name, "triton", qkv, kw, w)
         want = _fwd_bwd(name, "reference", qkv, kw, w)
-    finally:
-        torch.set_float32_matmul_precision(before)
     _assert_close(["o", "dq", "dk", "dv"] + [f"d{n}" for n in sorted(kw) if torch.is_tensor(kw[n])], fast, want,
                   TOL[prec], (name, prec, "T=131072"))
 
@@ -313,13 +311,8 @@ def test_inference_forward_matches_reference(name, prec):
     dtype = torch.bfloat16 if prec == "bf16" else torch.float32
     qkv, kw = _inputs(name, B=16, T=1000, H=16, D=64, dtype=dtype)
     S0 = torch.randn(16, 16, 64, 65 if kw.get("normalize") else 64, device="cuda") * 0.1
-    before = torch.get_float32_matmul_precision()
-    try:
-        torch.set_float32_matmul_precision("highest")
-        with torch.no_grad():
-            fast = longmix.attention(*qkv, name, backend="triton", initial_state=S0, output_final_state=True, **kw)
-    finally:
-        torch.set_float32_matmul_precision(before)
+    with _matmul_precision("highest"), torch.no_grad():
+        fast = longmix.attention(*qkv, name, backend="triton", initial_state=S0, output_final_state=True, **kw)
     with torch.no_grad():
         want = longmix.attention(*qkv, name, backend="reference", initial_state=S0, output_final_state=True, **kw)
     _assert_close(["o", "state"], fast, want, TOL[prec], (name, prec, "no grad"))

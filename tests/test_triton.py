@@ -81,6 +81,15 @@ def _per_document(fn, bounds):
     return run
 
 
+def _count_launches(monkeypatch, module, name) -> list:
+    """Replace Triton kernel ``module.name`` by one that records each launch's grid, then launches."""
+    grids = []
+    real = getattr(module, name)
+    spy = type("Spy", (), {"__getitem__": lambda self, grid: grids.append(grid) or real[grid]})
+    monkeypatch.setattr(module, name, spy())
+    return grids
+
+
 def _compare(xs, C=16, bounds=None):
     """Kernel against the float64 reference (see the module docstring); ``bounds``: packed documents
     (B = 1, initial state [N, ...]), the kernel in one call with cu_seqlens, the reference per document."""
@@ -130,10 +139,7 @@ def test_inference_forward_in_one_pass(T, K, V, C, s0, monkeypatch):
     from longmix.kernels.triton import _output, chunk as chunk_mod
 
     monkeypatch.setitem(chunk_mod.CONFIG, "fused_min_programs", 0)  # the test's few heads would not fill a GPU
-    calls = []
-    real = _output.fwd_fused
-    monkeypatch.setattr(_output, "fwd_fused", type("Spy", (), {
-        "__getitem__": lambda self, grid: calls.append(grid) or real[grid]})())
+    calls = _count_launches(monkeypatch, _output, "fwd_fused")
     q, k, v, g, S, _ = _inputs(2, T, 3, K, V, "scalar", s0=s0)
     with torch.no_grad():
         o, ST = tri_chunk(q, k, v, None, None, S, chunk_size=C)
@@ -544,10 +550,7 @@ def test_decoder_steps_in_place_with_the_fused_kernel(name, monkeypatch):
     q = torch.randn(B, T, H, D, generator=gen).to(DEVICE)
     k = torch.randn(B, T, H // 2, D, generator=gen).to(DEVICE)
     v = torch.randn(B, H // 2, T, D, generator=gen).to(DEVICE).transpose(1, 2)  # strides of a [B, H, T, D] layout
-    launches = []
-    real = rec.fused_recurrent
-    monkeypatch.setattr(rec, "fused_recurrent", type("Spy", (), {
-        "__getitem__": lambda self, grid: launches.append(grid) or real[grid]})())
+    launches = _count_launches(monkeypatch, rec, "fused_recurrent")
     for opts in MECH_OPTS[name]:
         opts, k = _mech_inputs(opts, k, gen)
         if "g" in opts or "beta" in opts:  # per query head: B, T, H (…)

@@ -118,7 +118,8 @@ class Decoder:
     def _first(self, q, k, v, options, key):
         """A new input signature: the whole of ``attention``'s validation, then the step."""
         _check_names(options)
-        if key[9] or (torch.is_grad_enabled() and any(torch.is_tensor(x) and x.requires_grad for x in options.values())):
+        tensors = [q, k, v] + [x for x in options.values() if torch.is_tensor(x)]
+        if torch.is_grad_enabled() and any(x.requires_grad for x in tensors):
             raise ValueError("Decoder steps are inference only (the state is overwritten): run them under "
                              "torch.no_grad(), or use attention(..., initial_state=S) for gradients")
         checks.qkv(q, k, v)
