@@ -40,9 +40,15 @@ KNOBS = [
     (_gla.CONFIG, "diag_loop_keys", [False, True, {"diag_loop_keys": True, "fwd_bk": 32}], ["kda"]),
     (_delta.CONFIG, "prep_warps", [1, 2, 4, 8], ["deltanet", "gated_deltanet"]),
     (_delta.CONFIG, "prep4", [True, False], ["deltanet", "kda"]),
-    (_gla.CONFIG, "fwd_rows", [True, False], ["gla", "kda"]),
-    (_gla.CONFIG, "fwd_warps", [1, 2, 4], ["gla", "kda"]),
-    (_gla.CONFIG, "fwd_bk", [16, 32], ["gla"]),
+    # the per-key-gate intra kernels since each block's diagonal tile joins its product (span_max): key tile and
+    # warps, forward and backward; span_max -1 times the exact 3-D diagonal everywhere, as gates past it take
+    (_gla.CONFIG, "fwd_bk", [16, 32, 64, {"fwd_bk": 32, "fwd_warps": 4}, {"fwd_bk": 64, "fwd_warps": 4},
+                             {"fwd_bk": 64, "fwd_warps": 8}], ["gla", "kda"]),
+    (_gla.CONFIG, "fwd_warps", [1, 2, 4, 8], ["gla", "kda"]),
+    (_gla.CONFIG, "bwd_bk", [16, 32, 64, {"bwd_bk": 32, "bwd_warps": 2}, {"bwd_bk": 32, "bwd_warps": 4},
+                             {"bwd_bk": 64, "bwd_warps": 4}], ["gla", "kda"]),
+    (_gla.CONFIG, "bwd_warps", [1, 2, 4], ["gla", "kda"]),
+    (_gla.CONFIG, "span_max", [40.0, -1.0], ["gla", "kda"]),
     (chunk.CONFIG, "out_warps", [4, 8], ["retention", "gla"]),
     (chunk.CONFIG, "out_bv", [64, 128], ["retention"]),
     # all of K in one tile for the output kernel: its K loop of two 64-wide tiles is where RetNet's forward

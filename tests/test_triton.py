@@ -292,18 +292,76 @@ def test_delta_four_block_prep_as_accurate_as_the_general_kernel(gate, monkeypat
         assert e4 <= 2 * eg + 1e-6, errs
 
 
-@pytest.mark.parametrize("diag_loop", [False, True])
-@pytest.mark.parametrize("beta", [None, (0.0, 2.0)], ids=["gla", "kda"])
-def test_per_key_intra_matrix_variants(diag_loop, beta, monkeypatch):
-    """Both ways of the diagonal tiles of the per-key-gate intra matrix (the exact 3-D product, or
-    column by column) in fwd_A_rows, at the default chunk with a ragged last chunk, strong gates and
-    a key dim over one tile, against the reference (forward and every gradient)."""
-    from longmix.kernels.triton import _gla
+def _spans(G, C, BC):
+    """Each BC-row block's gate span (G at the row before it, 0 at a chunk's start, minus G at its last
+    row; max over batch, heads and key dims): what decides whether ``_gla`` takes the whole chunk
+    (BC = C) or a block's diagonal tile (BC = 16) into one product."""
+    spans = []
+    for t in range(0, G.shape[1], BC):
+        ref = G[:, t - 1] if t % C else torch.zeros_like(G[:, 0])
+        spans.append((ref - G[:, min(t + BC, G.shape[1]) - 1]).max().item())
+    return torch.tensor(spans)
 
+
+def _both_ways(G, C, span_max):
+    """Assert that chunks and 16-row blocks fall on both sides of ``span_max`` (so a test runs every path)."""
+    for BC in (C, 16):
+        s = _spans(G, C, BC)
+        assert (s > span_max).any() and (s <= span_max).any(), (BC, s)
+
+
+@pytest.mark.parametrize("span_max,diag_loop", [(-1.0, False), (-1.0, True), (36.0, False), (36.0, True), (40.0, False)],
+                         ids=["3d", "loop", "mixed-3d", "mixed-loop", "default"])
+@pytest.mark.parametrize("beta", [None, (0.0, 2.0)], ids=["gla", "kda"])
+def test_per_key_intra_matrix_variants(span_max, diag_loop, beta, monkeypatch):
+    """The per-key-gate intra matrix and its backward, by whole chunks, by blocks with their diagonal tile
+    in the block's product, or with it apart (the exact 3-D product, or column by column): everything
+    apart (span_max −1), and with gates ever stronger along time, so that chunks and blocks fall on both
+    sides of span_max (checked); at the default chunk with a ragged last chunk and a key dim over one
+    tile, against the reference (forward and every gradient)."""
+    from longmix.kernels.triton import _gla
+    from longmix.kernels.triton._cumsum import chunk_cumsum
+
+    monkeypatch.setitem(_gla.CONFIG, "span_max", span_max)
     monkeypatch.setitem(_gla.CONFIG, "diag_loop", diag_loop)
     monkeypatch.setitem(_gla.CONFIG, "diag_loop_keys", diag_loop)
     xs = _inputs(1, 150, 1, 40, 24, "key", s0=True, strength=8.0, beta=beta, knorm=1.0 if beta else None, seed=4)
+    xs[3] = xs[3] * (2 * torch.linspace(0, 1, 150) ** 2)[None, :, None, None].to(DEVICE)
+    if span_max > 0:
+        _both_ways(chunk_cumsum(xs[3], 64, clamp=True), 64, span_max)
     _compare(xs, C=64)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+def test_per_key_intra_matrix_exact_across_gate_spans(dtype, monkeypatch):
+    """``_gla.fwd_intra`` (the matrix and the key-key matrix) against a float64 sum over key dims, on gates
+    whose block spans run from about 1 to far past ``span_max`` (so both ways of the diagonal tile are
+    taken), with keys of norm up to 30: float16 inputs take float32 operands, as a key scaled by up to
+    e^40 would overflow float16; no entry may be inf or NaN."""
+    from longmix.kernels.triton import _gla
+    from longmix.kernels.triton._cumsum import chunk_cumsum
+
+    gen = torch.Generator().manual_seed(3)
+    T, H, K, C = 150, 2, 40, 64
+    q = (torch.randn(1, T, H, K, generator=gen) * 3).to(dtype)
+    k = (torch.randn(1, T, H, K, generator=gen) * 5).to(dtype)
+    ramp = (20 * torch.linspace(0, 1, T) ** 3)[None, :, None, None]  # gates ever stronger: block spans 0.1 to 250
+    G = chunk_cumsum((F.logsigmoid(torch.randn(1, T, H, K, generator=gen)) * ramp).to(DEVICE), C, clamp=True).cpu()
+    _both_ways(G, C, _gla.CONFIG["span_max"])
+    A, A2 = _gla.fwd_intra(q.to(DEVICE), k.to(DEVICE), G.to(DEVICE), C, "ieee", with_keys=True)
+    qd, kd, Gd = q.double(), k.double(), G.double()
+    for t0 in range(0, T, C):
+        s = slice(t0, min(t0 + C, T))
+        n = s.stop - t0
+        causal = torch.ones(n, n, dtype=torch.bool).tril()
+        e = torch.exp((Gd[0, s][:, None] - Gd[0, s][None]).clamp_max(0.0))  # [n, n, H, K]: e^{G_r − G_u}, u ≤ r
+        for got, x in ((A, qd), (A2, kd)):
+            want = torch.einsum("ruhd,rhd,uhd->rhu", e, x[0, s], kd[0, s])
+            have = got[0, s, :, :n].cpu().double()
+            have = torch.where(causal[:, None, :], have, torch.zeros((), dtype=have.dtype))
+            want = torch.where(causal[:, None, :], want, torch.zeros((), dtype=want.dtype))
+            assert torch.isfinite(have).all()
+            assert _rel(have, want) < 1e-5, (t0, _rel(have, want))
 
 
 # ----------------------------------------------------------------------------- packed documents

@@ -1,18 +1,27 @@
-"""Per-key gates (GLA): the intra-chunk matrix and its backward in 16×16 sub-tiles.
+"""Per-key gates (GLA): the intra-chunk matrix and its backward, as whole-chunk or row-block products.
 
-``P_ru = Σ_d q_rd k_ud e^{G_rd − G_ud}`` (u ≤ r) cannot be one matmul: the decay differs
-per key dim, and splitting it as ``(q e^{G})(k e^{−G})ᵀ`` overflows once a chunk's gates
-sum below about −88. So the chunk is cut into sub-tiles of ``BC`` rows:
+``P_ru = Σ_d q_rd k_ud e^{G_rd − G_ud}`` (u ≤ r) is not one matmul as it stands: the decay differs
+per key dim, and splitting it as ``(q e^{G − ref})(k e^{ref − G})ᵀ`` overflows once the gates between
+the reference and a key sum below about −88. The split is exact (to the operands' rounding) while
+the factor ``e^{ref − G_u}`` stays below ``e^{span_max}``: ``CONFIG["span_max"]`` = 40, so keys scaled by
+up to e^40 ≈ 2e17 stay far inside bf16/fp32 range (float16 inputs take float32 operands). So:
 
-* off-diagonal tile (rows block i > columns block j): split the exponent at a reference
-  ``ref = G`` at the last row before block i, which lies between every u in block j and
-  every r in block i, so both ``e^{G_r − ref}`` and ``e^{ref − G_u}`` are ≤ 1:
-  ``P_ij = (q_i ⊙ e^{G_i − ref}) (k_j ⊙ e^{ref − G_j})ᵀ`` — a tensor-core matmul;
-* diagonal tile: the exact 3-D product ``Σ_d q_rd k_ud e^{G_rd − G_ud}``, masked before exp.
+1. a chunk whose gates span at most span_max (span = max_d of −G at its last row; G is the chunk-local
+   cumulative log-gate) is one product, ``P = (q ⊙ e^{G}) (k ⊙ e^{−G})ᵀ`` (ref 0), masked to u ≤ r:
+   the case of GLA's gates (logsigmoid / 16) and of most others at chunk 64;
+2. otherwise each row block i of ``BC`` = 16 rows splits at its own reference, G at the row before the
+   block (0 for the first): ``P_{i,:} = (q_i ⊙ e^{G_i − ref}) (k ⊙ e^{ref − G})ᵀ``. Keys before the
+   block have ``e^{ref − G_u} ≤ 1``; its own diagonal tile joins the product while the block's span
+   (ref − G at its last row) is at most span_max;
+3. past that too (gates averaging below −2.5 a step over 16 steps, or −inf resets) the diagonal tile
+   is the exact 3-D product ``Σ_d q_rd k_ud e^{G_rd − G_ud}``, masked before the exponent.
 
-The backward applies the same split to ``dq_r = Σ_u dA_ru k_u e^{G_r − G_u}`` and
-``dk_u = Σ_r dA_ru q_r e^{G_r − G_u}`` (references: the last row before block i for dq,
-the last row of block i for dk), then adds the inter-chunk parts and ∂L/∂G = q⊙dq − k⊙dk.
+The choice is made per chunk and block (and per key tile in the backward) on the GPU, with no host
+synchronisation; ``span_max = -1`` forces level 3 everywhere (the tests run every level).
+
+The backward applies the same splits to ``dq_r = Σ_u dA_ru k_u e^{G_r − G_u}`` and
+``dk_u = Σ_r dA_ru q_r e^{G_r − G_u}`` (references: the row before the block for dq, its last row
+for dk), then adds the inter-chunk parts and ∂L/∂G = q⊙dq − k⊙dk.
 
 The delta rule reuses both with q = k: ``fwd_intra(k, k, G)`` gives the (unmasked-diagonal)
 key-key matrix of its triangular system, and ``bwd_intra(..., self_pair=True)`` its
@@ -24,14 +33,17 @@ import triton.language as tl
 
 from ._varlen import Chunks, empty, span
 
-BC = 16  # sub-tile rows
-# key-dim tile of the sub-tile products (3-D on the diagonal) and warps, forward / backward;
-# chosen on an H100 (benchmarks/triton_check.py gla_sweep: T=8K bf16 fwd+bwd 7.5 ms at bk=32,
-# 4 warps → about 5.8 ms); benchmarks may edit this table.
-# diag_loop / diag_loop_keys: the diagonal tiles column by column instead of as a 3-D product, for the
-# intra matrix alone (GLA) / with the key-key matrix (KDA). On an H200 (B=16, T=2K) the loop ran GLA's
-# forward 1.10x slower and KDA's 0.84x faster (benchmarks/results/2026-11-25-h200-kernel-tune.jsonl).
-CONFIG = {"fwd_bk": 16, "fwd_warps": 2, "bwd_bk": 16, "bwd_warps": 1, "fwd_rows": True,
+BC = 16  # rows of a block (and of the diagonal tiles)
+# key-dim tile and warps of the forward / backward kernels; benchmarks may edit this table. On an H200
+# (B=16, T=2K, bf16, H=16, D=128; benchmarks/results/2026-11-26-h200-per-key-one-product/tune_chunk.txt)
+# the backward's (32, 2 warps) ran GLA's forward+backward 0.76x and KDA's 0.78x the time of (32, 1 warp),
+# (16, 1) 0.90x, (64, 4) the same as (32, 2); the forward's (32, 4) 0.99x / 0.97x that of (16, 2).
+# span_max: the largest gate span over a chunk or block for which it is one product (see above).
+# diag_loop / diag_loop_keys: past span_max, the diagonal tiles column by column instead of as a 3-D
+# product, for the intra matrix alone (GLA) / with the key-key matrix (KDA); on an H200 (B=16, T=2K,
+# every tile 3-D then) the loop ran GLA's forward 1.10x slower and KDA's 0.84x faster
+# (benchmarks/results/2026-11-25-h200-kernel-tune.jsonl).
+CONFIG = {"fwd_bk": 32, "fwd_warps": 4, "bwd_bk": 32, "bwd_warps": 2, "span_max": 40.0,
           "diag_loop": False, "diag_loop_keys": True}
 
 
@@ -60,148 +72,182 @@ def _decay3(g_r, g_u, t, T, BC: tl.constexpr):
 
 
 @triton.jit
-def fwd_A(q, k, G, A, CH, T, H, K: tl.constexpr, BT: tl.constexpr, BC: tl.constexpr, BK: tl.constexpr,
-          PREC: tl.constexpr, VARLEN: tl.constexpr):
-    i_ij, n, i_bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
-    NC: tl.constexpr = BT // BC
-    i, j = i_ij // NC, i_ij % NC
-    b, hh = i_bh // H, i_bh % H
-    t0, T = span(CH, n, T, BT, VARLEN)  # with documents: T is the end of this chunk's document
-    if empty(t0, T):  # a chunk slot past the last document's chunks
-        return
-    ti, tj = t0 + i * BC, t0 + j * BC
-    if (i >= j) & (ti < T):
-        acc = tl.zeros([BC, BC], dtype=tl.float32)
-        if i > j:
-            for i_k in range(tl.cdiv(K, BK)):
-                qi, gi, mi = _rows(q, G, b, hh, ti, i_k, T, H, K, BC, BK)
-                kj, gj, _ = _rows(k, G, b, hh, tj, i_k, T, H, K, BC, BK)
-                ref = _grow(G, b, hh, ti - 1, i_k, T, H, K, BK)[None, :]
-                qg = tl.where(mi, qi * tl.exp(gi - ref), 0.0).to(q.dtype.element_ty)
-                kg = (kj * tl.exp(ref - gj)).to(k.dtype.element_ty)
-                acc += tl.dot(qg, tl.trans(kg), input_precision=PREC)
-        else:
-            for i_k in range(tl.cdiv(K, BK)):
-                qi, gi, _ = _rows(q, G, b, hh, ti, i_k, T, H, K, BC, BK)
-                ki, _, _ = _rows(k, G, b, hh, ti, i_k, T, H, K, BC, BK)
-                e = _decay3(gi, gi, ti, T, BC)
-                acc += tl.sum(qi.to(tl.float32)[:, None, :] * ki.to(tl.float32)[None, :, :] * e, 2)
-        o_t = ti + tl.arange(0, BC)
-        o_c = j * BC + tl.arange(0, BC)
-        tl.store(A + ((b * T + o_t[:, None]) * H + hh) * BT + o_c[None, :], acc, mask=o_t[:, None] < T)
+def _span(G, b, hh, t0, ti, i_k, T, H, K, BC: tl.constexpr, BK: tl.constexpr):
+    """max over key tile ``i_k`` of G(row before block ti; 0 at the chunk's start) − G(block's last row):
+    the largest ``ref − G_u`` (u in the block) a product across the block's diagonal tile multiplies keys by."""
+    o_k = i_k * BK + tl.arange(0, BK)
+    mk = o_k < K
+    ref = tl.load(G + ((b * T + ti - 1) * H + hh) * K + o_k, mask=mk & (ti > t0), other=0.0)
+    last = tl.load(G + ((b * T + tl.minimum(ti + BC, T) - 1) * H + hh) * K + o_k, mask=mk, other=0.0)
+    return tl.max(ref - last, 0)
 
 
 @triton.jit
-def fwd_A_rows(q, k, G, A, A2, CH, T, H, K: tl.constexpr, BT: tl.constexpr, BC: tl.constexpr, BK: tl.constexpr,
-               PREC: tl.constexpr, TWO: tl.constexpr, DIAG_LOOP: tl.constexpr, VARLEN: tl.constexpr):
-    """Row block i of the chunk's intra matrix in one program: every off-diagonal tile at once as one
-    [BC, BT] product, ``(q_i ⊙ e^{G_i − ref}) (k_{<i} ⊙ e^{ref − G_{<i}})ᵀ`` (ref: G at the row before
-    block i; rows from block i on are masked to 0 before the exponent), and the diagonal tile's exact
-    3-D product (``DIAG_LOOP``: column by column, each a [BC, BK] product reduced along the keys, the
-    way fla's token-parallel kernel runs it). ``TWO``: also the key-key matrix (q → k) into A2, sharing the key side and the
-    diagonal's decays (KDA needs both). Columns past the diagonal tile are not written."""
-    i, n, i_bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+def fwd_A(q, k, G, A, A2, CH, T, H, K: tl.constexpr, BT: tl.constexpr, BC: tl.constexpr, BK: tl.constexpr,
+          BKA: tl.constexpr, LIM, PREC: tl.constexpr, TWO: tl.constexpr, DIAG_LOOP: tl.constexpr,
+          VARLEN: tl.constexpr):
+    """One chunk's intra matrix (and with ``TWO`` its key-key matrix into A2): the whole chunk as one
+    [BT, BT] product (ref 0) when its gates span at most ``LIM``, else block by block (``_A_rows``)."""
+    n, i_bh = tl.program_id(0), tl.program_id(1)
     b, hh = i_bh // H, i_bh % H
     t0, T = span(CH, n, T, BT, VARLEN)
     if empty(t0, T):  # a chunk slot past the last document's chunks
         return
-    ti = t0 + i * BC
+    if _span(G, b, hh, t0, t0, 0, T, H, K, BT, BKA) <= LIM:
+        _A_rows(q, k, G, A, A2, b, hh, t0, 0, T, H, K, BT, BT, BK, BKA, LIM, PREC, TWO, False, DIAG_LOOP)
+    else:
+        for i in range(BT // BC):
+            _A_rows(q, k, G, A, A2, b, hh, t0, i, T, H, K, BT, BC, BK, BKA, LIM, PREC, TWO, True, DIAG_LOOP)
+
+
+@triton.jit
+def _A_rows(q, k, G, A, A2, b, hh, t0, i, T, H, K: tl.constexpr, BT: tl.constexpr, BR: tl.constexpr,
+            BK: tl.constexpr, BKA: tl.constexpr, LIM, PREC: tl.constexpr, TWO: tl.constexpr, SPLIT: tl.constexpr,
+            DIAG_LOOP: tl.constexpr):
+    """Rows [i·BR, (i+1)·BR) of the chunk's intra matrix as one [BR, BT] product
+    ``(q_i ⊙ e^{G_i − ref}) (k ⊙ e^{ref − G})ᵀ`` over the columns up to the block's diagonal tile (ref: G at
+    the row before the block, 0 for the first; rows past the diagonal tile are masked to 0 before the
+    exponent). ``SPLIT`` (blocks of ``BC`` rows): where the block's gates span more than ``LIM``
+    (``_span``; e^{ref − G_u} would then pass e^{LIM}), the product stops before the diagonal tile,
+    which is the exact 3-D product instead (``DIAG_LOOP``: column by column, each a [BR, BK] product
+    reduced along the keys). ``TWO``: also the key-key matrix (q → k) into A2, sharing the key side and
+    the diagonal's decays (KDA needs both). Columns past the diagonal tile are not written."""
+    ti = t0 + i * BR
     if ti < T:
-        dt = q.dtype.element_ty
+        dt = q.dtype.element_ty  # the tensor-core operands: float32 for float16 inputs, whose range (6.5e4)
+        if dt == tl.float16:  # a key scaled by up to e^{LIM} would overflow
+            dt = tl.float32
         o_c = tl.arange(0, BT)
-        o_s = tl.arange(0, BC)
-        before = (o_c < i * BC) & (t0 + o_c < T)  # the chunk's rows before block i
-        acc = tl.zeros([BC, BT], dtype=tl.float32)
-        acc2 = tl.zeros([BC, BT], dtype=tl.float32)
-        accd = tl.zeros([BC, BC], dtype=tl.float32)
-        accd2 = tl.zeros([BC, BC], dtype=tl.float32)
+        o_s = tl.arange(0, BR)
+        if SPLIT:
+            split = _span(G, b, hh, t0, ti, 0, T, H, K, BR, BKA) > LIM  # the diagonal tile apart, exactly
+            hi = i * BR + tl.where(split, 0, BR)  # the product's columns: [0, hi)
+            accd = tl.zeros([BR, BR], dtype=tl.float32)
+            accd2 = tl.zeros([BR, BR], dtype=tl.float32)
+        else:
+            hi = (i + 1) * BR
+        cols = (o_c < hi) & (t0 + o_c < T)
+        acc = tl.zeros([BR, BT], dtype=tl.float32)
+        acc2 = tl.zeros([BR, BT], dtype=tl.float32)
         for i_k in range(tl.cdiv(K, BK)):
             o_k = i_k * BK + tl.arange(0, BK)
-            qi, gi, mi = _rows(q, G, b, hh, ti, i_k, T, H, K, BC, BK)
-            ki, _, _ = _rows(k, G, b, hh, ti, i_k, T, H, K, BC, BK)
-            if i > 0:
-                ref = _grow(G, b, hh, ti - 1, i_k, T, H, K, BK)[None, :]
-                mc = before[:, None] & (o_k[None, :] < K)
-                off = ((b * T + t0 + o_c[:, None]) * H + hh) * K + o_k[None, :]
-                kc = tl.load(k + off, mask=mc, other=0.0)
-                gc = tl.load(G + off, mask=mc, other=0.0)
-                kg = (kc * tl.exp(tl.where(mc, ref - gc, float("-inf")))).to(dt)  # [BT, BK], ≤ |k|
-                qg = tl.where(mi, qi * tl.exp(gi - ref), 0.0).to(dt)
-                acc += tl.dot(qg, tl.trans(kg), input_precision=PREC)
-                if TWO:
-                    acc2 += tl.dot(tl.where(mi, ki * tl.exp(gi - ref), 0.0).to(dt), tl.trans(kg), input_precision=PREC)
-            if DIAG_LOOP:  # column by column: [BC, BK] products reduced along the key dim
-                qf = qi.to(tl.float32)
-                kif = ki.to(tl.float32)
-                for u in range(BC):
-                    ru = ((b * T + ti + u) * H + hh) * K + o_k
-                    mu = (o_k < K) & (ti + u < T)
-                    ku = tl.load(k + ru, mask=mu, other=0.0).to(tl.float32)
-                    gu = tl.load(G + ru, mask=mu, other=0.0)
-                    e = tl.exp(tl.where(mi & (o_s[:, None] >= u), gi - gu[None, :], float("-inf"))) * ku[None, :]
-                    accd += tl.where(o_s[None, :] == u, tl.sum(qf * e, 1)[:, None], 0.0)
-                    if TWO:
-                        accd2 += tl.where(o_s[None, :] == u, tl.sum(kif * e, 1)[:, None], 0.0)
-            else:  # the exact 3-D product
-                e = _decay3(gi, gi, ti, T, BC)
-                kf = ki.to(tl.float32)[None, :, :] * e
-                accd += tl.sum(qi.to(tl.float32)[:, None, :] * kf, 2)
-                if TWO:
-                    accd2 += tl.sum(ki.to(tl.float32)[:, None, :] * kf, 2)
+            qi, gi, mi = _rows(q, G, b, hh, ti, i_k, T, H, K, BR, BK)
+            ki, _, _ = _rows(k, G, b, hh, ti, i_k, T, H, K, BR, BK)
+            ref = tl.load(G + ((b * T + ti - 1) * H + hh) * K + o_k, mask=(o_k < K) & (i > 0), other=0.0)[None, :]
+            mc = cols[:, None] & (o_k[None, :] < K)
+            off = ((b * T + t0 + o_c[:, None]) * H + hh) * K + o_k[None, :]
+            kc = tl.load(k + off, mask=mc, other=0.0)
+            gc = tl.load(G + off, mask=mc, other=0.0)
+            kg = (kc * tl.exp(tl.where(mc, ref - gc, float("-inf")))).to(dt)  # [BT, BK], ≤ e^{LIM}·|k|
+            eq = tl.exp(tl.where(mi, gi - ref, float("-inf")))  # ≤ 1 (rows past T: 0)
+            acc += tl.dot((qi * eq).to(dt), tl.trans(kg), input_precision=PREC)
+            if TWO:
+                acc2 += tl.dot((ki * eq).to(dt), tl.trans(kg), input_precision=PREC)
+            if SPLIT:
+                if split:
+                    if DIAG_LOOP:  # column by column: [BR, BK] products reduced along the key dim
+                        qf = qi.to(tl.float32)
+                        kif = ki.to(tl.float32)
+                        for u in range(BR):
+                            ru = ((b * T + ti + u) * H + hh) * K + o_k
+                            mu = (o_k < K) & (ti + u < T)
+                            ku = tl.load(k + ru, mask=mu, other=0.0).to(tl.float32)
+                            gu = tl.load(G + ru, mask=mu, other=0.0)
+                            e = tl.exp(tl.where(mi & (o_s[:, None] >= u), gi - gu[None, :], float("-inf"))) * ku[None, :]
+                            accd += tl.where(o_s[None, :] == u, tl.sum(qf * e, 1)[:, None], 0.0)
+                            if TWO:
+                                accd2 += tl.where(o_s[None, :] == u, tl.sum(kif * e, 1)[:, None], 0.0)
+                    else:  # the exact 3-D product
+                        e = _decay3(gi, gi, ti, T, BR)
+                        kf = ki.to(tl.float32)[None, :, :] * e
+                        accd += tl.sum(qi.to(tl.float32)[:, None, :] * kf, 2)
+                        if TWO:
+                            accd2 += tl.sum(ki.to(tl.float32)[:, None, :] * kf, 2)
         o_t = ti + o_s
         rows = ((b * T + o_t[:, None]) * H + hh) * BT
-        mr = o_t[:, None] < T
-        tl.store(A + rows + o_c[None, :], acc, mask=mr & (o_c[None, :] < i * BC))
-        tl.store(A + rows + i * BC + o_s[None, :], accd, mask=mr)
+        wm = (o_t[:, None] < T) & (o_c[None, :] < hi)
+        causal = o_c[None, :] <= i * BR + o_s[:, None]  # zeros above the diagonal, as the 3-D product leaves them
+        tl.store(A + rows + o_c[None, :], tl.where(causal, acc, 0.0), mask=wm)
         if TWO:
-            tl.store(A2 + rows + o_c[None, :], acc2, mask=mr & (o_c[None, :] < i * BC))
-            tl.store(A2 + rows + i * BC + o_s[None, :], accd2, mask=mr)
+            tl.store(A2 + rows + o_c[None, :], tl.where(causal, acc2, 0.0), mask=wm)
+        if SPLIT:
+            if split:
+                tl.store(A + rows + i * BR + o_s[None, :], accd, mask=o_t[:, None] < T)
+                if TWO:
+                    tl.store(A2 + rows + i * BR + o_s[None, :], accd2, mask=o_t[:, None] < T)
 
 
 @triton.jit
 def bwd_intra_kernel(q, k, G, dA, dqi, dki, dG, dq, dk, CH, T, H, K: tl.constexpr, BT: tl.constexpr,
-                     BC: tl.constexpr, BK: tl.constexpr, PREC: tl.constexpr, SELF: tl.constexpr, VARLEN: tl.constexpr):
-    i_k, i_ni, i_bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
-    NC: tl.constexpr = BT // BC
-    n, i = i_ni // NC, i_ni % NC
+                     BC: tl.constexpr, BK: tl.constexpr, LIM, PREC: tl.constexpr, SELF: tl.constexpr,
+                     VARLEN: tl.constexpr):
+    """Keys ``i_k`` of one chunk's intra-chunk dq and dk (``_dqk_rows``): the whole chunk as one block
+    when this key tile's gates span at most ``LIM`` over it, else block by block."""
+    i_k, n, i_bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     b, hh = i_bh // H, i_bh % H
     t0, T = span(CH, n, T, BT, VARLEN)
     if empty(t0, T):  # a chunk slot past the last document's chunks
         return
-    ti = t0 + i * BC
+    if _span(G, b, hh, t0, t0, i_k, T, H, K, BT, BK) <= LIM:
+        _dqk_rows(q, k, G, dA, dqi, dki, dG, dq, dk, b, hh, t0, 0, i_k, T, H, K, BT, BT, BK, LIM, PREC, SELF, False)
+    else:
+        for i in range(BT // BC):
+            _dqk_rows(q, k, G, dA, dqi, dki, dG, dq, dk, b, hh, t0, i, i_k, T, H, K, BT, BC, BK, LIM, PREC, SELF, True)
+
+
+@triton.jit
+def _dqk_rows(q, k, G, dA, dqi, dki, dG, dq, dk, b, hh, t0, i, i_k, T, H, K: tl.constexpr, BT: tl.constexpr,
+              BR: tl.constexpr, BK: tl.constexpr, LIM, PREC: tl.constexpr, SELF: tl.constexpr, SPLIT: tl.constexpr):
+    """Rows [i·BR, (i+1)·BR)'s keys ``i_k`` of the intra-chunk dq and dk, each one [BR, BT] × [BT, BK] product:
+    ``dq_i = e^{G_i − ref} ⊙ dA_{i,≤i} (k ⊙ e^{ref − G})``, ``dk_i = e^{ref2 − G_i} ⊙ dA_{≥i,i}ᵀ (q ⊙ e^{G − ref2})``
+    (ref: G at the row before the block, 0 for the first; ref2: G at its last row), the diagonal tile
+    included unless (``SPLIT``) this key tile's gates span more than ``LIM`` over the block (``_span``);
+    then it is the exact 3-D product. Adds the inter-chunk parts and writes dq, dk, dG's intra part."""
+    ti = t0 + i * BR
     if ti < T:
-        o_c = tl.arange(0, BC)
-        o_t = ti + o_c
+        dt = q.dtype.element_ty  # the tensor-core operands: float32 for float16 inputs (see fwd_A)
+        if dt == tl.float16:
+            dt = tl.float32
+        o_s = tl.arange(0, BR)
+        o_t = ti + o_s
         rmask = o_t[:, None] < T
-        dt = q.dtype.element_ty
-        qi, gi, _ = _rows(q, G, b, hh, ti, i_k, T, H, K, BC, BK)
-        ki, _, _ = _rows(k, G, b, hh, ti, i_k, T, H, K, BC, BK)
-        acc_q = tl.zeros([BC, BK], dtype=tl.float32)
-        acc_k = tl.zeros([BC, BK], dtype=tl.float32)
-        if i > 0:
-            ref = _grow(G, b, hh, ti - 1, i_k, T, H, K, BK)[None, :]
-            for j in range(0, i):
-                kj, gj, _ = _rows(k, G, b, hh, t0 + j * BC, i_k, T, H, K, BC, BK)
-                dAij = tl.load(dA + ((b * T + o_t[:, None]) * H + hh) * BT + j * BC + o_c[None, :], mask=rmask, other=0.0)
-                acc_q += tl.dot(dAij.to(dt), (kj * tl.exp(ref - gj)).to(dt), input_precision=PREC)
-            acc_q *= tl.where(rmask, tl.exp(gi - ref), 0.0)
-        ref2 = _grow(G, b, hh, tl.minimum(ti + BC, T) - 1, i_k, T, H, K, BK)[None, :]
-        for j in range(i + 1, NC):
-            tj = t0 + j * BC
-            qj, gj, mj = _rows(q, G, b, hh, tj, i_k, T, H, K, BC, BK)
-            o_tj = tj + o_c
-            dAji = tl.load(dA + ((b * T + o_tj[:, None]) * H + hh) * BT + i * BC + o_c[None, :],
-                           mask=o_tj[:, None] < T, other=0.0)
-            qg = tl.where(mj, qj * tl.exp(gj - ref2), 0.0).to(dt)
-            acc_k += tl.dot(tl.trans(dAji.to(dt)), qg, input_precision=PREC)
-        acc_k *= tl.where(rmask, tl.exp(ref2 - gi), 0.0)
-        # diagonal tile, exact
-        dAii = tl.load(dA + ((b * T + o_t[:, None]) * H + hh) * BT + i * BC + o_c[None, :], mask=rmask, other=0.0)
-        e = _decay3(gi, gi, ti, T, BC) * dAii[:, :, None]
-        acc_q += tl.sum(e * ki.to(tl.float32)[None, :, :], 1)
-        acc_k += tl.sum(e * qi.to(tl.float32)[:, None, :], 0)
+        o_c = tl.arange(0, BT)
         o_k = i_k * BK + tl.arange(0, BK)
-        m = rmask & (o_k[None, :] < K)
+        mk = o_k < K
+        qi, gi, _ = _rows(q, G, b, hh, ti, i_k, T, H, K, BR, BK)
+        ki, _, _ = _rows(k, G, b, hh, ti, i_k, T, H, K, BR, BK)
+        ref = tl.load(G + ((b * T + ti - 1) * H + hh) * K + o_k, mask=mk & (i > 0), other=0.0)[None, :]
+        ref2 = _grow(G, b, hh, tl.minimum(ti + BR, T) - 1, i_k, T, H, K, BK)[None, :]
+        if SPLIT:
+            split = _span(G, b, hh, t0, ti, i_k, T, H, K, BR, BK) > LIM
+            hi = i * BR + tl.where(split, 0, BR)  # dq: columns u < hi
+            lo = i * BR + tl.where(split, BR, 0)  # dk: rows r ≥ lo
+        else:
+            hi = (i + 1) * BR
+            lo = i * BR
+        mrow = (t0 + o_c < T)[:, None] & mk[None, :]
+        off = ((b * T + t0 + o_c[:, None]) * H + hh) * K + o_k[None, :]
+        gc = tl.load(G + off, mask=mrow, other=0.0)
+        mq = mrow & (o_c[:, None] < hi)
+        kg = (tl.load(k + off, mask=mq, other=0.0) * tl.exp(tl.where(mq, ref - gc, float("-inf")))).to(dt)
+        mkk = mrow & (o_c[:, None] >= lo)
+        qg = (tl.load(q + off, mask=mkk, other=0.0) * tl.exp(tl.where(mkk, gc - ref2, float("-inf")))).to(dt)
+        # dA's row block (columns ≤ each row) and column block (rows ≥ each column): its lower triangle only
+        dAr = tl.load(dA + ((b * T + o_t[:, None]) * H + hh) * BT + o_c[None, :],
+                      mask=rmask & (o_c[None, :] < hi) & (o_c[None, :] <= i * BR + o_s[:, None]), other=0.0)
+        dAc = tl.load(dA + ((b * T + t0 + o_c[:, None]) * H + hh) * BT + i * BR + o_s[None, :],
+                      mask=(t0 + o_c[:, None] < T) & (o_c[:, None] >= lo) & (o_c[:, None] >= i * BR + o_s[None, :]),
+                      other=0.0)
+        acc_q = tl.dot(dAr.to(dt), kg, input_precision=PREC) * tl.exp(tl.where(rmask, gi - ref, float("-inf")))
+        acc_k = tl.dot(tl.trans(dAc.to(dt)), qg, input_precision=PREC) * tl.exp(tl.where(rmask, ref2 - gi, float("-inf")))
+        if SPLIT:
+            if split:  # diagonal tile, exact
+                dAii = tl.load(dA + ((b * T + o_t[:, None]) * H + hh) * BT + i * BR + o_s[None, :], mask=rmask,
+                               other=0.0)
+                e = _decay3(gi, gi, ti, T, BR) * dAii[:, :, None]
+                acc_q += tl.sum(e * ki.to(tl.float32)[None, :, :], 1)
+                acc_k += tl.sum(e * qi.to(tl.float32)[:, None, :], 0)
+        m = rmask & mk[None, :]
         off = ((b * T + o_t[:, None]) * H + hh) * K + o_k[None, :]
         if SELF:  # q is k: one gradient; ``dqi`` holds other parts of dk that carry no dG here
             dg = tl.load(dG + off, mask=m, other=0.0) + ki.to(tl.float32) * (acc_q - acc_k)
@@ -226,16 +272,11 @@ def fwd_intra(q, k, G, C, prec, with_keys=False, chunks: Chunks | None = None):
     ch = chunks.args(k)[0]
     A = torch.empty(B, T, H, C, device=q.device, dtype=torch.float32)
     A2 = torch.empty_like(A) if with_keys else None
-    NC = C // BC
-    if CONFIG["fwd_rows"]:
-        fwd_A_rows[(NC, chunks.NT, B * H)](q, k, G, A, A2 if with_keys else A, ch, T, H, K, BT=C, BC=BC,
-                                            BK=CONFIG["fwd_bk"], PREC=prec, TWO=with_keys,
-                                            DIAG_LOOP=CONFIG["diag_loop_keys" if with_keys else "diag_loop"],
-                                            VARLEN=chunks.varlen, num_warps=CONFIG["fwd_warps"])
-        return (A, A2) if with_keys else A
-    for x, out in ((q, A), (k, A2)) if with_keys else ((q, A),):
-        fwd_A[(NC * NC, chunks.NT, B * H)](x, k, G, out, ch, T, H, K, BT=C, BC=BC, BK=CONFIG["fwd_bk"], PREC=prec,
-                                            VARLEN=chunks.varlen, num_warps=CONFIG["fwd_warps"])
+    fwd_A[(chunks.NT, B * H)](
+        q, k, G, A, A2 if with_keys else A, ch, T, H, K, BT=C, BC=BC, BK=CONFIG["fwd_bk"],
+        BKA=max(16, triton.next_power_of_2(K)), LIM=float(CONFIG["span_max"]), PREC=prec, TWO=with_keys,
+        DIAG_LOOP=CONFIG["diag_loop_keys" if with_keys else "diag_loop"], VARLEN=chunks.varlen,
+        num_warps=CONFIG["fwd_warps"])
     return (A, A2) if with_keys else A
 
 
@@ -245,7 +286,6 @@ def bwd_intra(q, k, G, dA, dqi, dki, dG, dq, dk, C, prec, self_pair=False, chunk
     ``self_pair`` (q is k, dki and dq unused): dk = dqi + both intra parts, dG += k⊙(row part − column part)."""
     B, T, H, K = k.shape
     chunks = chunks or Chunks(triton.cdiv(T, C), B, False)
-    NC = C // BC
-    bwd_intra_kernel[(triton.cdiv(K, CONFIG["bwd_bk"]), chunks.NT * NC, B * H)](
-        q, k, G, dA, dqi, dki, dG, dq, dk, chunks.args(k)[0], T, H, K, BT=C, BC=BC, BK=CONFIG["bwd_bk"], PREC=prec,
-        SELF=self_pair, VARLEN=chunks.varlen, num_warps=CONFIG["bwd_warps"])
+    bwd_intra_kernel[(triton.cdiv(K, CONFIG["bwd_bk"]), chunks.NT, B * H)](
+        q, k, G, dA, dqi, dki, dG, dq, dk, chunks.args(k)[0], T, H, K, BT=C, BC=BC, BK=CONFIG["bwd_bk"],
+        LIM=float(CONFIG["span_max"]), PREC=prec, SELF=self_pair, VARLEN=chunks.varlen, num_warps=CONFIG["bwd_warps"])

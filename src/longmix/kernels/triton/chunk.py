@@ -8,7 +8,7 @@ docstring derives the chunkwise math). Pipeline, for ``beta=None``:
 1. chunk-local cumulative log-gate ``G`` (fp32, ``_cumsum``);
 2. ``_state.fwd_states``: states entering each chunk ``h[n]`` and the final state
    (fp32 accumulation, sequential over chunks, parallel over B·H and K/V tiles);
-3. (per-key gates) ``_gla.fwd_intra``: the intra-chunk matrix ``P`` in 16×16 sub-tiles;
+3. (per-key gates) ``_gla.fwd_intra``: the intra-chunk matrix ``P`` (whole-chunk or 16-row-block products);
 4. ``_output.fwd_output``: ``o = (q ⊙ e^G) h[n] + P v``.
 
 Without gradients, no gate and enough batch·heads to fill the GPU (``_fused``), steps 2 and 4 are
