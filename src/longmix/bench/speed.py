@@ -36,6 +36,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import api, checks
+from ..models.mixer import inverse_softplus
 from ..decode import Decoder
 from .anchors import ANCHORS
 from .measure import peak_memory, timeit
@@ -140,7 +141,9 @@ def _anchor_names():
 
 def make_inputs(name: str, *, B, Tq, Tk, H, D, device, dtype, seed=0) -> dict:
     """Inputs for mechanism ``name`` built from what ``describe(name)`` says it takes, plus
-    one-token decoding inputs (``q1``, ``k1``, ``v1``, gates ``g1``/``beta1``). Drawn on ``device``
+    one-token decoding inputs (``q1``, ``k1``, ``v1``, gates ``g1``/``beta1``); data-dependent gates as a
+    ``Mixer`` makes them at initialisation (their magnitude decides how the per-key-gate kernels split
+    their exponents: KDA's span more than GLA's). Drawn on ``device``
     itself (at B·T = 32K, H = 16, D = 128 drawing them on the host took ~2 s a row, most of a sweep)."""
     gen = torch.Generator(device=device).manual_seed(seed)
     mech = api.describe(name)
@@ -155,11 +158,20 @@ def make_inputs(name: str, *, B, Tq, Tk, H, D, device, dtype, seed=0) -> dict:
     x["k1"], x["v1"] = rnd(B, 1, H, D), rnd(B, 1, H, D)
     if mech.family == "delta":
         x["k"], x["k1"] = F.normalize(x["k"], dim=-1), F.normalize(x["k1"], dim=-1)
-    if "g" in mech.required:
+    if "g" in mech.required:  # as a Mixer at initialisation parametrises it (models/mixer.py), x W ~ N(0, ½²)
         per_key = "D_k" in mech.inputs["g"]
+        chan = (H, D) if per_key else (H,)
+        if per_key and mech.family == "decay":  # GLA: logsigmoid(x W₁W₂ + b) / 16
+            def gate(z):
+                return F.logsigmoid(z) / 16
+        else:  # −exp(A_log)·softplus(x W + dt_bias) per channel, A ∈ [1, 16], softplus(dt_bias) ∈ [1e-3, 0.1]
+            A = 1 + 15 * draw(*chan, uniform=True)
+            bias = inverse_softplus(torch.exp(math.log(1e-3) + math.log(100) * draw(*chan, uniform=True)))
+
+            def gate(z):
+                return -A * F.softplus(z + bias)
         for key, T in (("g", Tk), ("g1", 1)):
-            shape = (B, T, H, D) if per_key else (B, T, H)
-            x[key] = F.logsigmoid(draw(*shape) + 4) / (16 if per_key else 1)
+            x[key] = gate(0.5 * draw(B, T, *chan))
     if "beta" in mech.required:
         x["beta"], x["beta1"] = draw(B, Tk, H, uniform=True).to(dtype), draw(B, 1, H, uniform=True).to(dtype)
     if "normalize" in mech.inputs:  # as the Mixer builds linear attention

@@ -83,7 +83,8 @@ def rope(x: torch.Tensor, offset: int, base: float = 10000.0) -> torch.Tensor:
     return out.to(x.dtype)
 
 
-def _inverse_softplus(y: torch.Tensor) -> torch.Tensor:
+def inverse_softplus(y: torch.Tensor) -> torch.Tensor:
+    """x with softplus(x) = y (y > 0)."""
     return y + torch.log(-torch.expm1(-y))
 
 
@@ -96,7 +97,7 @@ class _DecayGate(nn.Module):
                      if low_rank else nn.Linear(d_model, n, bias=False))
         self.A_log = nn.Parameter(torch.log(torch.empty(n).uniform_(1, 16)))
         dt = torch.exp(torch.empty(n).uniform_(math.log(1e-3), math.log(0.1)))
-        self.dt_bias = nn.Parameter(_inverse_softplus(dt))
+        self.dt_bias = nn.Parameter(inverse_softplus(dt))
 
     def forward(self, x):
         cd = _fp32_or_more(x)

@@ -8,11 +8,12 @@ up to e^40 ≈ 2e17 stay far inside bf16/fp32 range (float16 inputs take float32
 
 1. a chunk whose gates span at most span_max (span = max_d of −G at its last row; G is the chunk-local
    cumulative log-gate) is one product, ``P = (q ⊙ e^{G}) (k ⊙ e^{−G})ᵀ`` (ref 0), masked to u ≤ r:
-   the case of GLA's gates (logsigmoid / 16) and of most others at chunk 64;
+   GLA's gates (logsigmoid / 16) span about 3.5 over a chunk of 64;
 2. otherwise each row block i of ``BC`` = 16 rows splits at its own reference, G at the row before the
    block (0 for the first): ``P_{i,:} = (q_i ⊙ e^{G_i − ref}) (k ⊙ e^{ref − G})ᵀ``. Keys before the
    block have ``e^{ref − G_u} ≤ 1``; its own diagonal tile joins the product while the block's span
-   (ref − G at its last row) is at most span_max;
+   (ref − G at its last row) is at most span_max: KDA's gates at a Mixer's initialisation span a
+   median 88 over a chunk and 22 over a block (benchmarks/results/2026-11-26-h200-per-key-one-product/);
 3. past that too (gates averaging below −2.5 a step over 16 steps, or −inf resets) the diagonal tile
    is the exact 3-D product ``Σ_d q_rd k_ud e^{G_rd − G_ud}``, masked before the exponent.
 
