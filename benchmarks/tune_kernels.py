@@ -40,8 +40,8 @@ KNOBS = [
     (_gla.CONFIG, "diag_loop_keys", [False, True, {"diag_loop_keys": True, "fwd_bk": 32}], ["kda"]),
     (_delta.CONFIG, "prep_warps", [1, 2, 4, 8], ["deltanet", "gated_deltanet"]),
     (_delta.CONFIG, "prep4", [True, False], ["deltanet", "kda"]),
-    # the per-key-gate intra kernels since each block's diagonal tile joins its product (span_max): key tile and
-    # warps, forward and backward; span_max -1 times the exact 3-D diagonal everywhere, as gates past it take
+    # the per-key-gate intra kernels (whole-chunk / 16-row-block products, see _gla): key tile and warps, forward
+    # and backward; span_max -1 times the exact 3-D diagonal everywhere, as gates past span_max take it
     (_gla.CONFIG, "fwd_bk", [16, 32, 64, {"fwd_bk": 32, "fwd_warps": 4}, {"fwd_bk": 64, "fwd_warps": 4},
                              {"fwd_bk": 64, "fwd_warps": 8}], ["gla", "kda"]),
     (_gla.CONFIG, "fwd_warps", [1, 2, 4, 8], ["gla", "kda"]),
