@@ -6,8 +6,8 @@ Each candidate setting is applied to its module's ``CONFIG`` and the mechanisms 
 timed through ``longmix.attention`` (forward and forward+backward, the speed sweep's calls, bf16,
 H = 16, D = 128) with ``triton.testing.do_bench``; the default setting is timed in the same run,
 the values in turn, ``ROUNDS`` times (each keeps its best), so a drifting clock favours none.
-``KNOBS`` (environment): a comma list of the knobs to sweep (default all); ``PASSES``: which of
-fwd, fwdbwd to time (default both).
+``KNOBS`` (environment): a comma list of the knobs to sweep, by key or as module.key (``_gla.bwd_warps``;
+three modules have a ``bwd_warps``), default all; ``PASSES``: which of fwd, fwdbwd to time (default both).
 The table printed at the end gives, per knob, each value's time relative to the default.
 """
 from __future__ import annotations
@@ -70,11 +70,13 @@ PASSES = os.environ.get("PASSES", "fwd,fwdbwd").split(",")  # which passes to ti
 def main(argv):
     B, T = (int(argv[0]), int(argv[1])) if len(argv) > 1 else (16, 2048)
     only = os.environ.get("KNOBS")  # comma list of knob names to sweep (default all)
+    module = {id(chunk.CONFIG): "chunk", id(_gla.CONFIG): "_gla", id(_delta.CONFIG): "_delta"}
     out = open(os.path.join(os.environ.get("OUT", "."), "tune.jsonl"), "a")
     inputs = {}
     print(f"{torch.cuda.get_device_name()} · B={B} T={T} H=16 D=128 bf16", flush=True)
     for cfg, key, values, mechs in KNOBS:
-        if only and key not in only.split(","):
+        knob = f"{module[id(cfg)]}.{key}"  # two modules may name a knob alike (bwd_warps)
+        if only and not {key, knob} & set(only.split(",")):
             continue
         default = cfg[key]
         for name in mechs:
@@ -98,7 +100,7 @@ def main(argv):
                         times[label] = {"error": f"{type(e).__name__}: {str(e)[:100]}"}
                     finally:
                         cfg.update(saved)
-            row = dict(knob=key, default=default, mechanism=name, B=B, T=T, times=times)
+            row = dict(knob=knob, default=default, mechanism=name, B=B, T=T, times=times)
             out.write(json.dumps(row) + "\n")
             out.flush()
             base = times.get(default, {})
@@ -108,7 +110,7 @@ def main(argv):
                     cells.append(f"{val}: {t['error'][:40]}")
                 else:
                     cells.append(f"{val}: " + " ".join(f"{p} {t[p]:.3f} ({t[p] / base.get(p, t[p]):.2f})" for p in t))
-            print(f"{key:>15} {name:>15} | " + " | ".join(cells), flush=True)
+            print(f"{knob:>26} {name:>15} | " + " | ".join(cells), flush=True)
 
 
 if __name__ == "__main__":
