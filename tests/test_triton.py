@@ -633,6 +633,41 @@ def test_decoder_steps_in_place_with_the_fused_kernel(name, monkeypatch):
             assert len(launches) == 3, launches  # one per step with tokens (the empty step launches nothing)
 
 
+@pytest.mark.parametrize("name,feature_map", [("transnormer", None), ("transnormer", "relu"), ("linear", "elu1"),
+                                              ("linear", "elu"), ("linear", "relu"), ("linear", "taylor2")])
+def test_decoder_fuses_elementwise_feature_maps_and_the_output_norm(name, feature_map, monkeypatch):
+    """A Decoder step of linear attention / TransNormer with an elementwise feature map (and TransNormer's
+    SimpleRMSNorm) applies them inside its one launch (q, k reach the kernel unmapped) after the first
+    step (which validates through attention()); D_v = 24 is not a
+    power of two (the norm must ignore the padded value columns), D_k = 20 neither (elu + 1 is 1 at the
+    padding); taylor2 (not elementwise) is mapped before the kernel. Against the reference."""
+    from longmix.kernels.triton import recurrent as rec
+
+    B, T, H, K, V = 2, 3, 2, 20, 24
+    gen = torch.Generator().manual_seed(8)
+    q, k = (torch.randn(B, T, H, K, generator=gen).to(DEVICE) for _ in range(2))
+    v = torch.randn(B, T, H, V, generator=gen).to(DEVICE)
+    opts = {} if feature_map is None else {"feature_map": feature_map}
+    F_ = 1 + K + K * K if feature_map == "taylor2" else K
+    S0 = torch.rand(B, H, F_, V, generator=gen).to(DEVICE)
+    want, S_want = longmix.attention(q, k, v, name, backend="reference", initial_state=S0, output_final_state=True,
+                                     **opts)
+    seen = []
+    real = rec.fused_recurrent
+    spy = type("Spy", (), {"__getitem__": lambda self, grid: lambda *a, **kw: seen.append(kw) or real[grid](*a, **kw)})
+    monkeypatch.setattr(rec, "fused_recurrent", spy())
+    S = S0.clone()
+    dec = longmix.Decoder(name, S, backend="triton", **opts)
+    with torch.no_grad():
+        outs = [dec.step(q[:, t:t + 1], k[:, t:t + 1], v[:, t:t + 1]) for t in range(T)]
+    assert _rel(torch.cat(outs, 1), want) < 1e-5 and _rel(S, S_want) < 1e-5
+    assert len(seen) == T
+    fused = feature_map != "taylor2"
+    steps = seen[1:]  # the first step validates the call through attention(), which maps and norms apart
+    assert all(kw["PHI"] == (rec.PHI[feature_map or "elu"] if fused else 0) for kw in steps), steps
+    assert all(kw["NORM"] == (name == "transnormer") for kw in steps), steps
+
+
 def test_minus_inf_gate_is_a_hard_reset():
     # g = −inf (α = 0) must behave like the reference (which clamps at −1e4): no NaN
     q, k, v, g, S = _inputs(1, 40, 2, 16, 16, "scalar", s0=True)[:5]

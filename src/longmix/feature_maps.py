@@ -103,6 +103,9 @@ class Hedgehog(nn.Module):
         return torch.cat([z.softmax(-1), (-z).softmax(-1)], -1)
 
 
+# maps acting on each entry alone (F = D): a decoding kernel may apply them to q and k as it loads them
+ELEMENTWISE = ("identity", "elu1", "elu", "relu")
+
 FEATURE_MAPS: dict[str, Callable] = {
     "identity": identity, "elu1": elu1, "elu": elu, "relu": relu,
     "taylor2": taylor2, "hedgehog": hedgehog, "performer": performer,

@@ -14,7 +14,7 @@ from typing import Callable
 
 import torch
 
-from .. import checks
+from .. import checks, feature_maps
 from ..kernels.reference import chunk as ref_chunk
 from ..kernels.reference import recurrent as ref_recurrent
 from ..kernels.reference.dense import dense, sigmoid_default_bias
@@ -217,30 +217,52 @@ def _prepared(prepare, backend, q, k, v, opts) -> Prepared:
     return p
 
 
-def _reference_step(q, k, v, g, beta, state, scale=1.0):
+def srms_norm(o, eps=1e-8):
+    """TransNormer's parameter-free SimpleRMSNorm of each row: o / (‖o‖/√D + eps)."""
+    return o / (o.norm(dim=-1, keepdim=True) * o.shape[-1] ** -0.5 + eps)
+
+
+def _reference_step(q, k, v, g, beta, state, scale=1.0, phi=None, norm=False):
+    if phi is not None:
+        q, k = feature_maps.get(phi)(q), feature_maps.get(phi)(k)
     o, S = ref_recurrent.scan(_scaled(q, scale), k, v, g, beta, state)
     state.copy_(S)
-    return o
+    return srms_norm(o) if norm else o
 
 
-# backend → step(q, k, v, g, beta, state, scale=1.0) -> o: the recurrence with scale·q over a few
-# tokens, writing the new state into ``state`` (contiguous, float32/64) in place; no input checks
-# (``longmix.Decoder`` validates once per input signature). Kernel packages add their own.
+# backend → step(q, k, v, g, beta, state, scale=1.0, phi=None, norm=False) -> o: the recurrence with
+# scale·φ(q), φ(k) over a few tokens (``phi``: a name from ``feature_maps.ELEMENTWISE`` or None), its
+# output through ``srms_norm`` if ``norm``, writing the new state into ``state`` (contiguous,
+# float32/64) in place; no input checks (``longmix.Decoder`` validates once per input signature).
+# Kernel packages add their own, which fuse φ and the norm into the one launch of a step.
 STEPS: dict[str, Callable] = {"reference": _reference_step}
 
 
-def recurrent_step(prepare: Callable[..., Prepared], run: Callable):
+def recurrent_step(prepare: Callable[..., Prepared], run: Callable, feature_map: str | None = None):
     """``step`` for a recurrent mechanism: ``step(backend, q, k, v, opts, state) -> o`` advances
-    ``state`` [B, H, K, V] in place by q, k, v's tokens (causal, inputs already checked)."""
+    ``state`` [B, H, K, V] in place by q, k, v's tokens (causal, inputs already checked).
+
+    ``feature_map``: the mechanism's default for an ``opts["feature_map"]`` it maps q and k with in
+    ``prepare``; an elementwise one (``feature_maps.ELEMENTWISE``) and an output ``srms_norm`` are
+    handed to the backend's step, which applies them inside its launch (``prepare`` then runs with
+    the identity map: same F, same default scale), so a step is one launch."""
 
     def step(backend, q, k, v, opts, state):
         if opts.get("normalize") or backend not in STEPS:  # z rides as the state's last column: the general path
             o, S = run("recurrent", backend, q, k, v, opts, state)
             state.copy_(S)
             return o
+        phi = None
+        if feature_map is not None:
+            phi = opts.get("feature_map") or feature_map
+            if isinstance(phi, str) and phi in feature_maps.ELEMENTWISE:
+                opts = {**opts, "feature_map": "identity"}
+            else:
+                phi = None
         p = _prepared(prepare, backend, q, k, v, opts)
-        o = STEPS[backend](p.q, p.k, p.v, p.g, p.beta, state, p.scale)
-        if p.post is not None:
+        norm = p.post is srms_norm  # the one output norm the steps fuse
+        o = STEPS[backend](p.q, p.k, p.v, p.g, p.beta, state, p.scale, phi=phi, norm=norm)
+        if p.post is not None and not norm:
             o = p.post(cast(o, compute_dtype(q)))
         return cast(o, q.dtype)
 
@@ -368,15 +390,17 @@ RECURRENT_NONCAUSAL = (
 
 
 def make_recurrent(*, name, family, formula, paper, inputs, required, prepare, check,
-                   per_key=False, delta=False, state=RECURRENT_STATE) -> "Mechanism":
-    """A registry row for a mechanism that maps onto the shared recurrence."""
+                   per_key=False, delta=False, state=RECURRENT_STATE, feature_map=None) -> "Mechanism":
+    """A registry row for a mechanism that maps onto the shared recurrence (``feature_map``: the default
+    of the ``feature_map`` option its ``prepare`` applies, if it has one; see ``recurrent_step``)."""
     from ..registry import Mechanism
 
     run = recurrent_run(prepare)
     return Mechanism(
         name=name, family=family, formula=formula, paper=paper, forms=RECURRENT_FORMS, inputs=inputs,
         required=frozenset(required), state=state, complexity=recurrent_complexity(per_key=per_key, delta=delta),
-        noncausal=RECURRENT_NONCAUSAL, run=run, check=check, cross=False, step=recurrent_step(prepare, run),
+        noncausal=RECURRENT_NONCAUSAL, run=run, check=check, cross=False,
+        step=recurrent_step(prepare, run, feature_map),
     )
 
 

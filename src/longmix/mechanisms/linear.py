@@ -61,4 +61,5 @@ register(make_recurrent(
     prepare=_prepare,
     check=check_feature_map_option,
     state="[B, H, F, D_v] float32 (F = feature dim; D_v + 1 with normalize=True, last column Σφ(k))",
+    feature_map="identity",
 ))

@@ -17,12 +17,8 @@ Example::
     torch.Size([1, 50, 2, 16])
 """
 from ..registry import register
-from .base import Prepared, default_scale, make_recurrent
+from .base import Prepared, default_scale, make_recurrent, srms_norm
 from .linear import apply_feature_map, check_feature_map_option
-
-
-def srms_norm(o, eps=1e-8):
-    return o / (o.norm(dim=-1, keepdim=True) * o.shape[-1] ** -0.5 + eps)
 
 
 def _prepare(q, k, v, opts):
@@ -39,4 +35,5 @@ register(make_recurrent(
     required=(),
     prepare=_prepare,
     check=check_feature_map_option,
+    feature_map="elu",
 ))

@@ -40,11 +40,11 @@ def _recurrent(q, k, v, g, beta, s0, chunk_size, scale=1.0, cu_seqlens=None):
     return recurrent(q, k, v, g, beta, s0, scale=scale, cu_seqlens=cu_seqlens)
 
 
-def _step(q, k, v, g, beta, state, scale=1.0):
+def _step(q, k, v, g, beta, state, scale=1.0, phi=None, norm=False):
     """A decoding step in place on ``state`` (``longmix.Decoder``): the fused kernel, no checks."""
     from .recurrent import step
 
-    return step(q, k, v, g, beta, state, scale=scale)
+    return step(q, k, v, g, beta, state, scale=scale, phi=phi, norm=norm)
 
 
 def _normalized(o, q, k, z0, causal, cu_seqlens=None, total=False):

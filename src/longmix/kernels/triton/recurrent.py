@@ -26,13 +26,32 @@ from . import _interp
 
 _interp.apply()
 
-CONFIG = {"bv": 32, "warps": 4}
+# bv / warps: V tile and warps; norm_warps: with the output norm, which needs all of V in one program
+CONFIG = {"bv": 32, "warps": 4, "norm_warps": 8}
+
+# elementwise feature maps applied to q and k as they are loaded (``feature_maps.ELEMENTWISE``)
+PHI = {None: 0, "identity": 0, "elu": 1, "elu1": 2, "relu": 3}
+
+
+@triton.jit
+def _phi(x, PHI: tl.constexpr):
+    """The feature map ``PHI`` (0 identity, 1 elu, 2 elu + 1, 3 relu) of fp32 ``x``."""
+    if PHI == 1:
+        x = tl.where(x > 0, x, tl.exp(tl.minimum(x, 0.0)) - 1.0)
+    if PHI == 2:
+        x = tl.where(x > 0, x + 1.0, tl.exp(tl.minimum(x, 0.0)))
+    if PHI == 3:
+        x = tl.maximum(x, 0.0)
+    return x
 
 
 @triton.jit
 def fused_recurrent(q, k, v, g, beta, s0, o, sT, CU, T, H, K: tl.constexpr, V: tl.constexpr, scale,
                     GATE: tl.constexpr, DELTA: tl.constexpr, HAS_S0: tl.constexpr,
-                    BK: tl.constexpr, BV: tl.constexpr, VARLEN: tl.constexpr):
+                    BK: tl.constexpr, BV: tl.constexpr, VARLEN: tl.constexpr, PHI: tl.constexpr = 0,
+                    NORM: tl.constexpr = False):
+    """``PHI``: a feature map of q and k (``_phi``); ``NORM``: each output row through SimpleRMSNorm,
+    o / (‖o‖/√V + 1e-8) (one V tile holds the whole row)."""
     i_v, i_bh = tl.program_id(0), tl.program_id(1)  # i_bh: sequence (batch row or document) · head
     hh = i_bh % H
     if VARLEN:  # document i_bh // H is tokens [CU[i], CU[i+1]) of the one packed row
@@ -53,8 +72,11 @@ def fused_recurrent(q, k, v, g, beta, s0, o, sT, CU, T, H, K: tl.constexpr, V: t
         S += tl.load(s0 + p_s, mask=m_s, other=0.0).to(tl.float32)
     for t in range(t_lo, t_hi):
         row = (base + t) * H + hh
-        qt = tl.load(q + row * K + o_k, mask=mk, other=0.0).to(tl.float32)
-        kt = tl.load(k + row * K + o_k, mask=mk, other=0.0).to(tl.float32)
+        qt = _phi(tl.load(q + row * K + o_k, mask=mk, other=0.0).to(tl.float32), PHI)
+        kt = _phi(tl.load(k + row * K + o_k, mask=mk, other=0.0).to(tl.float32), PHI)
+        if PHI == 2:  # elu + 1 is 1 at zero: keep the padded key dims at 0
+            qt = tl.where(mk, qt, 0.0)
+            kt = tl.where(mk, kt, 0.0)
         vt = tl.load(v + row * V + o_v, mask=mv, other=0.0).to(tl.float32)
         if GATE == 1:
             S *= tl.exp(tl.load(g + row))
@@ -66,7 +88,10 @@ def fused_recurrent(q, k, v, g, beta, s0, o, sT, CU, T, H, K: tl.constexpr, V: t
             bt = tl.load(beta + row).to(tl.float32)
             vt = bt * (vt - tl.sum(kt[:, None] * S, 0))
         S += kt[:, None] * vt[None, :]
-        tl.store(o + row * V + o_v, (tl.sum(qt[:, None] * S, 0) * scale).to(o.dtype.element_ty), mask=mv)
+        ot = tl.sum(qt[:, None] * S, 0) * scale
+        if NORM:  # padded value columns are 0 (their state columns are)
+            ot = ot / (tl.sqrt(tl.sum(ot * ot, 0) / V) + 1e-8)
+        tl.store(o + row * V + o_v, ot.to(o.dtype.element_ty), mask=mv)
     tl.store(sT + p_s, S, mask=m_s)
 
 
@@ -117,18 +142,20 @@ def recurrent(q, k, v, g=None, beta=None, initial_state=None, *, inplace: bool =
     return o, sT
 
 
-def step(q, k, v, g, beta, state, scale: float = 1.0):
+def step(q, k, v, g, beta, state, scale: float = 1.0, phi: str | None = None, norm: bool = False):
     """Advance ``state`` (contiguous float32 [B, H, K, V]) in place by q, k, v's T tokens; return o.
+    ``phi``: an elementwise feature map of q and k (a key of ``PHI``); ``norm``: the output rows
+    through SimpleRMSNorm (TransNormer), both inside the launch.
 
     No input checks: for a caller that has validated this signature of inputs once
     (``longmix.Decoder``), so that a decoding step costs one allocation and one launch."""
     o = torch.empty(v.shape, dtype=v.dtype, device=v.device)  # row-major, whatever v's strides
     if q.shape[1]:
-        _launch(q, k, v, g, beta, state, state, o, None, scale)
+        _launch(q, k, v, g, beta, state, state, o, None, scale, PHI[phi], norm)
     return o
 
 
-def _launch(q, k, v, g, beta, s0, sT, o, cu, scale):
+def _launch(q, k, v, g, beta, s0, sT, o, cu, scale, phi: int = 0, norm: bool = False):
     """``fused_recurrent`` over every sequence (``sT``'s first dim: batch rows or documents) and head."""
     T, H, K = k.shape[1:]
     V = v.shape[-1]
@@ -136,10 +163,11 @@ def _launch(q, k, v, g, beta, s0, sT, o, cu, scale):
     if gate == 1 and g.stride(0) == 0 and g.stride(1) == 0:  # a per-head constant expanded over batch and time:
         gate, g = 3, g[0, 0]  # read its [H] values instead of copying the expansion
     BK = max(16, 1 << (K - 1).bit_length())  # (plain Python: triton.cdiv / next_power_of_2 cost µs a call)
-    BV = min(CONFIG["bv"], max(16, 1 << (V - 1).bit_length()))
+    BV = max(16, 1 << (V - 1).bit_length())  # with the norm, all of V in one program
+    BV = BV if norm else min(CONFIG["bv"], BV)
     q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
     fused_recurrent[(-(-V // BV), sT.shape[0] * H)](
         q, k, v, g.contiguous() if g is not None else q, beta.contiguous() if beta is not None else q,
         s0 if s0 is not None else q, o, sT, cu if cu is not None else q, T, H, K, V, float(scale),
         GATE=gate, DELTA=beta is not None, HAS_S0=s0 is not None, BK=BK, BV=BV, VARLEN=cu is not None,
-        num_warps=CONFIG["warps"])
+        PHI=phi, NORM=norm, num_warps=CONFIG["norm_warps" if norm else "warps"])
