@@ -293,13 +293,18 @@ def test_delta_four_block_prep_as_accurate_as_the_general_kernel(gate, monkeypat
 
 
 def _spans(G, C, BC):
-    """Each BC-row block's gate span (G at the row before it, 0 at a chunk's start, minus G at its last
-    row; max over batch, heads and key dims): what decides whether ``_gla`` takes the whole chunk
-    (BC = C) or a block's diagonal tile (BC = 16) into one product."""
+    """What decides whether ``_gla`` takes a whole chunk (BC = C: the larger of its halves' gate spans
+    around its middle row) or a 16-row block's diagonal tile (BC = 16: G at the row before the block,
+    0 at a chunk's start, minus G at its last row) into one product; max over batch, heads, key dims."""
     spans = []
     for t in range(0, G.shape[1], BC):
-        ref = G[:, t - 1] if t % C else torch.zeros_like(G[:, 0])
-        spans.append((ref - G[:, min(t + BC, G.shape[1]) - 1]).max().item())
+        last = G[:, min(t + BC, G.shape[1]) - 1]
+        if BC == C:
+            mid = G[:, min(t + C // 2, G.shape[1]) - 1]
+            spans.append(torch.maximum(-mid, mid - last).max().item())
+        else:
+            ref = G[:, t - 1] if t % C else torch.zeros_like(G[:, 0])
+            spans.append((ref - last).max().item())
     return torch.tensor(spans)
 
 
@@ -327,7 +332,7 @@ def test_per_key_intra_matrix_variants(span_max, diag_loop, beta, monkeypatch):
     monkeypatch.setitem(_gla.CONFIG, "diag_loop", diag_loop)
     monkeypatch.setitem(_gla.CONFIG, "diag_loop_keys", diag_loop)
     xs = _inputs(1, 150, 1, 40, 24, "key", s0=True, strength=8.0, beta=beta, knorm=1.0 if beta else None, seed=4)
-    xs[3] = xs[3] * (2 * torch.linspace(0, 1, 150) ** 2)[None, :, None, None].to(DEVICE)
+    xs[3] = xs[3] * (3 * torch.linspace(0, 1, 150) ** 2)[None, :, None, None].to(DEVICE)
     if span_max > 0:
         _both_ways(chunk_cumsum(xs[3], 64, clamp=True), 64, span_max)
     _compare(xs, C=64)

@@ -2,27 +2,30 @@
 
 ``P_ru = Σ_d q_rd k_ud e^{G_rd − G_ud}`` (u ≤ r) is not one matmul as it stands: the decay differs
 per key dim, and splitting it as ``(q e^{G − ref})(k e^{ref − G})ᵀ`` overflows once the gates between
-the reference and a key sum below about −88. The split is exact (to the operands' rounding) while
-the factor ``e^{ref − G_u}`` stays below ``e^{span_max}``: ``CONFIG["span_max"]`` = 40, so keys scaled by
-up to e^40 ≈ 2e17 stay far inside bf16/fp32 range (float16 inputs take float32 operands). So:
+the reference row and a row sum below about −88. The split is exact (to the operands' rounding) while
+neither factor passes ``e^{span_max}``: ``CONFIG["span_max"]`` = 60, so operands scaled by up to
+e^60 ≈ 1e26 stay far inside bf16/fp32 range (float16 inputs take float32 operands). G is the
+chunk-local cumulative log-gate (≤ 0, falling). So:
 
-1. a chunk whose gates span at most span_max (span = max_d of −G at its last row; G is the chunk-local
-   cumulative log-gate) is one product, ``P = (q ⊙ e^{G}) (k ⊙ e^{−G})ᵀ`` (ref 0), masked to u ≤ r:
-   GLA's gates (logsigmoid / 16) span about 3.5 over a chunk of 64;
+1. a chunk is one product split at its middle row m, ``P = (q ⊙ e^{G − G_m}) (k ⊙ e^{G_m − G})ᵀ``
+   masked to u ≤ r, when neither half spans more than span_max (−G_m, and G_m − G at its last row):
+   GLA's gates (logsigmoid / 16) span about 3.5 over a chunk of 64, KDA's at a Mixer's
+   initialisation a median 88, halves of at most 54
+   (benchmarks/results/2026-11-26-h200-per-key-one-product/gate_spans.*);
 2. otherwise each row block i of ``BC`` = 16 rows splits at its own reference, G at the row before the
    block (0 for the first): ``P_{i,:} = (q_i ⊙ e^{G_i − ref}) (k ⊙ e^{ref − G})ᵀ``. Keys before the
    block have ``e^{ref − G_u} ≤ 1``; its own diagonal tile joins the product while the block's span
-   (ref − G at its last row) is at most span_max: KDA's gates at a Mixer's initialisation span a
-   median 88 over a chunk and 22 over a block (benchmarks/results/2026-11-26-h200-per-key-one-product/);
-3. past that too (gates averaging below −2.5 a step over 16 steps, or −inf resets) the diagonal tile
+   (ref − G at its last row) is at most span_max;
+3. past that too (gates averaging below −3.7 a step over 16 steps, or −inf resets) the diagonal tile
    is the exact 3-D product ``Σ_d q_rd k_ud e^{G_rd − G_ud}``, masked before the exponent.
 
 The choice is made per chunk and block (and per key tile in the backward) on the GPU, with no host
 synchronisation; ``span_max = -1`` forces level 3 everywhere (the tests run every level).
 
 The backward applies the same splits to ``dq_r = Σ_u dA_ru k_u e^{G_r − G_u}`` and
-``dk_u = Σ_r dA_ru q_r e^{G_r − G_u}`` (references: the row before the block for dq, its last row
-for dk), then adds the inter-chunk parts and ∂L/∂G = q⊙dq − k⊙dk.
+``dk_u = Σ_r dA_ru q_r e^{G_r − G_u}`` (references: the chunk's middle row for both; for a block,
+the row before it for dq, its last row for dk), then adds the inter-chunk parts and
+∂L/∂G = q⊙dq − k⊙dk.
 
 The delta rule reuses both with q = k: ``fwd_intra(k, k, G)`` gives the (unmasked-diagonal)
 key-key matrix of its triangular system, and ``bwd_intra(..., self_pair=True)`` its
@@ -44,7 +47,7 @@ BC = 16  # rows of a block (and of the diagonal tiles)
 # product, for the intra matrix alone (GLA) / with the key-key matrix (KDA); on an H200 (B=16, T=2K,
 # every tile 3-D then) the loop ran GLA's forward 1.10x slower and KDA's 0.84x faster
 # (benchmarks/results/2026-11-25-h200-kernel-tune.jsonl).
-CONFIG = {"fwd_bk": 32, "fwd_warps": 4, "bwd_bk": 32, "bwd_warps": 2, "span_max": 40.0,
+CONFIG = {"fwd_bk": 32, "fwd_warps": 4, "bwd_bk": 32, "bwd_warps": 2, "span_max": 60.0,
           "diag_loop": False, "diag_loop_keys": True}
 
 
@@ -59,12 +62,6 @@ def _rows(x, G, b, hh, t, i_k, T, H, K, BC: tl.constexpr, BK: tl.constexpr):
 
 
 @triton.jit
-def _grow(G, b, hh, t, i_k, T, H, K, BK: tl.constexpr):
-    o_k = i_k * BK + tl.arange(0, BK)
-    return tl.load(G + ((b * T + t) * H + hh) * K + o_k, mask=o_k < K, other=0.0)
-
-
-@triton.jit
 def _decay3(g_r, g_u, t, T, BC: tl.constexpr):
     """e^{G_r − G_u} for u ≤ r < T inside the diagonal tile starting at t, [BC, BC, BK], else 0."""
     o = tl.arange(0, BC)
@@ -73,14 +70,21 @@ def _decay3(g_r, g_u, t, T, BC: tl.constexpr):
 
 
 @triton.jit
-def _span(G, b, hh, t0, ti, i_k, T, H, K, BC: tl.constexpr, BK: tl.constexpr):
-    """max over key tile ``i_k`` of G(row before block ti; 0 at the chunk's start) − G(block's last row):
-    the largest ``ref − G_u`` (u in the block) a product across the block's diagonal tile multiplies keys by."""
+def _grow(G, b, hh, t0, t, i_k, T, H, K, BK: tl.constexpr):
+    """G's row t at key tile i_k: 0 for t before the chunk's first row t0 (G is chunk-local)."""
     o_k = i_k * BK + tl.arange(0, BK)
-    mk = o_k < K
-    ref = tl.load(G + ((b * T + ti - 1) * H + hh) * K + o_k, mask=mk & (ti > t0), other=0.0)
-    last = tl.load(G + ((b * T + tl.minimum(ti + BC, T) - 1) * H + hh) * K + o_k, mask=mk, other=0.0)
-    return tl.max(ref - last, 0)
+    return tl.load(G + ((b * T + t) * H + hh) * K + o_k, mask=(o_k < K) & (t >= t0), other=0.0)
+
+
+@triton.jit
+def _span(G, b, hh, t0, t_first, t_ref, t_last, i_k, T, H, K, BK: tl.constexpr):
+    """The largest exponent a product split at row ``t_ref`` scales an operand by, over key tile ``i_k``:
+    max(G(t_first) − G(t_ref), G(t_ref) − G(t_last)) for query rows after t_first and keys up to
+    t_last (G ≤ 0 summed within the chunk, so G falls from row to row)."""
+    ref = _grow(G, b, hh, t0, t_ref, i_k, T, H, K, BK)
+    first = _grow(G, b, hh, t0, t_first, i_k, T, H, K, BK)
+    last = _grow(G, b, hh, t0, t_last, i_k, T, H, K, BK)
+    return tl.max(tl.maximum(first - ref, ref - last), 0)
 
 
 @triton.jit
@@ -88,13 +92,15 @@ def fwd_A(q, k, G, A, A2, CH, T, H, K: tl.constexpr, BT: tl.constexpr, BC: tl.co
           BKA: tl.constexpr, LIM, PREC: tl.constexpr, TWO: tl.constexpr, DIAG_LOOP: tl.constexpr,
           VARLEN: tl.constexpr):
     """One chunk's intra matrix (and with ``TWO`` its key-key matrix into A2): the whole chunk as one
-    [BT, BT] product (ref 0) when its gates span at most ``LIM``, else block by block (``_A_rows``)."""
+    [BT, BT] product split at its middle row when neither half's gates span more than ``LIM``, else block
+    by block (``_A_rows``)."""
     n, i_bh = tl.program_id(0), tl.program_id(1)
     b, hh = i_bh // H, i_bh % H
     t0, T = span(CH, n, T, BT, VARLEN)
     if empty(t0, T):  # a chunk slot past the last document's chunks
         return
-    if _span(G, b, hh, t0, t0, 0, T, H, K, BT, BKA) <= LIM:
+    if _span(G, b, hh, t0, t0 - 1, tl.minimum(t0 + BT // 2, T) - 1, tl.minimum(t0 + BT, T) - 1, 0, T, H, K,
+             BKA) <= LIM:
         _A_rows(q, k, G, A, A2, b, hh, t0, 0, T, H, K, BT, BT, BK, BKA, LIM, PREC, TWO, False, DIAG_LOOP)
     else:
         for i in range(BT // BC):
@@ -107,8 +113,8 @@ def _A_rows(q, k, G, A, A2, b, hh, t0, i, T, H, K: tl.constexpr, BT: tl.constexp
             DIAG_LOOP: tl.constexpr):
     """Rows [i·BR, (i+1)·BR) of the chunk's intra matrix as one [BR, BT] product
     ``(q_i ⊙ e^{G_i − ref}) (k ⊙ e^{ref − G})ᵀ`` over the columns up to the block's diagonal tile (ref: G at
-    the row before the block, 0 for the first; rows past the diagonal tile are masked to 0 before the
-    exponent). ``SPLIT`` (blocks of ``BC`` rows): where the block's gates span more than ``LIM``
+    the row before a block, 0 for the first; at the middle row for the whole chunk; rows past the
+    diagonal tile are masked to 0 before the exponent). ``SPLIT`` (blocks of ``BC`` rows): where the block's gates span more than ``LIM``
     (``_span``; e^{ref − G_u} would then pass e^{LIM}), the product stops before the diagonal tile,
     which is the exact 3-D product instead (``DIAG_LOOP``: column by column, each a [BR, BK] product
     reduced along the keys). ``TWO``: also the key-key matrix (q → k) into A2, sharing the key side and
@@ -120,12 +126,14 @@ def _A_rows(q, k, G, A, A2, b, hh, t0, i, T, H, K: tl.constexpr, BT: tl.constexp
             dt = tl.float32
         o_c = tl.arange(0, BT)
         o_s = tl.arange(0, BR)
-        if SPLIT:
-            split = _span(G, b, hh, t0, ti, 0, T, H, K, BR, BKA) > LIM  # the diagonal tile apart, exactly
-            hi = i * BR + tl.where(split, 0, BR)  # the product's columns: [0, hi)
+        if SPLIT:  # a block: split at the row before it
+            t_ref = ti - 1
+            split = _span(G, b, hh, t0, t_ref, t_ref, tl.minimum(ti + BR, T) - 1, 0, T, H, K, BKA) > LIM
+            hi = i * BR + tl.where(split, 0, BR)  # the product's columns: [0, hi); the diagonal tile apart, exactly
             accd = tl.zeros([BR, BR], dtype=tl.float32)
             accd2 = tl.zeros([BR, BR], dtype=tl.float32)
-        else:
+        else:  # the whole chunk: split at its middle row
+            t_ref = tl.minimum(t0 + BT // 2, T) - 1
             hi = (i + 1) * BR
         cols = (o_c < hi) & (t0 + o_c < T)
         acc = tl.zeros([BR, BT], dtype=tl.float32)
@@ -134,13 +142,13 @@ def _A_rows(q, k, G, A, A2, b, hh, t0, i, T, H, K: tl.constexpr, BT: tl.constexp
             o_k = i_k * BK + tl.arange(0, BK)
             qi, gi, mi = _rows(q, G, b, hh, ti, i_k, T, H, K, BR, BK)
             ki, _, _ = _rows(k, G, b, hh, ti, i_k, T, H, K, BR, BK)
-            ref = tl.load(G + ((b * T + ti - 1) * H + hh) * K + o_k, mask=(o_k < K) & (i > 0), other=0.0)[None, :]
+            ref = _grow(G, b, hh, t0, t_ref, i_k, T, H, K, BK)[None, :]
             mc = cols[:, None] & (o_k[None, :] < K)
             off = ((b * T + t0 + o_c[:, None]) * H + hh) * K + o_k[None, :]
             kc = tl.load(k + off, mask=mc, other=0.0)
             gc = tl.load(G + off, mask=mc, other=0.0)
             kg = (kc * tl.exp(tl.where(mc, ref - gc, float("-inf")))).to(dt)  # [BT, BK], ≤ e^{LIM}·|k|
-            eq = tl.exp(tl.where(mi, gi - ref, float("-inf")))  # ≤ 1 (rows past T: 0)
+            eq = tl.exp(tl.where(mi, gi - ref, float("-inf")))  # ≤ e^{LIM} (rows past T: 0)
             acc += tl.dot((qi * eq).to(dt), tl.trans(kg), input_precision=PREC)
             if TWO:
                 acc2 += tl.dot((ki * eq).to(dt), tl.trans(kg), input_precision=PREC)
@@ -182,14 +190,15 @@ def _A_rows(q, k, G, A, A2, b, hh, t0, i, T, H, K: tl.constexpr, BT: tl.constexp
 def bwd_intra_kernel(q, k, G, dA, dqi, dki, dG, dq, dk, CH, T, H, K: tl.constexpr, BT: tl.constexpr,
                      BC: tl.constexpr, BK: tl.constexpr, LIM, PREC: tl.constexpr, SELF: tl.constexpr,
                      VARLEN: tl.constexpr):
-    """Keys ``i_k`` of one chunk's intra-chunk dq and dk (``_dqk_rows``): the whole chunk as one block
-    when this key tile's gates span at most ``LIM`` over it, else block by block."""
+    """Keys ``i_k`` of one chunk's intra-chunk dq and dk (``_dqk_rows``): the whole chunk as one block split
+    at its middle row when neither half of this key tile's gates spans more than ``LIM``, else block by block."""
     i_k, n, i_bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     b, hh = i_bh // H, i_bh % H
     t0, T = span(CH, n, T, BT, VARLEN)
     if empty(t0, T):  # a chunk slot past the last document's chunks
         return
-    if _span(G, b, hh, t0, t0, i_k, T, H, K, BT, BK) <= LIM:
+    if _span(G, b, hh, t0, t0 - 1, tl.minimum(t0 + BT // 2, T) - 1, tl.minimum(t0 + BT, T) - 1, i_k, T, H, K,
+             BK) <= LIM:
         _dqk_rows(q, k, G, dA, dqi, dki, dG, dq, dk, b, hh, t0, 0, i_k, T, H, K, BT, BT, BK, LIM, PREC, SELF, False)
     else:
         for i in range(BT // BC):
@@ -201,9 +210,9 @@ def _dqk_rows(q, k, G, dA, dqi, dki, dG, dq, dk, b, hh, t0, i, i_k, T, H, K: tl.
               BR: tl.constexpr, BK: tl.constexpr, LIM, PREC: tl.constexpr, SELF: tl.constexpr, SPLIT: tl.constexpr):
     """Rows [i·BR, (i+1)·BR)'s keys ``i_k`` of the intra-chunk dq and dk, each one [BR, BT] × [BT, BK] product:
     ``dq_i = e^{G_i − ref} ⊙ dA_{i,≤i} (k ⊙ e^{ref − G})``, ``dk_i = e^{ref2 − G_i} ⊙ dA_{≥i,i}ᵀ (q ⊙ e^{G − ref2})``
-    (ref: G at the row before the block, 0 for the first; ref2: G at its last row), the diagonal tile
-    included unless (``SPLIT``) this key tile's gates span more than ``LIM`` over the block (``_span``);
-    then it is the exact 3-D product. Adds the inter-chunk parts and writes dq, dk, dG's intra part."""
+    (``SPLIT``, a block: ref is G at the row before it, 0 for the first, ref2 G at its last row; the whole
+    chunk: both G at its middle row), the diagonal tile included unless (``SPLIT``) this key tile's gates
+    span more than ``LIM`` over the block (``_span``); then it is the exact 3-D product. Adds the inter-chunk parts and writes dq, dk, dG's intra part."""
     ti = t0 + i * BR
     if ti < T:
         dt = q.dtype.element_ty  # the tensor-core operands: float32 for float16 inputs (see fwd_A)
@@ -217,13 +226,16 @@ def _dqk_rows(q, k, G, dA, dqi, dki, dG, dq, dk, b, hh, t0, i, i_k, T, H, K: tl.
         mk = o_k < K
         qi, gi, _ = _rows(q, G, b, hh, ti, i_k, T, H, K, BR, BK)
         ki, _, _ = _rows(k, G, b, hh, ti, i_k, T, H, K, BR, BK)
-        ref = tl.load(G + ((b * T + ti - 1) * H + hh) * K + o_k, mask=mk & (i > 0), other=0.0)[None, :]
-        ref2 = _grow(G, b, hh, tl.minimum(ti + BR, T) - 1, i_k, T, H, K, BK)[None, :]
-        if SPLIT:
-            split = _span(G, b, hh, t0, ti, i_k, T, H, K, BR, BK) > LIM
+        if SPLIT:  # a block: dq split at the row before it, dk at its last row
+            t_last = tl.minimum(ti + BR, T) - 1
+            ref = _grow(G, b, hh, t0, ti - 1, i_k, T, H, K, BK)[None, :]
+            ref2 = _grow(G, b, hh, t0, t_last, i_k, T, H, K, BK)[None, :]
+            split = _span(G, b, hh, t0, ti - 1, ti - 1, t_last, i_k, T, H, K, BK) > LIM
             hi = i * BR + tl.where(split, 0, BR)  # dq: columns u < hi
             lo = i * BR + tl.where(split, BR, 0)  # dk: rows r ≥ lo
-        else:
+        else:  # the whole chunk: both split at its middle row
+            ref = _grow(G, b, hh, t0, tl.minimum(t0 + BT // 2, T) - 1, i_k, T, H, K, BK)[None, :]
+            ref2 = ref
             hi = (i + 1) * BR
             lo = i * BR
         mrow = (t0 + o_c < T)[:, None] & mk[None, :]
