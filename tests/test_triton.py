@@ -606,7 +606,7 @@ def test_api_packed_documents_in_one_launch(name, monkeypatch):
 def test_decoder_steps_in_place_with_the_fused_kernel(name, monkeypatch):
     """longmix.Decoder on the triton backend: steps of 1, 2, 0 and 1 tokens (GQA: 2 query heads per
     key/value head; v a transposed view) advance the state in place, one fused launch each, and
-    match the reference decoding the same tokens; the first step validates, the others only launch."""
+    match the reference decoding the same tokens; a signature's first step validates, later ones only launch."""
     from longmix.kernels.triton import recurrent as rec
 
     B, T, H, D = 2, 4, 4, 16
@@ -635,15 +635,17 @@ def test_decoder_steps_in_place_with_the_fused_kernel(name, monkeypatch):
         assert dec.state is S
         assert _rel(torch.cat(outs, 1), want) < 1e-5 and _rel(S, S_want) < 1e-5, name
         if not opts.get("normalize"):
-            assert len(launches) == 3, launches  # one per step with tokens (the empty step launches nothing)
+            # one per step with tokens (the empty step launches nothing), and one more for the validation
+            # of each new signature with tokens (T = 1 and T = 2; the last step's T = 1 is known)
+            assert len(launches) == 5, launches
 
 
 @pytest.mark.parametrize("name,feature_map", [("transnormer", None), ("transnormer", "relu"), ("linear", "elu1"),
                                               ("linear", "elu"), ("linear", "relu"), ("linear", "taylor2")])
 def test_decoder_fuses_elementwise_feature_maps_and_the_output_norm(name, feature_map, monkeypatch):
     """A Decoder step of linear attention / TransNormer with an elementwise feature map (and TransNormer's
-    SimpleRMSNorm) applies them inside its one launch (q, k reach the kernel unmapped) after the first
-    step (which validates through attention()); D_v = 24 is not a
+    SimpleRMSNorm) applies them inside its one launch (q, k reach the kernel unmapped), the first step
+    too (after validating through attention()), so its output is the later steps'; D_v = 24 is not a
     power of two (the norm must ignore the padded value columns), D_k = 20 neither (elu + 1 is 1 at the
     padding); taylor2 (not elementwise) is mapped before the kernel. Against the reference."""
     from longmix.kernels.triton import recurrent as rec
@@ -666,11 +668,16 @@ def test_decoder_fuses_elementwise_feature_maps_and_the_output_norm(name, featur
     with torch.no_grad():
         outs = [dec.step(q[:, t:t + 1], k[:, t:t + 1], v[:, t:t + 1]) for t in range(T)]
     assert _rel(torch.cat(outs, 1), want) < 1e-5 and _rel(S, S_want) < 1e-5
-    assert len(seen) == T
+    assert len(seen) == T + 1  # the first step's validation through attention(), then one launch a step
     fused = feature_map != "taylor2"
-    steps = seen[1:]  # the first step validates the call through attention(), which maps and norms apart
+    steps = seen[1:]  # every step, the first included, runs the fused launch
     assert all(kw["PHI"] == (rec.PHI[feature_map or "elu"] if fused else 0) for kw in steps), steps
     assert all(kw["NORM"] == (name == "transnormer") for kw in steps), steps
+    # so a signature's first step gives what a later one does from the same state, to the bit
+    S.copy_(S0)
+    with torch.no_grad():
+        again = dec.step(q[:, :1], k[:, :1], v[:, :1])
+    assert torch.equal(again, outs[0])
 
 
 def test_minus_inf_gate_is_a_hard_reset():
