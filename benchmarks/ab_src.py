@@ -4,7 +4,8 @@
 
 Imports longmix from ``SRC_DIR`` (e.g. a ``git archive`` of an earlier commit's ``src``), applies the
 optional ``chunk.CONFIG`` overrides, and times ``MECHS`` (environment, comma list) at B·T = 32K,
-T = 2K, 8K and 32K (bf16, H = 16, D = 128) with ``triton.testing.do_bench``. Run it for each tree in
+T = 2K, 8K and 32K (bf16, H = 16, D = 128; ``SHAPES`` environment, e.g. ``16x2048,4x8192``, picks
+B×T pairs) with ``triton.testing.do_bench``. Run it for each tree in
 turn, twice, in one sitting, and compare the best of the rounds.
 """
 import json
@@ -21,7 +22,8 @@ from longmix.kernels.triton import chunk  # noqa: E402
 tag = sys.argv[2]
 if len(sys.argv) > 3:
     chunk.CONFIG.update(json.loads(sys.argv[3]))
-for B, T in [(16, 2048), (4, 8192), (1, 32768)]:
+shapes = os.environ.get("SHAPES", "16x2048,4x8192,1x32768")
+for B, T in [tuple(map(int, s.split("x"))) for s in shapes.split(",")]:
     for name in os.environ.get("MECHS", "retention,mamba2,gated_deltanet,linear").split(","):
         x = make_inputs(name, B=B, Tq=T, Tk=T, H=16, D=128, device="cuda", dtype=torch.bfloat16)
         fwd = _longmix_fns(name, "triton")[0]
