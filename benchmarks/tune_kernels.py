@@ -33,9 +33,9 @@ KNOBS = [
     (_delta.CONFIG, "bwd_warps", [2, 4, 8], ["deltanet", "kda"]),
     # not 1: one stage miscompiles DeltaNet's bf16 reverse pass under Triton 3.6 on Hopper (see chunk.CONFIG)
     (chunk.CONFIG, "state_stages_delta", [2, 3], ["deltanet"]),
-    # per-key gates (KDA): its state pass took 0.46 ms at B=16, T=2K against fla's 0.30
-    # (2026-11-26-h200-delta-backward/profile_after.txt), in one stage since it was written; never swept
+    # per-key gates (KDA): the forward state pass (2 stages since stop 14) and the reverse one
     (chunk.CONFIG, "state_stages_delta_key", [1, 2], ["kda"]),
+    (chunk.CONFIG, "state_stages_delta_key_bwd", [1, 2], ["kda"]),
     (chunk.CONFIG, "state_bv_delta", [32, 64], ["deltanet"]),
     (chunk.CONFIG, "state_warps", [2, 4, 8], ["retention", "deltanet"]),
     (_gla.CONFIG, "diag_loop", [False, True, {"diag_loop": True, "fwd_bk": 32}, {"diag_loop": True, "fwd_bk": 64},

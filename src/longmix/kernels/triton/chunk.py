@@ -57,7 +57,10 @@ CONFIG = {"state_bk": 64, "state_bv": 64, "state_warps": 4, "state_min_programs"
           # The reverse pass tuned apart (V tile 32/64, 2/4/8 warps, 1-3 stages) lands on the forward's values;
           # 1 stage timed 0.97x there but gave DeltaNet's dk, dv and dβ 95% relative error in bf16 on an H200
           # (Triton 3.6 miscompiles that ungated kernel; tests/test_cuda.py catches it)
-          "state_stages_delta": 2, "state_stages_delta_key": 1, "out_bk": 64, "out_bv": 64, "out_warps": 4,
+          "state_stages_delta": 2,
+          # per-key gates (KDA): the forward pass in 2 stages took 0.79x the forward's time of 1 stage at B=1,
+          # T=32K and 0.95x at B=16, T=2K (H100, benchmarks/results/2026-11-26-h100-s14/); the reverse keeps 1
+          "state_stages_delta_key": 2, "state_stages_delta_key_bwd": 1, "out_bk": 64, "out_bv": 64, "out_warps": 4,
           "bwd_bk": 64, "bwd_bv": 64, "bwd_warps": 4,
           # bwd_dqk of the delta rule (it also writes du h[n]ᵀ: one more accumulator). All of K in one tile
           # with 8 warps: DeltaNet forward+backward 0.92x the time of (64, 4); KDA (per-key gates) 1.01x, so
@@ -92,11 +95,13 @@ def _state_tiles(BH: int, K: int, V: int, delta: bool = False) -> tuple[int, int
     return bk, bv
 
 
-def _stages(gate: int, delta: bool) -> dict:
-    """Launch options of the sequential state kernels: warps, and the delta rule's pipeline depth."""
+def _stages(gate: int, delta: bool, reverse: bool = False) -> dict:
+    """Launch options of the sequential state kernels: warps, and the delta rule's pipeline depth
+    (``reverse``: the backward's pass)."""
     opts = {"num_warps": CONFIG["state_warps"]}
     if delta:
-        opts["num_stages"] = CONFIG["state_stages_delta_key" if gate == 2 else "state_stages_delta"]
+        opts["num_stages"] = CONFIG[("state_stages_delta_key_bwd" if reverse else "state_stages_delta_key")
+                                    if gate == 2 else "state_stages_delta"]
     return opts
 
 
@@ -180,7 +185,7 @@ def _backward(q, k, v, G, gate, h, A, do, dsT, has_s0, C, beta=None, delta=None,
         q, do, Gp, dh, dsT if dsT is not None else q, ds0 if ds0 is not None else q,
         k, delta["W"] if is_delta else q, du, CU, CO, T, H, K, V, NT, scale,
         GATE=gate, HAS_DST=dsT is not None, STORE_DS0=has_s0, DELTA=is_delta, BT=C, BK=sbk, BV=sbv, PREC=prec,
-        VARLEN=vl, **_stages(gate, is_delta))
+        VARLEN=vl, **_stages(gate, is_delta, reverse=True))
     if not is_delta:
         dv = torch.empty_like(v)
         _output.bwd_dv[(triton.cdiv(V, bv), NT, B * H)](
