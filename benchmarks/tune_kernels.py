@@ -33,7 +33,7 @@ KNOBS = [
     (_delta.CONFIG, "bwd_warps", [2, 4, 8], ["deltanet", "kda"]),
     # not 1: one stage miscompiles DeltaNet's bf16 reverse pass under Triton 3.6 on Hopper (see chunk.CONFIG)
     (chunk.CONFIG, "state_stages_delta", [2, 3], ["deltanet"]),
-    # per-key gates (KDA): the forward state pass (2 stages since stop 14) and the reverse one
+    # per-key gates (KDA): the forward state pass and the reverse one (2 stages each since stop 14)
     (chunk.CONFIG, "state_stages_delta_key", [1, 2], ["kda"]),
     (chunk.CONFIG, "state_stages_delta_key_bwd", [1, 2], ["kda"]),
     (chunk.CONFIG, "state_bv_delta", [32, 64], ["deltanet"]),

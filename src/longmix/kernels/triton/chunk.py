@@ -58,9 +58,11 @@ CONFIG = {"state_bk": 64, "state_bv": 64, "state_warps": 4, "state_min_programs"
           # 1 stage timed 0.97x there but gave DeltaNet's dk, dv and dβ 95% relative error in bf16 on an H200
           # (Triton 3.6 miscompiles that ungated kernel; tests/test_cuda.py catches it)
           "state_stages_delta": 2,
-          # per-key gates (KDA): the forward pass in 2 stages took 0.79x the forward's time of 1 stage at B=1,
-          # T=32K and 0.95x at B=16, T=2K (H100, benchmarks/results/2026-11-26-h100-s14/); the reverse keeps 1
-          "state_stages_delta_key": 2, "state_stages_delta_key_bwd": 1, "out_bk": 64, "out_bv": 64, "out_warps": 4,
+          # per-key gates (KDA), forward and reverse pass: 2 stages took 0.79x the forward's time of 1 stage at
+          # B=1, T=32K and 0.95x at B=16, T=2K; the reverse in 2 stages then 0.81x the forward+backward's time at
+          # B=1, T=32K and 1.01x at B=16, T=2K (H100, benchmarks/results/2026-11-26-h100-s14/; KDA's GPU tests
+          # pass at both reverse settings there)
+          "state_stages_delta_key": 2, "state_stages_delta_key_bwd": 2, "out_bk": 64, "out_bv": 64, "out_warps": 4,
           "bwd_bk": 64, "bwd_bv": 64, "bwd_warps": 4,
           # bwd_dqk of the delta rule (it also writes du h[n]ᵀ: one more accumulator). All of K in one tile
           # with 8 warps: DeltaNet forward+backward 0.92x the time of (64, 4); KDA (per-key gates) 1.01x, so
