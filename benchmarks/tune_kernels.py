@@ -38,10 +38,15 @@ KNOBS = [
     (chunk.CONFIG, "state_stages_delta_key_bwd", [1, 2], ["kda"]),
     (chunk.CONFIG, "state_bv_delta", [32, 64], ["deltanet"]),
     (chunk.CONFIG, "state_warps", [2, 4, 8], ["retention", "deltanet"]),
+    # long single sequences (B = 1): the state passes had B·H·tiles = 256 programs of 32x32 tiles; GLA's forward
+    # state pass took 0.75 ms at B=1, T=32K against ~0.35 at B=16, T=2K on an H100 (2026-11-26-h100-s14/c4_*)
+    (chunk.CONFIG, "state_min_programs", [256, 512, 1024, {"state_min_programs": 512, "state_min_tile": 16},
+                                          {"state_min_programs": 1024, "state_min_tile": 16}],
+     ["linear", "retention", "gla"]),
     (_gla.CONFIG, "diag_loop", [False, True, {"diag_loop": True, "fwd_bk": 32}, {"diag_loop": True, "fwd_bk": 64},
                                 {"diag_loop": True, "fwd_warps": 4}], ["gla"]),
     (_gla.CONFIG, "diag_loop_keys", [False, True, {"diag_loop_keys": True, "fwd_bk": 32}], ["kda"]),
-    (_delta.CONFIG, "prep_warps", [1, 2, 4, 8], ["deltanet", "gated_deltanet"]),
+    (_delta.CONFIG, "prep_warps", [1, 2, 4, 8], ["deltanet", "gated_deltanet", "kda"]),
     (_delta.CONFIG, "prep4", [True, False], ["deltanet", "kda"]),
     # the per-key-gate intra kernels (whole-chunk / 16-row-block products, see _gla): key tile and warps, forward
     # and backward; span_max -1 times the exact 3-D diagonal everywhere, as gates past span_max take it
@@ -52,8 +57,10 @@ KNOBS = [
                              {"bwd_bk": 64, "bwd_warps": 4}], ["gla", "kda"]),
     (_gla.CONFIG, "bwd_warps", [1, 2, 4], ["gla", "kda"]),
     (_gla.CONFIG, "span_max", [40.0, -1.0], ["gla", "kda"]),
-    (chunk.CONFIG, "out_warps", [4, 8], ["retention", "gla"]),
-    (chunk.CONFIG, "out_bv", [64, 128], ["retention"]),
+    (chunk.CONFIG, "out_warps", [4, 8], ["retention", "gla", "kda"]),
+    # the per-key output kernel (GLA, KDA) was never swept with KDA: 0.37 ms of its 1.9 ms forward at B=16, T=2K
+    (chunk.CONFIG, "out_stages", [None, 2, 3, 4], ["gla", "kda"]),
+    (chunk.CONFIG, "out_bv", [64, 128], ["retention", "kda"]),
     # all of K in one tile for the output kernel: its K loop of two 64-wide tiles is where RetNet's forward
     # is 1.15x fla's (benchmarks/results/2026-11-26-h200-decoder-and-forward/profile_scalar_gate.txt)
     (chunk.CONFIG, "out_bk", [64, 128, {"out_bk": 128, "out_warps": 8}], ["retention", "mamba2"]),

@@ -50,9 +50,11 @@ _interp.apply()
 # Tile sizes and warps; benchmarks may edit this table.
 # state_bv_delta 64 (from 32): DeltaNet and KDA forward+backward 0.93–0.94× on an H200 (B=16, T=2K;
 # benchmarks/results/2026-11-25-h200-kernel-tune.jsonl).
-# state_min_programs: the sequential state kernels shrink their K/V tiles (down to 32) until
+# state_min_programs: the sequential state kernels shrink their K/V tiles (down to state_min_tile) until
 # B·H·tiles reaches this many programs, so long single sequences still fill the GPU.
-CONFIG = {"state_bk": 64, "state_bv": 64, "state_warps": 4, "state_min_programs": 256, "state_bv_delta": 64,
+# out_stages: the output kernel's pipeline depth (None: Triton's default).
+CONFIG = {"state_bk": 64, "state_bv": 64, "state_warps": 4, "state_min_programs": 256, "state_min_tile": 32,
+          "state_bv_delta": 64, "out_stages": None,
           # pipeline depth of the delta-rule state kernels (all of K in one tile: 3 stages overflow shared memory).
           # The reverse pass tuned apart (V tile 32/64, 2/4/8 warps, 1-3 stages) lands on the forward's values;
           # 1 stage timed 0.97x there but gave DeltaNet's dk, dv and dβ 95% relative error in bf16 on an H200
@@ -89,7 +91,8 @@ def _state_tiles(BH: int, K: int, V: int, delta: bool = False) -> tuple[int, int
             bv //= 2
         return bk, bv
     bk, bv = _tile(K, CONFIG["state_bk"]), _tile(V, CONFIG["state_bv"])
-    while BH * triton.cdiv(K, bk) * triton.cdiv(V, bv) < CONFIG["state_min_programs"] and max(bk, bv) > 32:
+    while BH * triton.cdiv(K, bk) * triton.cdiv(V, bv) < CONFIG["state_min_programs"] and \
+            max(bk, bv) > CONFIG["state_min_tile"]:
         if bv >= bk:
             bv //= 2
         else:
@@ -150,7 +153,8 @@ def _forward(q, k, v, G, gate, s0, C, want_state, beta=None, scale=1.0, chunks: 
     bk, bv = _tile(K, CONFIG["out_bk"]), _tile(V, CONFIG["out_bv"])
     _output.fwd_output[(triton.cdiv(V, bv), NT, B * H)](
         q, k, vo, Gp, h, A if A is not None else q, o, CH, T, H, K, V, NT, scale,
-        GATE=gate, BT=C, BK=bk, BV=bv, PREC=prec, VARLEN=vl, num_warps=CONFIG["out_warps"])
+        GATE=gate, BT=C, BK=bk, BV=bv, PREC=prec, VARLEN=vl, num_warps=CONFIG["out_warps"],
+        **({} if CONFIG["out_stages"] is None else {"num_stages": CONFIG["out_stages"]}))
     return o, sT, h, A, delta
 
 
