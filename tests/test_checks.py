@@ -222,6 +222,18 @@ def test_cu_seqlens_checks(name):
     call(torch.tensor([0, 3, 3, 8], dtype=torch.int32))  # valid, with an empty document
 
 
+def test_cu_seqlens_device_count_disagreeing_with_the_host_is_reported():
+    """The kernels count broken cu_seqlens entries on the device; if that count said "broken" for bounds
+    the host finds valid (a kernel fault), the error says so instead of raising a bare TypeError."""
+    from longmix import checks
+
+    with pytest.raises(RuntimeError, match=r"counted 1 broken cu_seqlens entries in \[0, 3, 8\].*kernel fault"):
+        checks.cu_seqlens_values(torch.tensor([0, 3, 8]), torch.tensor([1]), 8)
+    checks.cu_seqlens_values(torch.tensor([0, 3, 8]), torch.tensor([0]), 8)  # agreeing: nothing raised
+    with pytest.raises(ValueError, match=r"cu_seqlens must be non-decreasing"):
+        checks.cu_seqlens_values(torch.tensor([0, 9, 8]), torch.tensor([1]), 8)
+
+
 @pytest.mark.parametrize("name", MECHS)
 def test_backend_and_form_refusals(name, monkeypatch):
     case = make_case(name, T=8, dtype=f32)

@@ -210,7 +210,10 @@ def cu_seqlens_values(cu, bad: torch.Tensor, T: int) -> None:
     ``trusted_values()`` too: a wrong boundary is not a modelling choice."""
     def judge(lo, hi):
         if hi != 0:
-            raise _cu_bad(cu.tolist(), T)
+            c = cu.tolist()
+            raise _cu_bad(c, T) or RuntimeError(  # the device's count and the host's reading disagree
+                f"the chunk-map kernel counted {hi} broken cu_seqlens entries in {c if len(c) < 20 else c[:10]}, "
+                f"which the host finds valid for T={T}: a kernel fault, please report it")
     _min_max(bad, judge, always=True, reduce=False)
 
 
