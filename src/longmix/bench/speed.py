@@ -36,8 +36,8 @@ import torch
 import torch.nn.functional as F
 
 from .. import api, checks
-from ..models.mixer import inverse_softplus
 from ..decode import Decoder
+from ..models.mixer import DECAY_A, DECAY_DT, GLA_GATE_SCALE, inverse_softplus
 from .anchors import ANCHORS
 from .measure import peak_memory, timeit
 from .progress import Progress
@@ -163,10 +163,11 @@ def make_inputs(name: str, *, B, Tq, Tk, H, D, device, dtype, seed=0) -> dict:
         chan = (H, D) if per_key else (H,)
         if per_key and mech.family == "decay":  # GLA: logsigmoid(x W₁W₂ + b) / 16
             def gate(z):
-                return F.logsigmoid(z) / 16
+                return F.logsigmoid(z) / GLA_GATE_SCALE
         else:  # −exp(A_log)·softplus(x W + dt_bias) per channel, A ∈ [1, 16], softplus(dt_bias) ∈ [1e-3, 0.1]
-            A = 1 + 15 * draw(*chan, uniform=True)
-            bias = inverse_softplus(torch.exp(math.log(1e-3) + math.log(100) * draw(*chan, uniform=True)))
+            (a0, a1), (d0, d1) = DECAY_A, DECAY_DT
+            A = a0 + (a1 - a0) * draw(*chan, uniform=True)
+            bias = inverse_softplus(torch.exp(math.log(d0) + math.log(d1 / d0) * draw(*chan, uniform=True)))
 
             def gate(z):
                 return -A * F.softplus(z + bias)

@@ -46,6 +46,11 @@ import torch.nn.functional as F
 from .. import api, checks
 
 GATE_RANK = 16  # low-rank width of the per-key-dim gate projections (GLA, KDA)
+# the decay gates' initialisation (bench/speed.py draws its gates the same way): A = exp(A_log) and
+# softplus(dt_bias) uniform / log-uniform in these ranges; GLA's log-gate divided by GLA_GATE_SCALE
+DECAY_A = (1.0, 16.0)
+DECAY_DT = (1e-3, 0.1)
+GLA_GATE_SCALE = 16
 OPEN_GATE = 1.2785  # output-gate bias at init: silu(1.2785) ≈ 1.0
 
 
@@ -95,8 +100,8 @@ class _DecayGate(nn.Module):
         super().__init__()
         self.proj = (nn.Sequential(nn.Linear(d_model, GATE_RANK, bias=False), nn.Linear(GATE_RANK, n, bias=False))
                      if low_rank else nn.Linear(d_model, n, bias=False))
-        self.A_log = nn.Parameter(torch.log(torch.empty(n).uniform_(1, 16)))
-        dt = torch.exp(torch.empty(n).uniform_(math.log(1e-3), math.log(0.1)))
+        self.A_log = nn.Parameter(torch.log(torch.empty(n).uniform_(*DECAY_A)))
+        dt = torch.exp(torch.empty(n).uniform_(math.log(DECAY_DT[0]), math.log(DECAY_DT[1])))
         self.dt_bias = nn.Parameter(inverse_softplus(dt))
 
     def forward(self, x):
@@ -112,7 +117,7 @@ class _GLAGate(nn.Module):
         self.proj = nn.Sequential(nn.Linear(d_model, GATE_RANK, bias=False), nn.Linear(GATE_RANK, n, bias=True))
 
     def forward(self, x):
-        return F.logsigmoid(self.proj(x).to(_fp32_or_more(x))) / 16
+        return F.logsigmoid(self.proj(x).to(_fp32_or_more(x))) / GLA_GATE_SCALE
 
 
 class Mixer(nn.Module):
