@@ -88,6 +88,18 @@ def _span(G, b, hh, t0, t_first, t_ref, t_last, i_k, T, H, K, BK: tl.constexpr):
 
 
 @triton.jit
+def _middle(t0, T, BT: tl.constexpr):
+    """The row a whole chunk's product splits at (level 1): the last of its first half."""
+    return tl.minimum(t0 + BT // 2, T) - 1
+
+
+@triton.jit
+def _chunk_span(G, b, hh, t0, i_k, T, H, K, BT: tl.constexpr, BK: tl.constexpr):
+    """``_span`` of the whole chunk split at ``_middle``: decides level 1 (one product) or blocks."""
+    return _span(G, b, hh, t0, t0 - 1, _middle(t0, T, BT), tl.minimum(t0 + BT, T) - 1, i_k, T, H, K, BK)
+
+
+@triton.jit
 def fwd_A(q, k, G, A, A2, CH, T, H, K: tl.constexpr, BT: tl.constexpr, BC: tl.constexpr, BK: tl.constexpr,
           BKA: tl.constexpr, LIM, PREC: tl.constexpr, TWO: tl.constexpr, DIAG_LOOP: tl.constexpr,
           VARLEN: tl.constexpr):
@@ -99,8 +111,7 @@ def fwd_A(q, k, G, A, A2, CH, T, H, K: tl.constexpr, BT: tl.constexpr, BC: tl.co
     t0, T = span(CH, n, T, BT, VARLEN)
     if empty(t0, T):  # a chunk slot past the last document's chunks
         return
-    if _span(G, b, hh, t0, t0 - 1, tl.minimum(t0 + BT // 2, T) - 1, tl.minimum(t0 + BT, T) - 1, 0, T, H, K,
-             BKA) <= LIM:
+    if _chunk_span(G, b, hh, t0, 0, T, H, K, BT, BKA) <= LIM:
         _A_rows(q, k, G, A, A2, b, hh, t0, 0, T, H, K, BT, BT, BK, BKA, LIM, PREC, TWO, False, DIAG_LOOP)
     else:
         for i in range(BT // BC):
@@ -133,7 +144,7 @@ def _A_rows(q, k, G, A, A2, b, hh, t0, i, T, H, K: tl.constexpr, BT: tl.constexp
             accd = tl.zeros([BR, BR], dtype=tl.float32)
             accd2 = tl.zeros([BR, BR], dtype=tl.float32)
         else:  # the whole chunk: split at its middle row
-            t_ref = tl.minimum(t0 + BT // 2, T) - 1
+            t_ref = _middle(t0, T, BT)
             hi = (i + 1) * BR
         cols = (o_c < hi) & (t0 + o_c < T)
         acc = tl.zeros([BR, BT], dtype=tl.float32)
@@ -197,8 +208,7 @@ def bwd_intra_kernel(q, k, G, dA, dqi, dki, dG, dq, dk, CH, T, H, K: tl.constexp
     t0, T = span(CH, n, T, BT, VARLEN)
     if empty(t0, T):  # a chunk slot past the last document's chunks
         return
-    if _span(G, b, hh, t0, t0 - 1, tl.minimum(t0 + BT // 2, T) - 1, tl.minimum(t0 + BT, T) - 1, i_k, T, H, K,
-             BK) <= LIM:
+    if _chunk_span(G, b, hh, t0, i_k, T, H, K, BT, BK) <= LIM:
         _dqk_rows(q, k, G, dA, dqi, dki, dG, dq, dk, b, hh, t0, 0, i_k, T, H, K, BT, BT, BK, LIM, PREC, SELF, False)
     else:
         for i in range(BT // BC):
@@ -234,7 +244,7 @@ def _dqk_rows(q, k, G, dA, dqi, dki, dG, dq, dk, b, hh, t0, i, i_k, T, H, K: tl.
             hi = i * BR + tl.where(split, 0, BR)  # dq: columns u < hi
             lo = i * BR + tl.where(split, BR, 0)  # dk: rows r ≥ lo
         else:  # the whole chunk: both split at its middle row
-            ref = _grow(G, b, hh, t0, tl.minimum(t0 + BT // 2, T) - 1, i_k, T, H, K, BK)[None, :]
+            ref = _grow(G, b, hh, t0, _middle(t0, T, BT), i_k, T, H, K, BK)[None, :]
             ref2 = ref
             hi = (i + 1) * BR
             lo = i * BR
