@@ -86,6 +86,8 @@ def main(argv):
         if only and not {key, knob} & set(only.split(",")):
             continue
         default = cfg[key]
+        if default not in values:  # the ratios are to the default: time it too
+            values = [default] + values
         for name in mechs:
             if name not in inputs:
                 inputs[name] = make_inputs(name, B=B, Tq=T, Tk=T, H=16, D=128, device="cuda", dtype=torch.bfloat16)

@@ -343,7 +343,7 @@ def test_per_key_intra_matrix_exact_across_gate_spans(dtype):
     """``_gla.fwd_intra`` (the matrix and the key-key matrix) against a float64 sum over key dims, on gates
     whose block spans run from about 1 to far past ``span_max`` (so both ways of the diagonal tile are
     taken), with keys of norm up to 30: float16 inputs take float32 operands, as a key scaled by up to
-    e^40 would overflow float16; no entry may be inf or NaN."""
+    e^{span_max} (60) would overflow float16; no entry may be inf or NaN."""
     from longmix.kernels.triton import _gla
     from longmix.kernels.triton._cumsum import chunk_cumsum
 
