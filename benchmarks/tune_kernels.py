@@ -48,6 +48,10 @@ KNOBS = [
     (_gla.CONFIG, "diag_loop_keys", [False, True, {"diag_loop_keys": True, "fwd_bk": 32}], ["kda"]),
     (_delta.CONFIG, "prep_warps", [1, 2, 4, 8], ["deltanet", "gated_deltanet", "kda"]),
     (_delta.CONFIG, "prep4", [True, False], ["deltanet", "kda"]),
+    # the triangular inverse's diagonal blocks: row substitution or doubling block products (fwd_prep4 was 0.45 ms
+    # of DeltaNet's 0.90 ms forward on an H200 and 0.62 of KDA's 1.9 on an H100, at B=16 T=2K; its loads and
+    # stores alone would take ~0.13 and ~0.28 ms at full bandwidth)
+    (_delta.CONFIG, "inverse", ["substitution", "doubling"], ["deltanet", "gated_deltanet", "kda"]),
     # the per-key-gate intra kernels (whole-chunk / 16-row-block products, see _gla): key tile and warps, forward
     # and backward; span_max -1 times the exact 3-D diagonal everywhere, as gates past span_max take it
     (_gla.CONFIG, "fwd_bk", [16, 32, 64, {"fwd_bk": 32, "fwd_warps": 4}, {"fwd_bk": 64, "fwd_warps": 4},

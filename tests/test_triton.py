@@ -284,12 +284,37 @@ def _exact_prep(k, v, beta, G, gate, C):
 def test_delta_four_block_prep_as_accurate_as_the_general_kernel(gate, monkeypatch):
     """fwd_prep4 and the general block-row kernel against the float64 inverse (nearly aligned keys and
     β near 2: badly conditioned systems, where a less careful inverse loses digits; the power series
-    (I + N)⁻¹ = Π (I + N^{2^p}) lost 1e-2 on such 16×16 blocks and is why both substitute by rows)."""
+    (I + N)⁻¹ = Π (I + N^{2^p}) lost 1e-2 on such 16×16 blocks, which is why the blocks are inverted
+    by rows or by exact block algebra, see the next test)."""
     q, k, v, g, _, beta = _inputs(1, 100, 2, 32, 16, gate, s0=False, beta=(1.9, 2.0), seed=9)
     k = F.normalize(k[:, :1] + 0.05 * k, dim=-1)  # nearly aligned keys
     errs = _prep_errors(k, v, g, beta, gate, "prep4", (True, False), "ieee", monkeypatch)
     for e4, eg in zip(errs[True], errs[False]):
         assert e4 <= 2 * eg + 1e-6, errs
+
+
+@pytest.mark.parametrize("gate", [None, "scalar", "key"])
+def test_delta_inverse_by_doubling_blocks(gate, monkeypatch):
+    """``_delta.CONFIG["inverse"] = "doubling"``: the 16×16 diagonal blocks of the inverse by block
+    triangular inversion with doubling blocks (X − X E X), not row substitution. On the badly conditioned
+    systems of the test above (nearly aligned keys, β near 2), against the float64 inverse: as accurate as
+    the substitution (the power series, which cancels large terms, was not); then the general block-row
+    kernel (chunks of 32) and fwd_prep4 (64) against the reference, forward and every gradient."""
+    q, k, v, g, _, beta = _inputs(1, 100, 2, 32, 16, gate, s0=False, beta=(1.9, 2.0), seed=9)
+    k = F.normalize(k[:, :1] + 0.05 * k, dim=-1)  # nearly aligned keys
+    errs = _prep_errors(k, v, g, beta, gate, "inverse", ("substitution", "doubling"), "ieee", monkeypatch)
+    assert max(errs["substitution"]) > 1e-7, errs  # the systems do cost digits: the comparison can fail
+    for e_dbl, e_sub in zip(errs["doubling"], errs["substitution"]):
+        assert e_dbl <= 2 * e_sub + 1e-6, errs
+    monkeypatch.setitem(_delta_config(), "inverse", "doubling")
+    for C, T in ((32, 70), (64, 150)):
+        _compare(_inputs(1, T, 1, 16, 16, gate, s0=True, beta=(0.0, 2.0), knorm=1.0, seed=T), C=C)
+
+
+def _delta_config():
+    from longmix.kernels.triton import _delta
+
+    return _delta.CONFIG
 
 
 def _spans(G, C, BC):

@@ -41,7 +41,11 @@ MAX_K = 256
 # uw_lowp: fwd_prep4's U and W products in the inputs' 16-bit dtype (Tinv's blocks rounded once), not TF32:
 # DeltaNet's forward 0.98x, KDA's 0.96x (H200, B=16, T=2K; benchmarks/results/2026-11-26-h200-delta-backward/).
 # (The inverse's own block products stay IEEE float32: 3xTF32 there gained nothing, 0.99-1.00x.)
-CONFIG = {"prep_warps": 2, "bwd_warps": 4, "bk": 64, "bv": 64, "prep4": True, "uw_lowp": True}
+# inverse: how the 16x16 diagonal blocks of (I + A)⁻¹ are formed, "substitution" (BC − 2 dependent row steps,
+# each two cross-thread reductions) or "doubling" (four 16x16 products; see _unit_lower_inverse). Not yet timed
+# on a GPU: the doubling form is tested against the reference under the interpreter only.
+CONFIG = {"prep_warps": 2, "bwd_warps": 4, "bk": 64, "bv": 64, "prep4": True, "uw_lowp": True,
+          "inverse": "substitution"}
 
 
 @triton.jit
@@ -114,7 +118,7 @@ def _apply_tinv(k, v, G, Tinv, U, W, bt, b, hh, t0, T, H, K: tl.constexpr, V: tl
 @triton.jit
 def fwd_prep(k, v, beta, G, Kp, Tinv, U, W, CH, T, H, K: tl.constexpr, V: tl.constexpr,
              GATE: tl.constexpr, BT: tl.constexpr, BC: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
-             PREC: tl.constexpr, VARLEN: tl.constexpr):
+             PREC: tl.constexpr, VARLEN: tl.constexpr, DOUBLING: tl.constexpr = False):
     n, i_bh = tl.program_id(0), tl.program_id(1)
     b, hh = i_bh // H, i_bh % H
     t0, T = span(CH, n, T, BT, VARLEN)  # with documents: T is the end of this chunk's document
@@ -134,7 +138,7 @@ def fwd_prep(k, v, beta, G, Kp, Tinv, U, W, CH, T, H, K: tl.constexpr, V: tl.con
         p_Ti = Tinv + ((b * T + o_r[:, None]) * H + hh) * BT + o_c[None, :]
         a = tl.load(p_Ti, mask=rmask & (o_c[None, :] < i * BC), other=0.0)  # A_{i, <i}
         dinv = _unit_lower_inverse(tl.load(Tinv + ((b * T + o_r[:, None]) * H + hh) * BT + i * BC + o_s[None, :],
-                                           mask=rmask, other=0.0), BC)
+                                           mask=rmask, other=0.0), BC, DOUBLING)
         # block row i of the inverse: Dinv_i (E_i − A_{i,<i} Tinv_{<i, :})
         prev = tl.load(p_T, mask=(o_c[:, None] < i * BC) & (rows_c[:, None] < T), other=0.0)
         e = ((i * BC + o_s)[:, None] == o_c[None, :]).to(tl.float32)
@@ -178,16 +182,33 @@ def _pair(ki, kj, gi, gj, Kp, b, hh, ti, j, T, H, BT: tl.constexpr, BC: tl.const
 
 
 @triton.jit
-def _unit_lower_inverse(a, BC: tl.constexpr):
-    """(I + a)⁻¹ for a strictly lower [BC, BC] block, by forward substitution in registers (fp32):
-    row r of the inverse minus I is −a_r − Σ_j a_rj (row j of it)."""
+def _unit_lower_inverse(a, BC: tl.constexpr, DOUBLING: tl.constexpr = False):
+    """(I + a)⁻¹ for a strictly lower [BC, BC] block in registers (fp32).
+
+    By forward substitution: row r of the inverse minus I is −a_r − Σ_j a_rj (row j of it), BC − 2
+    dependent steps. ``DOUBLING``: by block triangular inversion with doubling blocks instead: with X
+    the inverse of (I + a)'s diagonal blocks of size s and E a's entries in the lower-left s×s
+    quarter of each diagonal block of size 2s, X − X E X inverts the blocks of size 2s (from s = 1,
+    where X = I and X − E is the first step). Four products for BC = 16, each exact block algebra
+    (no cancelling power series, so as accurate as the substitution)."""
     o_s = tl.arange(0, BC)
-    x = -a
-    for r in range(2, BC):
-        xr = tl.sum(tl.where(o_s[:, None] == r, x, 0.0), 0)
-        xr += tl.sum(xr[:, None] * x, 0)
-        x = tl.where(o_s[:, None] == r, xr[None, :], x)
-    return x + (o_s[:, None] == o_s[None, :]).to(tl.float32)
+    r = o_s[:, None]
+    c = o_s[None, :]
+    if DOUBLING:
+        tl.static_assert(BC == 16)
+        x = (r == c).to(tl.float32) - tl.where((r // 2 == c // 2) & (r > c), a, 0.0)  # blocks of 2
+        for lvl in tl.static_range(1, 4):  # blocks of 2s: s = 2, 4, 8
+            s: tl.constexpr = 1 << lvl
+            e = tl.where((r // (2 * s) == c // (2 * s)) & (r % (2 * s) >= s) & (c % (2 * s) < s), a, 0.0)
+            x = x - _dot(x, _dot(e, x))
+    else:
+        x = -a
+        for i in range(2, BC):
+            xr = tl.sum(tl.where(r == i, x, 0.0), 0)
+            xr += tl.sum(xr[:, None] * x, 0)
+            x = tl.where(r == i, xr[None, :], x)
+        x += (r == c).to(tl.float32)
+    return x
 
 
 @triton.jit
@@ -207,7 +228,8 @@ def _store_blk(p, x, b, hh, t, col, T, H, W: tl.constexpr, BC: tl.constexpr, BN:
 @triton.jit
 def fwd_prep4(k, v, beta, G, Kp, Tinv, U, W, CH, T, H, K: tl.constexpr, V: tl.constexpr,
               GATE: tl.constexpr, BT: tl.constexpr, BC: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
-              PREC: tl.constexpr, VARLEN: tl.constexpr, LOWP: tl.constexpr = False):
+              PREC: tl.constexpr, VARLEN: tl.constexpr, LOWP: tl.constexpr = False,
+              DOUBLING: tl.constexpr = False):
     """``fwd_prep`` for chunks of four BC-row blocks (BT = 4·BC, the default 64), all in registers:
     the ten key-key blocks, the four diagonal inverses by forward substitution (independent, so they
     interleave), the six off-diagonal blocks of Tinv by block substitution with BC×BC products,
@@ -272,10 +294,10 @@ def fwd_prep4(k, v, beta, G, Kp, Tinv, U, W, CH, T, H, K: tl.constexpr, V: tl.co
     a31 = _pair(a31, a31, g3, g1, Kp, b, hh, t3, 1, T, H, BT, BC, GATE, False) * b3[:, None]
     a32 = _pair(a32, a32, g3, g2, Kp, b, hh, t3, 2, T, H, BT, BC, GATE, False) * b3[:, None]
     a33 = _pair(a33, a33, g3, g3, Kp, b, hh, t3, 3, T, H, BT, BC, GATE, True) * b3[:, None]
-    d0 = _unit_lower_inverse(a00, BC)
-    d1 = _unit_lower_inverse(a11, BC)
-    d2 = _unit_lower_inverse(a22, BC)
-    d3 = _unit_lower_inverse(a33, BC)
+    d0 = _unit_lower_inverse(a00, BC, DOUBLING)
+    d1 = _unit_lower_inverse(a11, BC, DOUBLING)
+    d2 = _unit_lower_inverse(a22, BC, DOUBLING)
+    d3 = _unit_lower_inverse(a33, BC, DOUBLING)
     t10 = -_dot(d1, _dot(a10, d0))
     t21 = -_dot(d2, _dot(a21, d1))
     t32 = -_dot(d3, _dot(a32, d2))
@@ -464,6 +486,7 @@ def prep(k, v, beta, G, Kp, gate, C, prec, chunks=None):
     Tinv = torch.empty(B, T, H, C, device=k.device, dtype=k.dtype if lowp else torch.float32)
     U, W = torch.empty_like(v), torch.empty_like(k)
     kernel, extra = (fwd_prep4, {"LOWP": lowp}) if four else (fwd_prep, {})
+    extra["DOUBLING"] = CONFIG["inverse"] == "doubling"
     kernel[(chunks.NT, B * H)](
         k, v, beta, G if G is not None else k, Kp if Kp is not None else k, Tinv, U, W, chunks.args(k)[0], T, H, K, V,
         GATE=gate, BT=C, BC=BC, BK=_tile(K, CONFIG["bk"]), BV=_tile(V, CONFIG["bv"]), PREC=prec,
