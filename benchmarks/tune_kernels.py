@@ -43,6 +43,11 @@ KNOBS = [
     (chunk.CONFIG, "state_min_programs", [256, 512, 1024, {"state_min_programs": 512, "state_min_tile": 16},
                                           {"state_min_programs": 1024, "state_min_tile": 16}],
      ["linear", "retention", "gla"]),
+    # ... or the state passes in segments walked in parallel (reading k and v twice); with state_min_programs 64
+    # the tiles stay 64x64 at B·H = 16, so G and k are re-read for fewer V tiles
+    (chunk.CONFIG, "state_seg_programs", [0, 512, 1024, 2048, {"state_seg_programs": 1024, "state_min_programs": 64},
+                                          {"state_seg_programs": 2048, "state_min_programs": 64}],
+     ["linear", "retention", "mamba2", "gla"]),
     (_gla.CONFIG, "diag_loop", [False, True, {"diag_loop": True, "fwd_bk": 32}, {"diag_loop": True, "fwd_bk": 64},
                                 {"diag_loop": True, "fwd_warps": 4}], ["gla"]),
     (_gla.CONFIG, "diag_loop_keys", [False, True, {"diag_loop_keys": True, "fwd_bk": 32}], ["kda"]),
@@ -51,7 +56,8 @@ KNOBS = [
     # the triangular inverse's diagonal blocks: row substitution or doubling block products (fwd_prep4 was 0.45 ms
     # of DeltaNet's 0.90 ms forward on an H200 and 0.62 of KDA's 1.9 on an H100, at B=16 T=2K; its loads and
     # stores alone would take ~0.13 and ~0.28 ms at full bandwidth)
-    (_delta.CONFIG, "inverse", ["substitution", "doubling"], ["deltanet", "gated_deltanet", "kda"]),
+    (_delta.CONFIG, "inverse", ["substitution", "doubling", {"inverse": "doubling", "prep_warps": 1},
+                                {"inverse": "doubling", "prep_warps": 4}], ["deltanet", "gated_deltanet", "kda"]),
     # the per-key-gate intra kernels (whole-chunk / 16-row-block products, see _gla): key tile and warps, forward
     # and backward; span_max -1 times the exact 3-D diagonal everywhere, as gates past span_max take it
     (_gla.CONFIG, "fwd_bk", [16, 32, 64, {"fwd_bk": 32, "fwd_warps": 4}, {"fwd_bk": 64, "fwd_warps": 4},

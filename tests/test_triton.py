@@ -123,6 +123,41 @@ def test_chunk_matches_reference(gate, T):
     _compare(_inputs(2, T, 2, 16, 32, gate, s0=T != 64), C=32 if T == 100 else 16)
 
 
+@pytest.mark.parametrize("gate", [None, "scalar", "key"])
+@pytest.mark.parametrize("s0", [False, True], ids=["zero-state", "initial-state"])
+def test_state_passes_in_segments(gate, s0, monkeypatch):
+    """``chunk.CONFIG["state_seg_programs"]``: a long sequence with few programs walks its state passes in
+    segments (the segments' ends from zero, then the states, each segment's entering state folded from the
+    others; forward and reverse). 13 chunks of 16 in 5 segments of at most 3 chunks, the last one short,
+    against the float64 reference: output, final state and every gradient (initial state included)."""
+    from longmix.kernels.triton import _state
+    from longmix.kernels.triton import chunk as tchunk
+
+    monkeypatch.setitem(tchunk.CONFIG, "state_seg_programs", 1 << 20)
+    monkeypatch.setitem(tchunk.CONFIG, "state_seg_min_chunks", 2)
+    fwd = _count_launches(monkeypatch, _state, "fwd_states")
+    bwd = _count_launches(monkeypatch, _state, "bwd_states")
+    _compare(_inputs(1, 200, 2, 16, 16, gate, s0=s0, seed=3), C=16)
+    # two launches a pass (ends, then states), each with B·H = 2 sequences × 5 segments
+    assert len(fwd) == 2 and len(bwd) == 2 and all(grid[2] == 10 for grid in fwd + bwd), (fwd, bwd)
+
+
+def test_state_pass_segments_only_where_they_apply(monkeypatch):
+    """Segments need a diagonal transition and one sequence per program: never with the delta rule or
+    packed documents; only below the program target and with enough chunks; never empty."""
+    from longmix.kernels.triton import chunk as tchunk
+
+    monkeypatch.setitem(tchunk.CONFIG, "state_seg_programs", 1024)
+    monkeypatch.setitem(tchunk.CONFIG, "state_seg_min_chunks", 8)
+    assert tchunk._segments(256, 512, delta=True, varlen=False) == (1, 512)
+    assert tchunk._segments(256, 512, delta=False, varlen=True) == (1, 512)
+    assert tchunk._segments(1024, 512, delta=False, varlen=False) == (1, 512)
+    assert tchunk._segments(256, 512, delta=False, varlen=False) == (4, 128)
+    assert tchunk._segments(16, 100, delta=False, varlen=False) == (12, 9)  # at most 100 // 8 segments
+    monkeypatch.setitem(tchunk.CONFIG, "state_seg_programs", 0)
+    assert tchunk._segments(16, 512, delta=False, varlen=False) == (1, 512)
+
+
 @pytest.mark.parametrize("gate", ["scalar", "key"])
 def test_strong_gates_and_odd_dims(gate):
     # chunk-summed log-gates far below −88 (exp would overflow if split naively); K, V not powers of two

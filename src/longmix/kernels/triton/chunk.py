@@ -52,9 +52,13 @@ _interp.apply()
 # benchmarks/results/2026-11-25-h200-kernel-tune.jsonl).
 # state_min_programs: the sequential state kernels shrink their K/V tiles (down to state_min_tile) until
 # B·H·tiles reaches this many programs, so long single sequences still fill the GPU.
+# state_seg_programs: where B·H·tiles of an additive or gated (not delta-rule) state pass stay below this many
+# programs, the pass splits each sequence into segments of at least state_seg_min_chunks chunks, walked in
+# parallel (``_state``: one launch for the segments' ends, one for the states); 0: never (the default until
+# timed on a GPU: it reads k and v twice to walk fewer chunks in turn).
 # out_stages: the output kernel's pipeline depth (None: Triton's default).
 CONFIG = {"state_bk": 64, "state_bv": 64, "state_warps": 4, "state_min_programs": 256, "state_min_tile": 32,
-          "state_bv_delta": 64, "out_stages": None,
+          "state_bv_delta": 64, "out_stages": None, "state_seg_programs": 0, "state_seg_min_chunks": 8,
           # pipeline depth of the delta-rule state kernels (all of K in one tile: 3 stages overflow shared memory).
           # The reverse pass tuned apart (V tile 32/64, 2/4/8 warps, 1-3 stages) lands on the forward's values;
           # 1 stage timed 0.97x there but gave DeltaNet's dk, dv and dβ 95% relative error in bf16 on an H200
@@ -100,6 +104,33 @@ def _state_tiles(BH: int, K: int, V: int, delta: bool = False) -> tuple[int, int
     return bk, bv
 
 
+def _segments(programs: int, NT: int, delta: bool, varlen: bool) -> tuple[int, int]:
+    """(segments, chunks per segment) of a state pass of ``programs`` (sequence·head, tile) programs."""
+    target = CONFIG["state_seg_programs"]
+    if delta or varlen or programs >= target:
+        return 1, NT
+    segs = min(triton.cdiv(target, programs), NT // CONFIG["state_seg_min_chunks"])
+    if segs <= 1:
+        return 1, NT
+    seglen = triton.cdiv(NT, segs)
+    return triton.cdiv(NT, seglen), seglen
+
+
+def _state_pass(kernel, grid, args, consts, K, V, NT, delta, varlen, device):
+    """Launch a state kernel (``_state.fwd_states`` / ``bwd_states``) on grid (K tiles, V tiles, NS),
+    split into segments where ``_segments`` says so: the segments' ends first, then the states."""
+    segs, seglen = _segments(grid[0] * grid[1] * grid[2], NT, delta, varlen)
+    if segs == 1:
+        kernel[grid](*args, **consts)
+        return
+    NP = grid[2] * segs
+    E = torch.empty(NP, K, V, device=device, dtype=torch.float32)
+    GAM = torch.empty(NP, K, device=device, dtype=torch.float32)
+    seg = {"E": E, "GAM": GAM, "SEGLEN": seglen, "SEGS": segs}
+    kernel[(grid[0], grid[1], NP)](*args, **consts, **seg, ENDS=True)
+    kernel[(grid[0], grid[1], NP)](*args, **consts, **seg)
+
+
 def _stages(gate: int, delta: bool, reverse: bool = False) -> dict:
     """Launch options of the sequential state kernels: warps, and the delta rule's pipeline depth
     (``reverse``: the backward's pass)."""
@@ -142,10 +173,11 @@ def _forward(q, k, v, G, gate, s0, C, want_state, beta=None, scale=1.0, chunks: 
         U = v
         bk, bv = _state_tiles(NS, K, V)
     W, u = delta.get("W", q), delta.get("u", q)
-    _state.fwd_states[(triton.cdiv(K, bk), triton.cdiv(V, bv), NS)](
-        k, U, Gp, h, s0 if s0 is not None else q, sT if sT is not None else q, W, u, CU, CO, T, H, K, V, NT,
-        GATE=gate, HAS_S0=s0 is not None, STORE_ST=want_state, DELTA=beta is not None, BT=C, BK=bk, BV=bv,
-        PREC=prec, VARLEN=vl, **_stages(gate, beta is not None))
+    _state_pass(
+        _state.fwd_states, (triton.cdiv(K, bk), triton.cdiv(V, bv), NS),
+        (k, U, Gp, h, s0 if s0 is not None else q, sT if sT is not None else q, W, u, CU, CO, T, H, K, V, NT),
+        dict(GATE=gate, HAS_S0=s0 is not None, STORE_ST=want_state, DELTA=beta is not None, BT=C, BK=bk, BV=bv,
+             PREC=prec, VARLEN=vl, **_stages(gate, beta is not None)), K, V, NT, beta is not None, vl, q.device)
     vo = delta["u"] if beta is not None else v  # the values the output reads
     if gate == 2 and A is None:
         A = _gla.fwd_intra(q, k, G, C, prec, chunks=chunks)
@@ -187,11 +219,12 @@ def _backward(q, k, v, G, gate, h, A, do, dsT, has_s0, C, beta=None, delta=None,
         du = q
         sbk, sbv = _state_tiles(NS, K, V)
         v_out = v
-    _state.bwd_states[(triton.cdiv(K, sbk), triton.cdiv(V, sbv), NS)](
-        q, do, Gp, dh, dsT if dsT is not None else q, ds0 if ds0 is not None else q,
-        k, delta["W"] if is_delta else q, du, CU, CO, T, H, K, V, NT, scale,
-        GATE=gate, HAS_DST=dsT is not None, STORE_DS0=has_s0, DELTA=is_delta, BT=C, BK=sbk, BV=sbv, PREC=prec,
-        VARLEN=vl, **_stages(gate, is_delta, reverse=True))
+    _state_pass(
+        _state.bwd_states, (triton.cdiv(K, sbk), triton.cdiv(V, sbv), NS),
+        (q, do, Gp, dh, dsT if dsT is not None else q, ds0 if ds0 is not None else q,
+         k, delta["W"] if is_delta else q, du, CU, CO, T, H, K, V, NT, scale),
+        dict(GATE=gate, HAS_DST=dsT is not None, STORE_DS0=has_s0, DELTA=is_delta, BT=C, BK=sbk, BV=sbv, PREC=prec,
+             VARLEN=vl, **_stages(gate, is_delta, reverse=True)), K, V, NT, is_delta, vl, q.device)
     if not is_delta:
         dv = torch.empty_like(v)
         _output.bwd_dv[(triton.cdiv(V, bv), NT, B * H)](
