@@ -197,9 +197,9 @@ def _unit_lower_inverse(a, BC: tl.constexpr, DOUBLING: tl.constexpr = False):
     if DOUBLING:
         tl.static_assert(BC == 16)
         x = (r == c).to(tl.float32) - tl.where((r // 2 == c // 2) & (r > c), a, 0.0)  # blocks of 2
-        for lvl in tl.static_range(1, 4):  # blocks of 2s: s = 2, 4, 8
-            s: tl.constexpr = 1 << lvl
-            e = tl.where((r // (2 * s) == c // (2 * s)) & (r % (2 * s) >= s) & (c % (2 * s) < s), a, 0.0)
+        for lvl in tl.static_range(1, 4):  # blocks of 2s from blocks of s = 1 << lvl: s = 2, 4, 8
+            e = tl.where((r // (2 << lvl) == c // (2 << lvl)) & (r % (2 << lvl) >= (1 << lvl)) &
+                         (c % (2 << lvl) < (1 << lvl)), a, 0.0)
             x = x - _dot(x, _dot(e, x))
     else:
         x = -a
