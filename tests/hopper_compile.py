@@ -71,7 +71,7 @@ def _drive(full: bool) -> None:
     gate with and without the delta rule, packed documents with per-key gates and the delta rule (``full``:
     float32 inputs too, and packed documents for every combination)."""
     from longmix import checks
-    from longmix.kernels.triton import _varlen, chunk, normalizer, recurrent
+    from longmix.kernels.triton import _delta, _varlen, chunk, normalizer, recurrent
 
     _varlen.READ_HOST_BOUNDS = False  # build the chunk map on the device, as for bounds on a GPU
     checks.cu_seqlens_values = lambda *args: None  # it reads a kernel's (here unwritten) count of bad bounds
@@ -99,6 +99,20 @@ def _drive(full: bool) -> None:
                         for phi, norm in maps if gate is None and not delta else maps[:1]:
                             one = [None if t is None else t[:1, :1] for t in x]
                             recurrent.step(*one, torch.zeros(1, H, D, D), phi=phi, norm=norm)  # a Decoder step
+        # the kernels' alternative paths behind CONFIG knobs: the state passes in segments, the doubling inverse
+        saved = dict(chunk.CONFIG), dict(_delta.CONFIG)
+        chunk.CONFIG.update(state_seg_programs=1 << 20, state_seg_min_chunks=1)
+        _delta.CONFIG.update(inverse="doubling")
+        for gate in (None, "scalar", "key"):
+            for delta in (False, True):
+                q, k, v = (grad(torch.randn(B, T, H, D, generator=gen).to(dtype)) for _ in range(3))
+                g = None if gate is None else grad(-torch.rand(*(B, T, H) if gate == "scalar" else (B, T, H, D),
+                                                               generator=gen))
+                beta = grad(torch.rand(B, T, H, generator=gen).to(dtype)) if delta else None
+                o, S = chunk.chunk(q, k, v, g, beta, grad(torch.zeros(B, H, D, D)))
+                (o.float().sum() + S.sum()).backward()
+        chunk.CONFIG.update(saved[0])
+        _delta.CONFIG.update(saved[1])
         for causal in (True, False):
             q, k, v = (grad(torch.randn(B, T, H, D, generator=gen).to(dtype)) for _ in range(3))
             normalizer.normalized(v, q, k, None, causal).float().sum().backward()
