@@ -42,7 +42,7 @@ MAX_K = 256
 # DeltaNet's forward 0.98x, KDA's 0.96x (H200, B=16, T=2K; benchmarks/results/2026-11-26-h200-delta-backward/).
 # (The inverse's own block products stay IEEE float32: 3xTF32 there gained nothing, 0.99-1.00x.)
 # inverse: how the 16x16 diagonal blocks of (I + A)⁻¹ are formed, "substitution" (BC − 2 dependent row steps,
-# each two cross-thread reductions) or "doubling" (four 16x16 products; see _unit_lower_inverse). Not yet timed
+# each two cross-thread reductions) or "doubling" (six 16x16 products; see _unit_lower_inverse). Not yet timed
 # on a GPU: the doubling form is tested against the reference under the interpreter only.
 CONFIG = {"prep_warps": 2, "bwd_warps": 4, "bk": 64, "bv": 64, "prep4": True, "uw_lowp": True,
           "inverse": "substitution"}
@@ -189,8 +189,8 @@ def _unit_lower_inverse(a, BC: tl.constexpr, DOUBLING: tl.constexpr = False):
     dependent steps. ``DOUBLING``: by block triangular inversion with doubling blocks instead: with X
     the inverse of (I + a)'s diagonal blocks of size s and E a's entries in the lower-left s×s
     quarter of each diagonal block of size 2s, X − X E X inverts the blocks of size 2s (from s = 1,
-    where X = I and X − E is the first step). Four products for BC = 16, each exact block algebra
-    (no cancelling power series, so as accurate as the substitution)."""
+    where X = I and X − E is the first step). Six 16×16 products for BC = 16 (two a level, three
+    levels), exact block algebra (no cancelling power series, so as accurate as the substitution)."""
     o_s = tl.arange(0, BC)
     r = o_s[:, None]
     c = o_s[None, :]
