@@ -8,7 +8,7 @@ Per chunk, with chunk-local cumulative gate ``G`` (none, scalar or per key) and
 and the state pass (``_state``, ``DELTA``) writes ``u = U − W S`` instead of v. Here:
 
 * ``fwd_prep``: ``Tinv = (I + A)^{-1}`` by blocks of ``BC`` = 16 rows: each diagonal
-  block is inverted by forward substitution in registers, then block row i is
+  block is inverted in registers (by doubling blocks, or row substitution: ``CONFIG["inverse"]``), then block row i is
   ``Tinv_i = Dinv_i (E_i − A_{i,<i} Tinv_{<i})`` (E_i: the identity's rows), reading the
   finished rows back from global memory; then ``U = Tinv β v``, ``W = Tinv β (k ⊙ e^G)``.
   All in fp32 (``Tinv`` is stored fp32 for the backward). ``fwd_prep4`` does the same for the
@@ -42,10 +42,12 @@ MAX_K = 256
 # DeltaNet's forward 0.98x, KDA's 0.96x (H200, B=16, T=2K; benchmarks/results/2026-11-26-h200-delta-backward/).
 # (The inverse's own block products stay IEEE float32: 3xTF32 there gained nothing, 0.99-1.00x.)
 # inverse: how the 16x16 diagonal blocks of (I + A)⁻¹ are formed, "substitution" (BC − 2 dependent row steps,
-# each two cross-thread reductions) or "doubling" (six 16x16 products; see _unit_lower_inverse). Not yet timed
-# on a GPU: the doubling form is tested against the reference under the interpreter only.
+# each two cross-thread reductions) or "doubling" (six 16x16 products; see _unit_lower_inverse). Doubling's
+# forward took 0.93x substitution's time for KDA, 0.98x DeltaNet's, 1.00x Gated DeltaNet's (forward+backward
+# 0.98 / 1.00 / 1.00; H100, bf16, B=16, T=2K, H=16, D=128; prep_warps 1 or 4 were slower; both forms pass
+# tests/test_cuda.py there: benchmarks/results/2026-11-26-h100-s15/c1_*, c2_tune_inverse_16x2k.txt).
 CONFIG = {"prep_warps": 2, "bwd_warps": 4, "bk": 64, "bv": 64, "prep4": True, "uw_lowp": True,
-          "inverse": "substitution"}
+          "inverse": "doubling"}
 
 
 @triton.jit
@@ -231,7 +233,7 @@ def fwd_prep4(k, v, beta, G, Kp, Tinv, U, W, CH, T, H, K: tl.constexpr, V: tl.co
               PREC: tl.constexpr, VARLEN: tl.constexpr, LOWP: tl.constexpr = False,
               DOUBLING: tl.constexpr = False):
     """``fwd_prep`` for chunks of four BC-row blocks (BT = 4·BC, the default 64), all in registers:
-    the ten key-key blocks, the four diagonal inverses by forward substitution (independent, so they
+    the ten key-key blocks, the four diagonal inverses (``_unit_lower_inverse``; independent, so they
     interleave), the six off-diagonal blocks of Tinv by block substitution with BC×BC products,
     ``Tinv_ij = −D_i Σ_{j≤m<i} A_im Tinv_mj``; then U and W by blocks. No global round trips (the
     general kernel writes each block row of Tinv and reads it back)."""
