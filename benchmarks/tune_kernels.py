@@ -43,11 +43,11 @@ KNOBS = [
     (chunk.CONFIG, "state_min_programs", [256, 512, 1024, {"state_min_programs": 512, "state_min_tile": 16},
                                           {"state_min_programs": 1024, "state_min_tile": 16}],
      ["linear", "retention", "gla"]),
-    # ... or the state passes in segments walked in parallel (reading k and v twice); with state_min_programs 64
-    # the tiles stay 64x64 at B·H = 16, so G and k are re-read for fewer V tiles
-    (chunk.CONFIG, "state_seg_programs", [0, 512, 1024, 2048, {"state_seg_programs": 1024, "state_min_programs": 64},
-                                          {"state_seg_programs": 2048, "state_min_programs": 64}],
+    # ... or the state passes in segments walked in parallel (reading k and v twice), per-key gates only by default
+    # (state_seg_gates); the tiles then shrink only to state_seg_tile_programs programs
+    (chunk.CONFIG, "state_seg_programs", [0, 512, 1024, 2048, {"state_seg_programs": 1024, "state_seg_gates": (0, 1, 2)}],
      ["linear", "retention", "mamba2", "gla"]),
+    (chunk.CONFIG, "state_seg_tile_programs", [32, 64, 128, 256], ["gla"]),
     (_gla.CONFIG, "diag_loop", [False, True, {"diag_loop": True, "fwd_bk": 32}, {"diag_loop": True, "fwd_bk": 64},
                                 {"diag_loop": True, "fwd_warps": 4}], ["gla"]),
     (_gla.CONFIG, "diag_loop_keys", [False, True, {"diag_loop_keys": True, "fwd_bk": 32}], ["kda"]),

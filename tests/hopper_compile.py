@@ -99,10 +99,12 @@ def _drive(full: bool) -> None:
                         for phi, norm in maps if gate is None and not delta else maps[:1]:
                             one = [None if t is None else t[:1, :1] for t in x]
                             recurrent.step(*one, torch.zeros(1, H, D, D), phi=phi, norm=norm)  # a Decoder step
-        # the kernels' alternative paths behind CONFIG knobs: the state passes in segments, the doubling inverse
+        # the kernels' alternative paths behind CONFIG knobs: the state passes in segments for every gate, the
+        # substitution inverse
         saved = dict(chunk.CONFIG), dict(_delta.CONFIG)
-        chunk.CONFIG.update(state_seg_programs=1 << 20, state_seg_min_chunks=1)
-        _delta.CONFIG.update(inverse="doubling")
+        chunk.CONFIG.update(state_seg_programs=1 << 20, state_seg_min_chunks=1, state_seg_gates=(0, 1, 2),
+                            state_seg_below=1 << 20)
+        _delta.CONFIG.update(inverse="substitution")
         for gate in (None, "scalar", "key"):
             for delta in (False, True):
                 q, k, v = (grad(torch.randn(B, T, H, D, generator=gen).to(dtype)) for _ in range(3))

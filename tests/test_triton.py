@@ -135,6 +135,8 @@ def test_state_passes_in_segments(gate, s0, monkeypatch):
 
     monkeypatch.setitem(tchunk.CONFIG, "state_seg_programs", 1 << 20)
     monkeypatch.setitem(tchunk.CONFIG, "state_seg_min_chunks", 2)
+    monkeypatch.setitem(tchunk.CONFIG, "state_seg_gates", (0, 1, 2))
+    monkeypatch.setitem(tchunk.CONFIG, "state_seg_below", 1 << 20)
     fwd = _count_launches(monkeypatch, _state, "fwd_states")
     bwd = _count_launches(monkeypatch, _state, "bwd_states")
     _compare(_inputs(1, 200, 2, 16, 16, gate, s0=s0, seed=3), C=16)
@@ -144,18 +146,40 @@ def test_state_passes_in_segments(gate, s0, monkeypatch):
 
 def test_state_pass_segments_only_where_they_apply(monkeypatch):
     """Segments need a diagonal transition and one sequence per program: never with the delta rule or
-    packed documents; only below the program target and with enough chunks; never empty."""
+    packed documents; only for the gates chosen, below the program target and with enough chunks; never
+    empty. Where they run the tiles stay larger (state_seg_tile_programs); where they do not, the usual rule."""
     from longmix.kernels.triton import chunk as tchunk
 
     monkeypatch.setitem(tchunk.CONFIG, "state_seg_programs", 1024)
     monkeypatch.setitem(tchunk.CONFIG, "state_seg_min_chunks", 8)
-    assert tchunk._segments(256, 512, delta=True, varlen=False) == (1, 512)
-    assert tchunk._segments(256, 512, delta=False, varlen=True) == (1, 512)
-    assert tchunk._segments(1024, 512, delta=False, varlen=False) == (1, 512)
-    assert tchunk._segments(256, 512, delta=False, varlen=False) == (4, 128)
-    assert tchunk._segments(16, 100, delta=False, varlen=False) == (12, 9)  # at most 100 // 8 segments
+    monkeypatch.setitem(tchunk.CONFIG, "state_seg_gates", (2,))
+    monkeypatch.setitem(tchunk.CONFIG, "state_seg_tile_programs", 64)
+    monkeypatch.setitem(tchunk.CONFIG, "state_seg_below", 128)
+    monkeypatch.setitem(tchunk.CONFIG, "state_min_programs", 256)
+    monkeypatch.setitem(tchunk.CONFIG, "state_min_tile", 32)
+    assert tchunk._segments(1024, 512) == (1, 512)
+    assert tchunk._segments(256, 512) == (4, 128)
+    assert tchunk._segments(16, 100) == (12, 9)  # at most 100 // 8 segments
+    plan = tchunk._state_plan
+    # B·H = 16, K = V = 128: 64x64 tiles (64 programs), 16 segments of 32 chunks
+    assert plan(16, 128, 128, 512, gate=2, delta=False, varlen=False) == (64, 64, 16, 32)
+    unsegmented = (32, 32, 1, 512)  # the usual rule: 32x32 tiles, 256 programs
+    assert plan(16, 128, 128, 512, gate=1, delta=False, varlen=False) == unsegmented
+    assert plan(16, 128, 128, 512, gate=0, delta=False, varlen=False) == unsegmented
+    assert plan(16, 128, 128, 512, gate=2, delta=False, varlen=True) == unsegmented
+    assert plan(16, 128, 128, 512, gate=2, delta=True, varlen=False) == (128, 16, 1, 512)
+    assert plan(16, 128, 128, 8, gate=2, delta=False, varlen=False) == (32, 32, 1, 8)  # too few chunks
+    assert plan(256, 128, 128, 32, gate=2, delta=False, varlen=False) == (64, 64, 1, 32)  # enough programs
+    # B·H = 32: 128 programs of 64x64 tiles, not below state_seg_below: no segments, the usual 32x64 tiles
+    assert plan(32, 128, 128, 256, gate=2, delta=False, varlen=False) == (64, 32, 1, 256)
+    monkeypatch.setitem(tchunk.CONFIG, "state_seg_below", 256)
+    assert plan(32, 128, 128, 256, gate=2, delta=False, varlen=False) == (64, 64, 8, 32)
+    monkeypatch.setitem(tchunk.CONFIG, "state_seg_below", 128)
+    monkeypatch.setitem(tchunk.CONFIG, "state_seg_gates", (0, 1, 2))
+    assert plan(16, 128, 128, 512, gate=0, delta=False, varlen=False) == (64, 64, 16, 32)
     monkeypatch.setitem(tchunk.CONFIG, "state_seg_programs", 0)
-    assert tchunk._segments(16, 512, delta=False, varlen=False) == (1, 512)
+    assert tchunk._segments(16, 512) == (1, 512)
+    assert plan(16, 128, 128, 512, gate=2, delta=False, varlen=False) == unsegmented
 
 
 @pytest.mark.parametrize("gate", ["scalar", "key"])
@@ -330,20 +354,22 @@ def test_delta_four_block_prep_as_accurate_as_the_general_kernel(gate, monkeypat
 
 @pytest.mark.parametrize("gate", [None, "scalar", "key"])
 def test_delta_inverse_by_doubling_blocks(gate, monkeypatch):
-    """``_delta.CONFIG["inverse"] = "doubling"``: the 16×16 diagonal blocks of the inverse by block
-    triangular inversion with doubling blocks (X − X E X), not row substitution. On the badly conditioned
-    systems of the test above (nearly aligned keys, β near 2), against the float64 inverse: as accurate as
-    the substitution (the power series, which cancels large terms, was not); then the general block-row
-    kernel (chunks of 32) and fwd_prep4 (64) against the reference, forward and every gradient."""
+    """``_delta.CONFIG["inverse"]``: the 16×16 diagonal blocks of the inverse by block triangular inversion
+    with doubling blocks (X − X E X, the default) or by row substitution. On the badly conditioned
+    systems of the test above (nearly aligned keys, β near 2), against the float64 inverse: doubling as
+    accurate as the substitution (the power series, which cancels large terms, was not); then, with each
+    form, the general block-row kernel (chunks of 32) and fwd_prep4 (64) against the reference, forward and
+    every gradient."""
     q, k, v, g, _, beta = _inputs(1, 100, 2, 32, 16, gate, s0=False, beta=(1.9, 2.0), seed=9)
     k = F.normalize(k[:, :1] + 0.05 * k, dim=-1)  # nearly aligned keys
     errs = _prep_errors(k, v, g, beta, gate, "inverse", ("substitution", "doubling"), "ieee", monkeypatch)
     assert max(errs["substitution"]) > 1e-7, errs  # the systems do cost digits: the comparison can fail
     for e_dbl, e_sub in zip(errs["doubling"], errs["substitution"]):
         assert e_dbl <= 2 * e_sub + 1e-6, errs
-    monkeypatch.setitem(_delta_config(), "inverse", "doubling")
-    for C, T in ((32, 70), (64, 150)):
-        _compare(_inputs(1, T, 1, 16, 16, gate, s0=True, beta=(0.0, 2.0), knorm=1.0, seed=T), C=C)
+    for inverse in ("doubling", "substitution"):
+        monkeypatch.setitem(_delta_config(), "inverse", inverse)
+        for C, T in ((32, 70), (64, 150)):
+            _compare(_inputs(1, T, 1, 16, 16, gate, s0=True, beta=(0.0, 2.0), knorm=1.0, seed=T), C=C)
 
 
 def _delta_config():

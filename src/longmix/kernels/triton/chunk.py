@@ -52,13 +52,21 @@ _interp.apply()
 # benchmarks/results/2026-11-25-h200-kernel-tune.jsonl).
 # state_min_programs: the sequential state kernels shrink their K/V tiles (down to state_min_tile) until
 # B·H·tiles reaches this many programs, so long single sequences still fill the GPU.
-# state_seg_programs: where B·H·tiles of an additive or gated (not delta-rule) state pass stay below this many
-# programs, the pass splits each sequence into segments of at least state_seg_min_chunks chunks, walked in
-# parallel (``_state``: one launch for the segments' ends, one for the states); 0: never (the default until
-# timed on a GPU: it reads k and v twice to walk fewer chunks in turn).
+# state_seg_programs: where B·H·tiles of a state pass with a gate in state_seg_gates (never the delta rule or
+# packed documents) stay below this many programs, the pass splits each sequence into segments of at least
+# state_seg_min_chunks chunks, walked in parallel (``_state``: one launch for the segments' ends, one for the
+# states); 0: never. Segments run only where the tiles, shrunk to no fewer than state_seg_tile_programs programs
+# (64: 64x64 tiles at B·H = 16), give fewer than state_seg_below programs. H100, bf16, H = 16, D = 128, B = 1
+# (64 programs): GLA (per-key gates) forward 0.91x / 0.89x and forward+backward 0.96x / 0.95x the unsegmented
+# time at T = 32K / 128K; the scalar gates and no gate 1.00-1.03x (they walk a chunk faster, and the ends launch
+# reads k and v again), so only per-key gates segment. With more programs segments lost: GLA's forward took
+# 1.10x at B = 2, T = 16K (128 programs, 8 segments) and 1.22x at B = 4, T = 8K (256, 4 segments), hence
+# state_seg_below (benchmarks/results/2026-11-26-h100-s15/c2_tune_seg_1x32k.txt, c4_tune_seg_1x128k.txt,
+# c6_ab_seg.jsonl).
 # out_stages: the output kernel's pipeline depth (None: Triton's default).
 CONFIG = {"state_bk": 64, "state_bv": 64, "state_warps": 4, "state_min_programs": 256, "state_min_tile": 32,
-          "state_bv_delta": 64, "out_stages": None, "state_seg_programs": 0, "state_seg_min_chunks": 8,
+          "state_bv_delta": 64, "out_stages": None, "state_seg_programs": 1024, "state_seg_min_chunks": 8,
+          "state_seg_gates": (2,), "state_seg_tile_programs": 64, "state_seg_below": 128,
           # pipeline depth of the delta-rule state kernels (all of K in one tile: 3 stages overflow shared memory).
           # The reverse pass tuned apart (V tile 32/64, 2/4/8 warps, 1-3 stages) lands on the forward's values;
           # 1 stage timed 0.97x there but gave DeltaNet's dk, dv and dβ 95% relative error in bf16 on an H200
@@ -85,18 +93,19 @@ CONFIG = {"state_bk": 64, "state_bv": 64, "state_warps": 4, "state_min_programs"
 _tile = _delta._tile
 
 
-def _state_tiles(BH: int, K: int, V: int, delta: bool = False) -> tuple[int, int]:
-    """K and V tiles of the sequential state kernels (the delta rule needs all of K in one tile)."""
+def _state_tiles(BH: int, K: int, V: int, delta: bool = False, min_programs: int | None = None) -> tuple[int, int]:
+    """K and V tiles of the sequential state kernels (the delta rule needs all of K in one tile), shrunk
+    until B·H·tiles reaches ``min_programs`` (default ``state_min_programs``)."""
+    min_programs = CONFIG["state_min_programs"] if min_programs is None else min_programs
     if delta:
         # 64 value columns beside all of K (up to 128) in one tile; at K = 256 that overflows shared memory
         bk = _delta._bk(K)
         bv = _tile(V, CONFIG["state_bv_delta"] if bk <= 128 else 32)
-        while BH * triton.cdiv(V, bv) < CONFIG["state_min_programs"] and bv > 16:
+        while BH * triton.cdiv(V, bv) < min_programs and bv > 16:
             bv //= 2
         return bk, bv
     bk, bv = _tile(K, CONFIG["state_bk"]), _tile(V, CONFIG["state_bv"])
-    while BH * triton.cdiv(K, bk) * triton.cdiv(V, bv) < CONFIG["state_min_programs"] and \
-            max(bk, bv) > CONFIG["state_min_tile"]:
+    while BH * triton.cdiv(K, bk) * triton.cdiv(V, bv) < min_programs and max(bk, bv) > CONFIG["state_min_tile"]:
         if bv >= bk:
             bv //= 2
         else:
@@ -104,10 +113,11 @@ def _state_tiles(BH: int, K: int, V: int, delta: bool = False) -> tuple[int, int
     return bk, bv
 
 
-def _segments(programs: int, NT: int, delta: bool, varlen: bool) -> tuple[int, int]:
-    """(segments, chunks per segment) of a state pass of ``programs`` (sequence·head, tile) programs."""
+def _segments(programs: int, NT: int) -> tuple[int, int]:
+    """(segments, chunks per segment) of a state pass of ``programs`` (sequence·head, tile) programs
+    over ``NT`` chunks, for a pass that may segment."""
     target = CONFIG["state_seg_programs"]
-    if delta or varlen or programs >= target:
+    if programs >= target:
         return 1, NT
     segs = min(triton.cdiv(target, programs), NT // CONFIG["state_seg_min_chunks"])
     if segs <= 1:
@@ -116,14 +126,31 @@ def _segments(programs: int, NT: int, delta: bool, varlen: bool) -> tuple[int, i
     return triton.cdiv(NT, seglen), seglen
 
 
-def _state_pass(kernel, grid, args, consts, K, V, NT, delta, varlen, device):
-    """Launch a state kernel (``_state.fwd_states`` / ``bwd_states``) on grid (K tiles, V tiles, NS),
-    split into segments where ``_segments`` says so: the segments' ends first, then the states."""
-    segs, seglen = _segments(grid[0] * grid[1] * grid[2], NT, delta, varlen)
+def _state_plan(NS: int, K: int, V: int, NT: int, gate: int, delta: bool, varlen: bool) -> tuple[int, int, int, int]:
+    """(K tile, V tile, segments, chunks per segment) of a state pass over ``NS`` sequence·heads: segments
+    need a diagonal transition and one sequence per program (not the delta rule, not packed documents), and
+    run only for the gates in ``state_seg_gates``; where they run, the tiles stay larger."""
+    if not (delta or varlen) and gate in CONFIG["state_seg_gates"]:
+        bk, bv = _state_tiles(NS, K, V, min_programs=CONFIG["state_seg_tile_programs"])
+        programs = NS * triton.cdiv(K, bk) * triton.cdiv(V, bv)
+        # only where the full tiles leave the GPU nearly idle: from state_seg_below programs on, segments (whose
+        # ends launch walks every chunk a second time) cost more than smaller tiles
+        segs, seglen = _segments(programs, NT) if programs < CONFIG["state_seg_below"] else (1, NT)
+        if segs > 1:
+            return bk, bv, segs, seglen
+    return (*_state_tiles(NS, K, V, delta), 1, NT)
+
+
+def _state_pass(kernel, plan, NS, args, consts, K, V, device):
+    """Launch a state kernel (``_state.fwd_states`` / ``bwd_states``) on grid (K tiles, V tiles, NS) as
+    ``plan`` (``_state_plan``) says: in one walk, or in segments, the segments' ends first, then the states."""
+    bk, bv, segs, seglen = plan
+    grid = (triton.cdiv(K, bk), triton.cdiv(V, bv), NS)
+    consts = dict(consts, BK=bk, BV=bv)
     if segs == 1:
         kernel[grid](*args, **consts)
         return
-    NP = grid[2] * segs
+    NP = NS * segs
     E = torch.empty(NP, K, V, device=device, dtype=torch.float32)
     GAM = torch.empty(NP, K, device=device, dtype=torch.float32)
     seg = {"E": E, "GAM": GAM, "SEGLEN": seglen, "SEGS": segs}
@@ -168,16 +195,14 @@ def _forward(q, k, v, G, gate, s0, C, want_state, beta=None, scale=1.0, chunks: 
             A, delta["Kp"] = _gla.fwd_intra(q, k, G, C, prec, with_keys=True, chunks=chunks)
         delta["Tinv"], U, delta["W"] = _delta.prep(k, v, beta, G, delta["Kp"], gate, C, prec, chunks)
         delta["u"] = torch.empty_like(v)
-        bk, bv = _state_tiles(NS, K, V, delta=True)
     else:
         U = v
-        bk, bv = _state_tiles(NS, K, V)
     W, u = delta.get("W", q), delta.get("u", q)
     _state_pass(
-        _state.fwd_states, (triton.cdiv(K, bk), triton.cdiv(V, bv), NS),
+        _state.fwd_states, _state_plan(NS, K, V, NT, gate, beta is not None, vl), NS,
         (k, U, Gp, h, s0 if s0 is not None else q, sT if sT is not None else q, W, u, CU, CO, T, H, K, V, NT),
-        dict(GATE=gate, HAS_S0=s0 is not None, STORE_ST=want_state, DELTA=beta is not None, BT=C, BK=bk, BV=bv,
-             PREC=prec, VARLEN=vl, **_stages(gate, beta is not None)), K, V, NT, beta is not None, vl, q.device)
+        dict(GATE=gate, HAS_S0=s0 is not None, STORE_ST=want_state, DELTA=beta is not None, BT=C,
+             PREC=prec, VARLEN=vl, **_stages(gate, beta is not None)), K, V, q.device)
     vo = delta["u"] if beta is not None else v  # the values the output reads
     if gate == 2 and A is None:
         A = _gla.fwd_intra(q, k, G, C, prec, chunks=chunks)
@@ -213,18 +238,16 @@ def _backward(q, k, v, G, gate, h, A, do, dsT, has_s0, C, beta=None, delta=None,
         _output.bwd_dv[(triton.cdiv(V, bv), NT, B * H)](
             q, k, Gp, A if A is not None else q, do, dh, du, CH, T, H, K, V, NT, scale,
             GATE=gate, BT=C, BK=bk, BV=bv, PREC=prec, VARLEN=vl, HAS_DH=False, num_warps=CONFIG["bwd_warps"])
-        sbk, sbv = _state_tiles(NS, K, V, delta=True)
         v_out = delta["u"]
     else:
         du = q
-        sbk, sbv = _state_tiles(NS, K, V)
         v_out = v
     _state_pass(
-        _state.bwd_states, (triton.cdiv(K, sbk), triton.cdiv(V, sbv), NS),
+        _state.bwd_states, _state_plan(NS, K, V, NT, gate, is_delta, vl), NS,
         (q, do, Gp, dh, dsT if dsT is not None else q, ds0 if ds0 is not None else q,
          k, delta["W"] if is_delta else q, du, CU, CO, T, H, K, V, NT, scale),
-        dict(GATE=gate, HAS_DST=dsT is not None, STORE_DS0=has_s0, DELTA=is_delta, BT=C, BK=sbk, BV=sbv, PREC=prec,
-             VARLEN=vl, **_stages(gate, is_delta, reverse=True)), K, V, NT, is_delta, vl, q.device)
+        dict(GATE=gate, HAS_DST=dsT is not None, STORE_DS0=has_s0, DELTA=is_delta, BT=C, PREC=prec,
+             VARLEN=vl, **_stages(gate, is_delta, reverse=True)), K, V, q.device)
     if not is_delta:
         dv = torch.empty_like(v)
         _output.bwd_dv[(triton.cdiv(V, bv), NT, B * H)](
