@@ -6,7 +6,8 @@ For each mechanism, the forward and forward+backward of longmix (Triton backend,
 it) and of fla (when installed) run a few times under ``torch.profiler``; the table lists every GPU
 kernel's total time per call, longest first, so a slower implementation shows which stage costs it.
 The inputs are the speed sweep's (``longmix.bench.speed.make_inputs``: bf16, H = 16, D = 128).
-Writes the tables to stdout and to ``$OUT/profile.txt`` when OUT is set.
+Writes the tables to stdout and to ``$OUT/profile.txt`` when OUT is set. ``IMPLS`` (environment, default
+``longmix,fla``) picks the implementations (``longmix`` alone skips fla's compiles).
 """
 from __future__ import annotations
 
@@ -55,7 +56,8 @@ def main(argv):
         x = make_inputs(name, B=B, Tq=T, Tk=T, H=16, D=128, device="cuda", dtype=torch.bfloat16)
         impls = {"longmix": _longmix_fns(name, "triton")[0]}
         anchor = ANCHORS.get(f"fla:{name}")
-        if anchor is not None and anchor.missing("cuda") is None:
+        if "fla" in os.environ.get("IMPLS", "longmix,fla").split(",") and anchor is not None \
+                and anchor.missing("cuda") is None:
             impls["fla"] = anchor.fn
         for label, fn in impls.items():
             for pass_ in ("fwd", "fwdbwd"):  # the calls the speed sweep times
