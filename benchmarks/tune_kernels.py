@@ -32,15 +32,20 @@ KNOBS = [
                                            {"dqk_bk_delta_key": 128, "dqk_warps_delta_key": 8}], ["kda"]),
     (_delta.CONFIG, "bwd_warps", [2, 4, 8], ["deltanet", "kda"]),
     # not 1: one stage miscompiles DeltaNet's bf16 reverse pass under Triton 3.6 on Hopper (see chunk.CONFIG)
-    (chunk.CONFIG, "state_stages_delta", [2, 3], ["deltanet"]),
+    (chunk.CONFIG, "state_stages_delta", [2, 3], ["deltanet", "gated_deltanet"]),
+    (chunk.CONFIG, "state_stages_delta_narrow", [2, 3, 4], ["deltanet", "gated_deltanet"]),  # V tiles of 16 (B = 1)
     # per-key gates (KDA): the forward state pass and the reverse one (2 stages each since stop 14)
-    (chunk.CONFIG, "state_stages_delta_key", [1, 2], ["kda"]),
-    (chunk.CONFIG, "state_stages_delta_key_bwd", [1, 2], ["kda"]),
+    (chunk.CONFIG, "state_stages_delta_key", [1, 2, 3], ["kda"]),
+    (chunk.CONFIG, "state_stages_delta_key_bwd", [1, 2, 3], ["kda"]),
+    (chunk.CONFIG, "state_stages_delta_key_narrow", [2, 3], ["kda"]),  # V tiles of 16 (B = 1): time at B=1 T=128K
+    # the additive / gated state passes' pipeline depth (None: Triton's default); at B = 1, T = 128K RetNet's
+    # forward state pass took 1.37 ms against 4 x 0.21 at B = 16, T = 2K (2026-11-26-h100-s15/c6_profile.txt)
+    (chunk.CONFIG, "state_stages", [None, 1, 2, 3, 4], ["retention", "gla"]),
     (chunk.CONFIG, "state_bv_delta", [32, 64], ["deltanet"]),
     (chunk.CONFIG, "state_warps", [2, 4, 8], ["retention", "deltanet"]),
     # long single sequences (B = 1): the state passes had B·H·tiles = 256 programs of 32x32 tiles; GLA's forward
     # state pass took 0.75 ms at B=1, T=32K against ~0.35 at B=16, T=2K on an H100 (2026-11-26-h100-s14/c4_*)
-    (chunk.CONFIG, "state_min_programs", [256, 512, 1024, {"state_min_programs": 512, "state_min_tile": 16},
+    (chunk.CONFIG, "state_min_programs", [64, 128, 256, 512, 1024, {"state_min_programs": 512, "state_min_tile": 16},
                                           {"state_min_programs": 1024, "state_min_tile": 16}],
      ["linear", "retention", "gla"]),
     # ... or the state passes in segments walked in parallel (reading k and v twice), per-key gates only by default

@@ -80,6 +80,26 @@ def test_triton_backend_matches_reference_forward_and_backward(name, prec):
                   TOL[prec], (name, prec))
 
 
+@pytest.mark.parametrize("prec", ["bf16", "fp32"])
+@pytest.mark.parametrize("name", [n for n in TRITON_MECHS if longmix.describe(n).family != "dense"])
+def test_triton_wide_state_tiles_match_reference(name, prec):
+    """B·H = 256 (B = 16, H = 16, D = 64, T = 200): the state kernels' full tiles (V tiles of 64, one
+    launch without segments), as the benchmark's shapes run them, where the tests above (few sequences
+    and heads) get the narrow tiles of long single sequences; their pipeline depth differs with the
+    tile (``chunk._stages``), and Triton 3.6 has miscompiled some depths on Hopper."""
+    from longmix.kernels.triton import chunk
+
+    assert chunk._state_plan(256, 64, 64, 4, 0, True, False)[1] == 64  # the shape below gets the wide tile
+    dtype = torch.bfloat16 if prec == "bf16" else torch.float32
+    qkv, kw = _inputs(name, B=16, T=200, H=16, D=64, dtype=dtype)
+    w = torch.randn(qkv[2].shape, generator=torch.Generator().manual_seed(1)).cuda()
+    with _matmul_precision("highest"):
+        fast = _fwd_bwd(name, "triton", qkv, kw, w)
+        want = _fwd_bwd(name, "reference", qkv, kw, w)
+    _assert_close(["o", "dq", "dk", "dv"] + [f"d{n}" for n in sorted(kw) if torch.is_tensor(kw[n])], fast, want,
+                  TOL[prec], (name, prec, "B·H=256"))
+
+
 @pytest.mark.parametrize("name", [n for n in TRITON_MECHS if longmix.describe(n).family != "dense"])
 def test_training_gradients_triton_match_reference(name):
     """One training step's gradients of the quality suite's model (d_model 128, 4 layers, 2 heads of

@@ -182,6 +182,27 @@ def test_state_pass_segments_only_where_they_apply(monkeypatch):
     assert plan(16, 128, 128, 512, gate=2, delta=False, varlen=False) == unsegmented
 
 
+def test_state_pass_depth_by_gate_pass_and_tile(monkeypatch):
+    """``chunk._stages``: the delta rule's state passes take their pipeline depth by gate (per-key or not),
+    pass (KDA's reverse has its own) and V tile (16: the narrow tiles of long single sequences); the other
+    passes keep Triton's default unless ``state_stages`` says otherwise."""
+    from longmix.kernels.triton import chunk as tchunk
+
+    depths = {"state_stages_delta": 12, "state_stages_delta_narrow": 13, "state_stages_delta_key": 22,
+              "state_stages_delta_key_narrow": 23, "state_stages_delta_key_bwd": 24, "state_stages": None}
+    for key, value in depths.items():
+        monkeypatch.setitem(tchunk.CONFIG, key, value)
+    depth = lambda *a, **kw: tchunk._stages(*a, **kw).get("num_stages")  # noqa: E731
+    for gate in (0, 1):
+        assert [depth(gate, True, bv) for bv in (16, 32, 64)] == [13, 12, 12]
+        assert [depth(gate, True, bv, reverse=True) for bv in (16, 64)] == [13, 12]
+    assert [depth(2, True, bv) for bv in (16, 32, 64)] == [23, 22, 22]
+    assert [depth(2, True, bv, reverse=True) for bv in (16, 64)] == [24, 24]
+    assert depth(2, False, 16) is None and depth(0, False, 64, reverse=True) is None
+    monkeypatch.setitem(tchunk.CONFIG, "state_stages", 4)
+    assert depth(1, False, 16) == 4
+
+
 @pytest.mark.parametrize("gate", ["scalar", "key"])
 def test_strong_gates_and_odd_dims(gate):
     # chunk-summed log-gates far below −88 (exp would overflow if split naively); K, V not powers of two

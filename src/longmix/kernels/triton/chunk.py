@@ -63,15 +63,26 @@ _interp.apply()
 # 1.10x at B = 2, T = 16K (128 programs, 8 segments) and 1.22x at B = 4, T = 8K (256, 4 segments), hence
 # state_seg_below (benchmarks/results/2026-11-26-h100-s15/c2_tune_seg_1x32k.txt, c4_tune_seg_1x128k.txt,
 # c6_ab_seg.jsonl).
-# out_stages: the output kernel's pipeline depth (None: Triton's default).
+# out_stages, state_stages: the output kernel's and the additive / gated state passes' pipeline depth (None:
+# Triton's default).
 CONFIG = {"state_bk": 64, "state_bv": 64, "state_warps": 4, "state_min_programs": 256, "state_min_tile": 32,
           "state_bv_delta": 64, "out_stages": None, "state_seg_programs": 1024, "state_seg_min_chunks": 8,
           "state_seg_gates": (2,), "state_seg_tile_programs": 64, "state_seg_below": 128,
-          # pipeline depth of the delta-rule state kernels (all of K in one tile: 3 stages overflow shared memory).
-          # The reverse pass tuned apart (V tile 32/64, 2/4/8 warps, 1-3 stages) lands on the forward's values;
-          # 1 stage timed 0.97x there but gave DeltaNet's dk, dv and dβ 95% relative error in bf16 on an H200
-          # (Triton 3.6 miscompiles that ungated kernel; tests/test_cuda.py catches it)
+          "state_stages": None,
+          # pipeline depth of the delta-rule state kernels (all of K in one tile), DeltaNet and Gated DeltaNet.
+          # 1 stage timed 0.97x on an H200 but gave DeltaNet's dk, dv and dβ 95% relative error in bf16 there
+          # (Triton 3.6 miscompiles that ungated kernel; tests/test_cuda.py catches it).
           "state_stages_delta": 2,
+          # ... and with V tiles of 16 (long single sequences), both passes: 3 stages against 2 took DeltaNet's
+          # forward to 0.78x and its forward+backward to 0.87x at B=1, T=128K, and at B=1, T=32K DeltaNet's to
+          # 0.78x / 0.87x, Gated DeltaNet's to 0.83x / 0.93x; with V tiles of 32 (B=4, T=8K) Gated DeltaNet's
+          # forward+backward took 1.08x, with 64 (B=16, T=2K) DeltaNet's 1.00x (H100,
+          # benchmarks/results/2026-11-26-h100-s15/c8_tune_*.txt, c9_ab_stages.jsonl)
+          "state_stages_delta_narrow": 3,
+          # per-key gates (KDA), forward pass with V tiles of 16 (long single sequences): 3 stages took 0.90x the
+          # forward's time of 2 at B=1, T=128K, but 1.04x with the tiles of 64 at B=16, T=2K (same files); the
+          # reverse pass overflows shared memory at 3
+          "state_stages_delta_key_narrow": 3,
           # per-key gates (KDA), forward and reverse pass: 2 stages took 0.79x the forward's time of 1 stage at
           # B=1, T=32K and 0.95x at B=16, T=2K; the reverse in 2 stages then 0.81x the forward+backward's time at
           # B=1, T=32K and 1.01x at B=16, T=2K (H100, benchmarks/results/2026-11-26-h100-s14/; KDA's GPU tests
@@ -158,13 +169,19 @@ def _state_pass(kernel, plan, NS, args, consts, K, V, device):
     kernel[(grid[0], grid[1], NP)](*args, **consts, **seg)
 
 
-def _stages(gate: int, delta: bool, reverse: bool = False) -> dict:
-    """Launch options of the sequential state kernels: warps, and the delta rule's pipeline depth
-    (``reverse``: the backward's pass)."""
+def _stages(gate: int, delta: bool, bv: int, reverse: bool = False) -> dict:
+    """Launch options of the sequential state kernels: warps, and the pipeline depth (the delta rule's by
+    gate, pass (``reverse``: the backward's) and V tile ``bv``)."""
     opts = {"num_warps": CONFIG["state_warps"]}
+    if not delta and CONFIG["state_stages"] is not None:
+        opts["num_stages"] = CONFIG["state_stages"]
     if delta:
-        opts["num_stages"] = CONFIG[("state_stages_delta_key_bwd" if reverse else "state_stages_delta_key")
-                                    if gate == 2 else "state_stages_delta"]
+        if gate == 2:
+            key = "state_stages_delta_key_bwd" if reverse else \
+                "state_stages_delta_key_narrow" if bv <= 16 else "state_stages_delta_key"
+        else:
+            key = "state_stages_delta_narrow" if bv <= 16 else "state_stages_delta"
+        opts["num_stages"] = CONFIG[key]
     return opts
 
 
@@ -198,11 +215,12 @@ def _forward(q, k, v, G, gate, s0, C, want_state, beta=None, scale=1.0, chunks: 
     else:
         U = v
     W, u = delta.get("W", q), delta.get("u", q)
+    plan = _state_plan(NS, K, V, NT, gate, beta is not None, vl)
     _state_pass(
-        _state.fwd_states, _state_plan(NS, K, V, NT, gate, beta is not None, vl), NS,
+        _state.fwd_states, plan, NS,
         (k, U, Gp, h, s0 if s0 is not None else q, sT if sT is not None else q, W, u, CU, CO, T, H, K, V, NT),
         dict(GATE=gate, HAS_S0=s0 is not None, STORE_ST=want_state, DELTA=beta is not None, BT=C,
-             PREC=prec, VARLEN=vl, **_stages(gate, beta is not None)), K, V, q.device)
+             PREC=prec, VARLEN=vl, **_stages(gate, beta is not None, plan[1])), K, V, q.device)
     vo = delta["u"] if beta is not None else v  # the values the output reads
     if gate == 2 and A is None:
         A = _gla.fwd_intra(q, k, G, C, prec, chunks=chunks)
@@ -242,12 +260,13 @@ def _backward(q, k, v, G, gate, h, A, do, dsT, has_s0, C, beta=None, delta=None,
     else:
         du = q
         v_out = v
+    plan = _state_plan(NS, K, V, NT, gate, is_delta, vl)
     _state_pass(
-        _state.bwd_states, _state_plan(NS, K, V, NT, gate, is_delta, vl), NS,
+        _state.bwd_states, plan, NS,
         (q, do, Gp, dh, dsT if dsT is not None else q, ds0 if ds0 is not None else q,
          k, delta["W"] if is_delta else q, du, CU, CO, T, H, K, V, NT, scale),
         dict(GATE=gate, HAS_DST=dsT is not None, STORE_DS0=has_s0, DELTA=is_delta, BT=C, PREC=prec,
-             VARLEN=vl, **_stages(gate, is_delta, reverse=True)), K, V, q.device)
+             VARLEN=vl, **_stages(gate, is_delta, plan[1], reverse=True)), K, V, q.device)
     if not is_delta:
         dv = torch.empty_like(v)
         _output.bwd_dv[(triton.cdiv(V, bv), NT, B * H)](
