@@ -90,14 +90,19 @@ def test_triton_wide_state_tiles_match_reference(name, prec):
     from longmix.kernels.triton import chunk
 
     assert chunk._state_plan(256, 64, 64, 4, 0, True, False)[1] == 64  # the shape below gets the wide tile
-    dtype = torch.bfloat16 if prec == "bf16" else torch.float32
-    qkv, kw = _inputs(name, B=16, T=200, H=16, D=64, dtype=dtype)
+    _check_shape(name, prec, "B·H=256", B=16, T=200, H=16, D=64)
+
+
+def _check_shape(name, prec, label, **shape):
+    """The Triton backend against the reference at ``shape`` (``_inputs``' B, T, H, D), bf16 or IEEE float32
+    products: the output and every input's gradient."""
+    qkv, kw = _inputs(name, dtype=torch.bfloat16 if prec == "bf16" else torch.float32, **shape)
     w = torch.randn(qkv[2].shape, generator=torch.Generator().manual_seed(1)).cuda()
     with _matmul_precision("highest"):
         fast = _fwd_bwd(name, "triton", qkv, kw, w)
         want = _fwd_bwd(name, "reference", qkv, kw, w)
     _assert_close(["o", "dq", "dk", "dv"] + [f"d{n}" for n in sorted(kw) if torch.is_tensor(kw[n])], fast, want,
-                  TOL[prec], (name, prec, "B·H=256"))
+                  TOL[prec], (name, prec, label))
 
 
 @pytest.mark.parametrize("name", [n for n in TRITON_MECHS if longmix.describe(n).family != "dense"])
@@ -235,14 +240,7 @@ def test_triton_packed_documents_match_reference(name, prec):
 def test_triton_long_sequence_matches_reference(name, prec):
     """T = 128K (B = 1, H = 2, D = 64, bf16 or IEEE float32): 2048 chunks of state passing, forward
     and backward, against the reference; no drift beyond the precision's rounding."""
-    dtype = torch.bfloat16 if prec == "bf16" else torch.float32
-    qkv, kw = _inputs(name, B=1, T=131072, H=2, D=64, dtype=dtype)
-    w = torch.randn(qkv[2].shape, generator=torch.Generator().manual_seed(1)).cuda()
-    with _matmul_precision("highest"):
-        fast = _fwd_bwd(name, "triton", qkv, kw, w)
-        want = _fwd_bwd(name, "reference", qkv, kw, w)
-    _assert_close(["o", "dq", "dk", "dv"] + [f"d{n}" for n in sorted(kw) if torch.is_tensor(kw[n])], fast, want,
-                  TOL[prec], (name, prec, "T=131072"))
+    _check_shape(name, prec, "T=131072", B=1, T=131072, H=2, D=64)
 
 
 def test_packed_documents_call_never_waits_for_the_gpu():
