@@ -7,7 +7,8 @@ docstring derives the chunkwise math). Pipeline, for ``beta=None``:
 
 1. chunk-local cumulative log-gate ``G`` (fp32, ``_cumsum``);
 2. ``_state.fwd_states``: states entering each chunk ``h[n]`` and the final state
-   (fp32 accumulation, sequential over chunks, parallel over B·H and K/V tiles);
+   (fp32 accumulation, sequential over chunks, parallel over B·H and K/V tiles; where few sequences
+   leave the GPU idle, per-key gates walk segments of each sequence in parallel, ``_state_plan``);
 3. (per-key gates) ``_gla.fwd_intra``: the intra-chunk matrix ``P`` (whole-chunk or 16-row-block products);
 4. ``_output.fwd_output``: ``o = (q ⊙ e^G) h[n] + P v``.
 
@@ -74,20 +75,21 @@ CONFIG = {"state_bk": 64, "state_bv": 64, "state_warps": 4, "state_min_programs"
           # (Triton 3.6 miscompiles that ungated kernel; tests/test_cuda.py catches it).
           "state_stages_delta": 2,
           # ... and with V tiles of 16 (long single sequences), both passes: 3 stages against 2 took DeltaNet's
-          # forward to 0.78x and its forward+backward to 0.87x at B=1, T=128K, and at B=1, T=32K DeltaNet's to
-          # 0.78x / 0.87x, Gated DeltaNet's to 0.83x / 0.93x; with V tiles of 32 (B=4, T=8K) Gated DeltaNet's
+          # forward to 0.78x and its forward+backward to 0.87x at B=1, T=32K and at 128K, Gated DeltaNet's to
+          # 0.83x / 0.93x at 32K; with V tiles of 32 (B=4, T=8K) Gated DeltaNet's
           # forward+backward took 1.08x, with 64 (B=16, T=2K) DeltaNet's 1.00x (H100,
           # benchmarks/results/2026-11-26-h100-s15/c8_tune_*.txt, c9_ab_stages.jsonl)
           "state_stages_delta_narrow": 3,
-          # per-key gates (KDA), forward pass with V tiles of 16 (long single sequences): 3 stages took 0.90x the
-          # forward's time of 2 at B=1, T=128K, but 1.04x with the tiles of 64 at B=16, T=2K (same files); the
-          # reverse pass overflows shared memory at 3
-          "state_stages_delta_key_narrow": 3,
           # per-key gates (KDA), forward and reverse pass: 2 stages took 0.79x the forward's time of 1 stage at
           # B=1, T=32K and 0.95x at B=16, T=2K; the reverse in 2 stages then 0.81x the forward+backward's time at
           # B=1, T=32K and 1.01x at B=16, T=2K (H100, benchmarks/results/2026-11-26-h100-s14/; KDA's GPU tests
           # pass at both reverse settings there)
-          "state_stages_delta_key": 2, "state_stages_delta_key_bwd": 2, "out_bk": 64, "out_bv": 64, "out_warps": 4,
+          "state_stages_delta_key": 2, "state_stages_delta_key_bwd": 2,
+          # ... and its forward pass with V tiles of 16 (long single sequences): 3 stages took 0.90x the forward's
+          # time of 2 at B=1, T=128K, but 1.04x with the tiles of 64 at B=16, T=2K (H100,
+          # benchmarks/results/2026-11-26-h100-s15/c8_tune_*.txt); the reverse pass overflows shared memory at 3
+          "state_stages_delta_key_narrow": 3,
+          "out_bk": 64, "out_bv": 64, "out_warps": 4,
           "bwd_bk": 64, "bwd_bv": 64, "bwd_warps": 4,
           # bwd_dqk of the delta rule (it also writes du h[n]ᵀ: one more accumulator). All of K in one tile
           # with 8 warps: DeltaNet forward+backward 0.92x the time of (64, 4); KDA (per-key gates) 1.01x, so
