@@ -6,7 +6,8 @@ The interpreter tests (test_triton.py) run each kernel's Python body, which acce
 compiler refuses (a reassigned constexpr, a loop-carried value that changes type, an unsupported
 construct). Triton's compiler and the ptxas it ships need no GPU. So this script drives the host code of
 every kernel path on CPU tensors: the chunkwise forward and backward for each gate and the delta rule,
-alone and with packed documents (device-side bounds, so the chunk-map kernels run too), the decoding
+alone and with packed documents (device-side bounds, so the chunk-map kernels run too), then with the
+state passes in segments and at the full tiles that many sequences get (few get narrow ones), the decoding
 kernel with its feature maps and norm, and linear attention's normaliser. A patched ``JITFunction.run``
 records each launch instead of running it; the kernels' outputs stay uninitialised (the one host
 read of one, the packed-document bounds check, is switched off). Each distinct launch (kernel,
@@ -100,21 +101,24 @@ def _drive(full: bool) -> None:
                             one = [None if t is None else t[:1, :1] for t in x]
                             recurrent.step(*one, torch.zeros(1, H, D, D), phi=phi, norm=norm)  # a Decoder step
         # the kernels' alternative paths behind CONFIG knobs: the state passes in segments for every gate, the
-        # substitution inverse
+        # substitution inverse; then the state passes' full tiles (V tiles of 64, as many sequences and heads
+        # get them, with their own pipeline depth) where these few sequences get narrow ones
         saved = dict(chunk.CONFIG), dict(_delta.CONFIG)
-        chunk.CONFIG.update(state_seg_programs=1 << 20, state_seg_min_chunks=1, state_seg_gates=(0, 1, 2),
-                            state_seg_below=1 << 20)
-        _delta.CONFIG.update(inverse="substitution")
-        for gate in (None, "scalar", "key"):
-            for delta in (False, True):
-                q, k, v = (grad(torch.randn(B, T, H, D, generator=gen).to(dtype)) for _ in range(3))
-                g = None if gate is None else grad(-torch.rand(*(B, T, H) if gate == "scalar" else (B, T, H, D),
-                                                               generator=gen))
-                beta = grad(torch.rand(B, T, H, generator=gen).to(dtype)) if delta else None
-                o, S = chunk.chunk(q, k, v, g, beta, grad(torch.zeros(B, H, D, D)))
-                (o.float().sum() + S.sum()).backward()
-        chunk.CONFIG.update(saved[0])
-        _delta.CONFIG.update(saved[1])
+        alternatives = (({"state_seg_programs": 1 << 20, "state_seg_min_chunks": 1, "state_seg_gates": (0, 1, 2),
+                          "state_seg_below": 1 << 20}, {"inverse": "substitution"}), ({"state_min_programs": 1}, {}))
+        for chunk_config, delta_config in alternatives:
+            chunk.CONFIG.update(chunk_config)
+            _delta.CONFIG.update(delta_config)
+            for gate in (None, "scalar", "key"):
+                for delta in (False, True):
+                    q, k, v = (grad(torch.randn(B, T, H, D, generator=gen).to(dtype)) for _ in range(3))
+                    g = None if gate is None else grad(-torch.rand(*(B, T, H) if gate == "scalar" else (B, T, H, D),
+                                                                   generator=gen))
+                    beta = grad(torch.rand(B, T, H, generator=gen).to(dtype)) if delta else None
+                    o, S = chunk.chunk(q, k, v, g, beta, grad(torch.zeros(B, H, D, D)))
+                    (o.float().sum() + S.sum()).backward()
+            chunk.CONFIG.update(saved[0])
+            _delta.CONFIG.update(saved[1])
         for causal in (True, False):
             q, k, v = (grad(torch.randn(B, T, H, D, generator=gen).to(dtype)) for _ in range(3))
             normalizer.normalized(v, q, k, None, causal).float().sum().backward()
