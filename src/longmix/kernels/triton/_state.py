@@ -71,14 +71,36 @@ def _gate_q_T(G, b, hh, t0, i_k, T, H, K, GATE: tl.constexpr, BT: tl.constexpr, 
 
 
 @triton.jit
-def _segment(i_p, c0, c1, SEGS: tl.constexpr, SEGLEN):
-    """(sequence·head, segment, its chunk range) of a state program (grid dim 2: NS·SEGS)."""
+def _program(CU, CO, T, H, NT, SEGS: tl.constexpr, SEGLEN, VARLEN: tl.constexpr):
+    """What a state program walks (grid dim 2: sequence·heads · SEGS): its sequence·head ``i_s``, segment
+    ``j``, the chunks ``[lo, hi)`` of that segment, and ``first``'s batch row, head, first chunk and the
+    sequence's token bounds."""
+    i_p = tl.program_id(2)
+    i_s = i_p // SEGS if SEGS > 1 else i_p
+    j = i_p % SEGS if SEGS > 1 else 0
+    b, hh, c0, c1, bos, eos = first(CU, CO, i_s, H, T, NT, VARLEN)
     if SEGS > 1:
-        j = i_p % SEGS
         lo = c0 + j * SEGLEN
-        return i_p // SEGS, j, lo, tl.minimum(lo + SEGLEN, c1)
+        hi = tl.minimum(lo + SEGLEN, c1)
     else:
-        return i_p, 0, c0, c1
+        lo = c0
+        hi = c1
+    return i_s, j, lo, hi, b, hh, c0, bos, eos
+
+
+@triton.jit
+def _enter_chunk(h, S, gam, G, b, hh, n, t0, i_k, i_v, T, H, K, V, NT, GATE: tl.constexpr, ENDS: tl.constexpr,
+                 BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr):
+    """Before chunk ``n``'s update: store the state (or gradient) entering it in ``h``, or, walking a segment's
+    end (``ENDS``), add the chunk's log-decay to ``gam`` instead. Returns ``gam``."""
+    if ENDS:
+        if GATE != 0:
+            gam += _log_decay(G, b, hh, t0, i_k, T, H, K, GATE, BT, BK)
+    else:
+        p_h = tl.make_block_ptr(h + ((b * H + hh) * NT + n) * K * V, (K, V), (V, 1), (i_k * BK, i_v * BV),
+                                (BK, BV), (1, 0))
+        tl.store(p_h, S.to(h.dtype.element_ty), boundary_check=(0, 1))
+    return gam
 
 
 @triton.jit
@@ -119,11 +141,7 @@ def fwd_states(k, v, G, h, s0, sT, W, u, CU, CO, T, H, K: tl.constexpr, V: tl.co
                BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, PREC: tl.constexpr, VARLEN: tl.constexpr,
                E=None, GAM=None, SEGLEN=1, SEGS: tl.constexpr = 1, ENDS: tl.constexpr = False):
     i_k, i_v = tl.program_id(0), tl.program_id(1)
-    i_s, j, lo, hi = _segment(tl.program_id(2), 0, NT, SEGS, SEGLEN)  # i_s: sequence·head; j: segment
-    b, hh, c0, c1, bos, eos = first(CU, CO, i_s, H, T, NT, VARLEN)
-    if SEGS == 1:
-        lo = c0
-        hi = c1
+    i_s, j, lo, hi, b, hh, c0, bos, eos = _program(CU, CO, T, H, NT, SEGS, SEGLEN, VARLEN)
     S = tl.zeros([BK, BV], dtype=tl.float32)
     gam = tl.zeros([BK], dtype=tl.float32)  # ENDS: the segment's log-decay (all entries alike for a scalar gate)
     p_s = tl.make_block_ptr(s0 + i_s * K * V, (K, V), (V, 1), (i_k * BK, i_v * BV), (BK, BV), (1, 0))
@@ -135,12 +153,7 @@ def fwd_states(k, v, G, h, s0, sT, W, u, CU, CO, T, H, K: tl.constexpr, V: tl.co
     for n in range(lo, hi):
         t0 = bos + (n - c0) * BT
         Te = eos
-        if not ENDS:
-            p_h = tl.make_block_ptr(h + ((b * H + hh) * NT + n) * K * V, (K, V), (V, 1), (i_k * BK, i_v * BV),
-                                    (BK, BV), (1, 0))
-            tl.store(p_h, S.to(h.dtype.element_ty), boundary_check=(0, 1))
-        if ENDS and GATE != 0:
-            gam += _log_decay(G, b, hh, t0, i_k, Te, H, K, GATE, BT, BK)
+        gam = _enter_chunk(h, S, gam, G, b, hh, n, t0, i_k, i_v, Te, H, K, V, NT, GATE, ENDS, BT, BK, BV)
         p_kT = tl.make_block_ptr(k + (b * T * H + hh) * K, (K, Te), (1, H * K), (i_k * BK, t0), (BK, BT), (0, 1))
         p_v = tl.make_block_ptr(v + (b * T * H + hh) * V, (Te, V), (H * V, 1), (t0, i_v * BV), (BT, BV), (1, 0))
         kT = tl.load(p_kT, boundary_check=(0, 1))
@@ -173,11 +186,7 @@ def bwd_states(q, do, G, dh, dsT, ds0, k, W, du, CU, CO, T, H, K: tl.constexpr, 
                BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, PREC: tl.constexpr, VARLEN: tl.constexpr,
                E=None, GAM=None, SEGLEN=1, SEGS: tl.constexpr = 1, ENDS: tl.constexpr = False):
     i_k, i_v = tl.program_id(0), tl.program_id(1)
-    i_s, j, lo, hi = _segment(tl.program_id(2), 0, NT, SEGS, SEGLEN)  # i_s: sequence·head; j: segment
-    b, hh, c0, c1, bos, eos = first(CU, CO, i_s, H, T, NT, VARLEN)
-    if SEGS == 1:
-        lo = c0
-        hi = c1
+    i_s, j, lo, hi, b, hh, c0, bos, eos = _program(CU, CO, T, H, NT, SEGS, SEGLEN, VARLEN)
     dS = tl.zeros([BK, BV], dtype=tl.float32)
     gam = tl.zeros([BK], dtype=tl.float32)  # ENDS: the segment's log-decay (all entries alike for a scalar gate)
     if HAS_DST and not ENDS:
@@ -190,12 +199,7 @@ def bwd_states(q, do, G, dh, dsT, ds0, k, W, du, CU, CO, T, H, K: tl.constexpr, 
         n = hi - 1 - m
         t0 = bos + (n - c0) * BT
         Te = eos
-        if not ENDS:
-            p_h = tl.make_block_ptr(dh + ((b * H + hh) * NT + n) * K * V, (K, V), (V, 1), (i_k * BK, i_v * BV),
-                                    (BK, BV), (1, 0))
-            tl.store(p_h, dS.to(dh.dtype.element_ty), boundary_check=(0, 1))
-        if ENDS and GATE != 0:
-            gam += _log_decay(G, b, hh, t0, i_k, Te, H, K, GATE, BT, BK)
+        gam = _enter_chunk(dh, dS, gam, G, b, hh, n, t0, i_k, i_v, Te, H, K, V, NT, GATE, ENDS, BT, BK, BV)
         p_qT = tl.make_block_ptr(q + (b * T * H + hh) * K, (K, Te), (1, H * K), (i_k * BK, t0), (BK, BT), (0, 1))
         p_do = tl.make_block_ptr(do + (b * T * H + hh) * V, (Te, V), (H * V, 1), (t0, i_v * BV), (BT, BV), (1, 0))
         qT = tl.load(p_qT, boundary_check=(0, 1))
