@@ -40,7 +40,8 @@ KNOBS = [
     (chunk.CONFIG, "state_stages_delta_key_narrow", [2, 3], ["kda"]),  # V tiles of 16 (B = 1): time at B=1 T=128K
     # the additive / gated state passes' pipeline depth (None: Triton's default); at B = 1, T = 128K RetNet's
     # forward state pass took 1.37 ms against 4 x 0.21 at B = 16, T = 2K (2026-11-26-h100-s15/c6_profile.txt)
-    (chunk.CONFIG, "state_stages", [None, 1, 2, 3, 4], ["retention", "gla"]),
+    (chunk.CONFIG, "state_stages", [None, 2, 3, 4, 5], ["retention", "mamba2", "linear"]),
+    (chunk.CONFIG, "state_stages_key", [None, 2, 3, 4], ["gla"]),
     (chunk.CONFIG, "state_bv_delta", [32, 64], ["deltanet"]),
     (chunk.CONFIG, "state_warps", [2, 4, 8], ["retention", "deltanet"]),
     # long single sequences (B = 1): the state passes had B·H·tiles = 256 programs of 32x32 tiles; GLA's forward

@@ -13,7 +13,8 @@ records each launch instead of running it; the kernels' outputs stay uninitialis
 read of one, the packed-document bounds check, is switched off). Each distinct launch (kernel,
 argument types, constexprs, warps, stages) is then compiled to a cubin for sm_90, without the
 launcher's integer specialisations (a 1, a multiple of 16), which change the code little. Exit
-status 1 and the compiler's message on any failure. It checks compilation only: whether the
+status 1 and the compiler's message on any failure, or where a kernel needs more shared memory than
+Hopper gives a block (a launch there would fail). It checks compilation only: whether the
 compiled code computes the right thing is for the GPU tests (tests/test_cuda.py).
 """
 from __future__ import annotations
@@ -35,6 +36,7 @@ from triton.compiler import ASTSource  # noqa: E402
 from triton.runtime.jit import JITFunction  # noqa: E402
 
 TARGET = GPUTarget("cuda", 90, 32)
+SHARED_MAX = 232448  # bytes of shared memory one block may use on an H100 / H200 (227 KiB)
 OPTIONS = ("num_warps", "num_stages", "num_ctas", "maxnreg")
 DTYPES = {torch.bfloat16: "bf16", torch.float16: "fp16", torch.float32: "fp32", torch.float64: "fp64",
           torch.int32: "i32", torch.int64: "i64", torch.bool: "i1", torch.uint8: "u8", torch.int8: "i8"}
@@ -102,11 +104,14 @@ def _drive(full: bool) -> None:
                             recurrent.step(*one, torch.zeros(1, H, D, D), phi=phi, norm=norm)  # a Decoder step
         # the kernels' alternative paths behind CONFIG knobs: the state passes in segments for every gate, the
         # substitution inverse; then the state passes' full tiles (V tiles of 64, as many sequences and heads
-        # get them, with their own pipeline depth) where these few sequences get narrow ones
+        # get them, with their own pipeline depth) where these few sequences get narrow ones; then chunks of
+        # 128 (the largest chunk_size the backend takes: larger tiles, more shared memory) at the full tiles
+        # (the narrow ones at 128 passed test_cuda.py on an H100 for the additive, scalar-gate and GLA paths)
         saved = dict(chunk.CONFIG), dict(_delta.CONFIG)
         alternatives = (({"state_seg_programs": 1 << 20, "state_seg_min_chunks": 1, "state_seg_gates": (0, 1, 2),
-                          "state_seg_below": 1 << 20}, {"inverse": "substitution"}), ({"state_min_programs": 1}, {}))
-        for chunk_config, delta_config in alternatives:
+                          "state_seg_below": 1 << 20}, {"inverse": "substitution"}, 64),
+                        ({"state_min_programs": 1}, {}, 64), ({"state_min_programs": 1}, {}, 128))
+        for chunk_config, delta_config, C in alternatives:
             chunk.CONFIG.update(chunk_config)
             _delta.CONFIG.update(delta_config)
             for gate in (None, "scalar", "key"):
@@ -115,8 +120,11 @@ def _drive(full: bool) -> None:
                     g = None if gate is None else grad(-torch.rand(*(B, T, H) if gate == "scalar" else (B, T, H, D),
                                                                    generator=gen))
                     beta = grad(torch.rand(B, T, H, generator=gen).to(dtype)) if delta else None
-                    o, S = chunk.chunk(q, k, v, g, beta, grad(torch.zeros(B, H, D, D)))
+                    o, S = chunk.chunk(q, k, v, g, beta, grad(torch.zeros(B, H, D, D)), chunk_size=C)
                     (o.float().sum() + S.sum()).backward()
+                    if C != 64:
+                        with torch.no_grad():
+                            chunk.chunk(q, k, v, g, beta, None, chunk_size=C)
             chunk.CONFIG.update(saved[0])
             _delta.CONFIG.update(saved[1])
         for causal in (True, False):
@@ -163,7 +171,10 @@ def _compile(i: int) -> str:
     fn, signature, constexprs, opts = list(launches.values())[i]
     t = time.time()
     try:
-        triton.compile(ASTSource(fn=fn, signature=signature, constexprs=constexprs), target=TARGET, options=opts)
+        compiled = triton.compile(ASTSource(fn=fn, signature=signature, constexprs=constexprs), target=TARGET,
+                                  options=opts)
+        if compiled.metadata.shared > SHARED_MAX:  # the launch would fail with OutOfResources
+            raise RuntimeError(f"needs {compiled.metadata.shared} bytes of shared memory, Hopper has {SHARED_MAX}")
     except Exception as e:  # the compiler's message, with its root cause
         cause = e
         while cause.__cause__ is not None:

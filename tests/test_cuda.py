@@ -93,10 +93,20 @@ def test_triton_wide_state_tiles_match_reference(name, prec):
     _check_shape(name, prec, "B·H=256", B=16, T=200, H=16, D=64)
 
 
-def _check_shape(name, prec, label, **shape):
+@pytest.mark.parametrize("prec", ["bf16", "fp32"])
+@pytest.mark.parametrize("name", [n for n in TRITON_MECHS if longmix.describe(n).family != "dense"])
+def test_triton_chunks_of_128_match_reference(name, prec):
+    """chunk_size = 128, the largest the backend takes (its tiles and shared memory differ from 64's):
+    T = 300 ends in a short chunk."""
+    _check_shape(name, prec, "C=128", B=2, T=300, H=4, D=64, chunk_size=128)
+
+
+def _check_shape(name, prec, label, chunk_size=None, **shape):
     """The Triton backend against the reference at ``shape`` (``_inputs``' B, T, H, D), bf16 or IEEE float32
     products: the output and every input's gradient."""
     qkv, kw = _inputs(name, dtype=torch.bfloat16 if prec == "bf16" else torch.float32, **shape)
+    if chunk_size is not None:
+        kw["chunk_size"] = chunk_size
     w = torch.randn(qkv[2].shape, generator=torch.Generator().manual_seed(1)).cuda()
     with _matmul_precision("highest"):
         fast = _fwd_bwd(name, "triton", qkv, kw, w)

@@ -185,11 +185,12 @@ def test_state_pass_segments_only_where_they_apply(monkeypatch):
 def test_state_pass_depth_by_gate_pass_and_tile(monkeypatch):
     """``chunk._stages``: the delta rule's state passes take their pipeline depth by gate (per-key or not),
     pass (KDA's reverse has its own) and V tile (16: the narrow tiles of long single sequences); the other
-    passes keep Triton's default unless ``state_stages`` says otherwise."""
+    passes take ``state_stages``, per-key gates ``state_stages_key`` (None: Triton's default)."""
     from longmix.kernels.triton import chunk as tchunk
 
     depths = {"state_stages_delta": 12, "state_stages_delta_narrow": 13, "state_stages_delta_key": 22,
-              "state_stages_delta_key_narrow": 23, "state_stages_delta_key_bwd": 24, "state_stages": None}
+              "state_stages_delta_key_narrow": 23, "state_stages_delta_key_bwd": 24, "state_stages": None,
+              "state_stages_key": None}
     for key, value in depths.items():
         monkeypatch.setitem(tchunk.CONFIG, key, value)
     depth = lambda *a, **kw: tchunk._stages(*a, **kw).get("num_stages")  # noqa: E731
@@ -200,7 +201,9 @@ def test_state_pass_depth_by_gate_pass_and_tile(monkeypatch):
     assert [depth(2, True, bv, reverse=True) for bv in (16, 64)] == [24, 24]
     assert depth(2, False, 16) is None and depth(0, False, 64, reverse=True) is None
     monkeypatch.setitem(tchunk.CONFIG, "state_stages", 4)
-    assert depth(1, False, 16) == 4
+    assert depth(1, False, 16) == 4 and depth(0, False, 64, reverse=True) == 4 and depth(2, False, 16) is None
+    monkeypatch.setitem(tchunk.CONFIG, "state_stages_key", 3)
+    assert depth(2, False, 16) == 3 and depth(1, True, 16) == 13
 
 
 @pytest.mark.parametrize("gate", ["scalar", "key"])
@@ -215,7 +218,7 @@ def test_inference_forward_in_one_pass(T, K, V, C, s0, monkeypatch):
     """Without gradients and without a gate the forward runs as one walk over the chunks
     (``_output.fwd_fused``, state in registers, no per-chunk states stored): outputs and final state
     against the float64 reference, T = 1, T not a multiple of the chunk, K and V not powers of two,
-    V over several tiles. With gradients wanted, or a gate, the two-kernel path runs instead."""
+    V over several tiles. With gradients wanted, a gate, or chunks of 128, the two-kernel path runs instead."""
     from longmix.kernels.triton import _output, chunk as chunk_mod
 
     monkeypatch.setitem(chunk_mod.CONFIG, "fused_min_programs", 0)  # the test's few heads would not fill a GPU
@@ -229,8 +232,19 @@ def test_inference_forward_in_one_pass(T, K, V, C, s0, monkeypatch):
     ref32 = ref_chunk(q, k, v, None, None, S, chunk_size=C)
     for name, a, r, e in zip(["o", "state"], (o, ST), ref32, exact):
         assert _rel(a, e) <= 2 * _rel(r, e) + FLOOR, name
+    with torch.no_grad():
+        tri_chunk(q, k, v, None, None, S, chunk_size=128)
+    assert len(calls) == 1  # chunks of 128: the two-kernel path (the one-pass tiles overflow an H100's shared memory)
     tri_chunk(q.requires_grad_(), k, v, None, None, S, chunk_size=C)
     assert len(calls) == 1  # a gate, or gradients wanted: the stored-state path
+
+
+@pytest.mark.parametrize("gate", [None, "scalar", "key"])
+@pytest.mark.parametrize("delta", [False, True])
+def test_chunks_of_128(gate, delta):
+    """chunk_size = 128, the largest the backend takes: T = 150 gives a full chunk and a short one."""
+    beta, knorm = ((0.0, 2.0), 1.0) if delta else (None, None)
+    _compare(_inputs(1, 150, 2, 16, 32, gate, s0=True, beta=beta, knorm=knorm, seed=7), C=128)
 
 
 def test_wide_heads_tile_loops():

@@ -64,12 +64,15 @@ _interp.apply()
 # 1.10x at B = 2, T = 16K (128 programs, 8 segments) and 1.22x at B = 4, T = 8K (256, 4 segments), hence
 # state_seg_below (benchmarks/results/2026-11-26-h100-s15/c2_tune_seg_1x32k.txt, c4_tune_seg_1x128k.txt,
 # c6_ab_seg.jsonl).
-# out_stages, state_stages: the output kernel's and the additive / gated state passes' pipeline depth (None:
-# Triton's default).
+# out_stages: the output kernel's pipeline depth (None: Triton's default). state_stages: the additive and
+# scalar-gate state passes' (forward and reverse): 4 took RetNet's forward to 0.93x the time of Triton's default
+# (3) at B=1, T=128K (V and K tiles of 32), forward+backward 0.99x; 1.00x / 0.99x at B=16, T=2K (H100,
+# benchmarks/results/2026-11-26-h100-s15/c8_tune_*.txt). state_stages_key: the per-key-gate (GLA) passes'
+# (4 took 1.02x / 1.01x there: Triton's default kept).
 CONFIG = {"state_bk": 64, "state_bv": 64, "state_warps": 4, "state_min_programs": 256, "state_min_tile": 32,
           "state_bv_delta": 64, "out_stages": None, "state_seg_programs": 1024, "state_seg_min_chunks": 8,
           "state_seg_gates": (2,), "state_seg_tile_programs": 64, "state_seg_below": 128,
-          "state_stages": None,
+          "state_stages": 4, "state_stages_key": None,
           # pipeline depth of the delta-rule state kernels (all of K in one tile), DeltaNet and Gated DeltaNet.
           # 1 stage timed 0.97x on an H200 but gave DeltaNet's dk, dv and dβ 95% relative error in bf16 there
           # (Triton 3.6 miscompiles that ungated kernel; tests/test_cuda.py catches it).
@@ -172,11 +175,12 @@ def _state_pass(kernel, plan, NS, args, consts, K, V, device):
 
 
 def _stages(gate: int, delta: bool, bv: int, reverse: bool = False) -> dict:
-    """Launch options of the sequential state kernels: warps, and the pipeline depth (the delta rule's by
-    gate, pass (``reverse``: the backward's) and V tile ``bv``)."""
+    """Launch options of the sequential state kernels: warps, and the pipeline depth (per-key gates apart;
+    the delta rule's by gate, pass (``reverse``: the backward's) and V tile ``bv``)."""
     opts = {"num_warps": CONFIG["state_warps"]}
-    if not delta and CONFIG["state_stages"] is not None:
-        opts["num_stages"] = CONFIG["state_stages"]
+    depth = CONFIG["state_stages_key" if gate == 2 else "state_stages"]
+    if not delta and depth is not None:
+        opts["num_stages"] = depth
     if delta:
         if gate == 2:
             key = "state_stages_delta_key_bwd" if reverse else \
@@ -397,16 +401,17 @@ def chunk(q, k, v, g=None, beta=None, initial_state=None, *, chunk_size: int = 6
     g = None if g is None else g.contiguous()
     beta = None if beta is None else beta.contiguous()
     q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
-    if _fused(q, k, v, g, beta, s0, chunks):
+    if _fused(q, k, v, g, beta, s0, chunks, chunk_size):
         return _fused_forward(q, k, v, s0, chunk_size, float(scale))
     return _ChunkFn.apply(q, k, v, g, beta, s0, chunk_size, float(scale), chunks)
 
 
-def _fused(q, k, v, g, beta, s0, chunks: Chunks) -> bool:
+def _fused(q, k, v, g, beta, s0, chunks: Chunks, C: int) -> bool:
     """Whether the one-pass inference forward serves this call: no gradient needed, no gate, no delta
-    rule, no documents, K ≤ 128, and enough (batch·head, V tile) programs to fill the GPU (its walk
-    over the chunks is sequential; a long single sequence keeps the two-kernel path)."""
-    if g is not None or beta is not None or chunks.varlen or k.shape[-1] > 128:
+    rule, no documents, K ≤ 128, chunks of at most 64 (at 128 with K = 128 its tiles need 256 KiB of
+    shared memory, more than an H100 has), and enough (batch·head, V tile) programs to fill the GPU
+    (its walk over the chunks is sequential; a long single sequence keeps the two-kernel path)."""
+    if g is not None or beta is not None or chunks.varlen or k.shape[-1] > 128 or C > 64:
         return False
     if torch.is_grad_enabled() and any(x is not None and x.requires_grad for x in (q, k, v, s0)):
         return False
