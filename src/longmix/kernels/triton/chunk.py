@@ -65,10 +65,10 @@ _interp.apply()
 # state_seg_below (benchmarks/results/2026-11-26-h100-s15/c2_tune_seg_1x32k.txt, c4_tune_seg_1x128k.txt,
 # c6_ab_seg.jsonl).
 # out_stages: the output kernel's pipeline depth (None: Triton's default). state_stages: the additive and
-# scalar-gate state passes' (forward and reverse): 4 took RetNet's forward to 0.93x the time of Triton's default
-# (3) at B=1, T=128K (V and K tiles of 32), forward+backward 0.99x; 1.00x / 0.99x at B=16, T=2K (H100,
-# benchmarks/results/2026-11-26-h100-s15/c8_tune_*.txt). state_stages_key: the per-key-gate (GLA) passes'
-# (4 took 1.02x / 1.01x there: Triton's default kept).
+# scalar-gate state passes' (forward and reverse): 4 took RetNet's and Mamba-2's forward to 0.93x the time of
+# Triton's default (3) at B=1, T=128K (K and V tiles of 32) and 0.94x at 32K, forward+backward 0.98-0.99x; 1.00x
+# at B=16, T=2K (H100, benchmarks/results/2026-11-26-h100-s16/c10_ab_stages.jsonl, s15/c8_tune_*.txt).
+# state_stages_key: the per-key-gate (GLA) passes' (4 took 1.02x / 1.01x at 128K: Triton's default kept).
 CONFIG = {"state_bk": 64, "state_bv": 64, "state_warps": 4, "state_min_programs": 256, "state_min_tile": 32,
           "state_bv_delta": 64, "out_stages": None, "state_seg_programs": 1024, "state_seg_min_chunks": 8,
           "state_seg_gates": (2,), "state_seg_tile_programs": 64, "state_seg_below": 128,
