@@ -177,16 +177,15 @@ def _state_pass(kernel, plan, NS, args, consts, K, V, device):
 def _stages(gate: int, delta: bool, bv: int, reverse: bool = False) -> dict:
     """Launch options of the sequential state kernels: warps, and the pipeline depth (per-key gates apart;
     the delta rule's by gate, pass (``reverse``: the backward's) and V tile ``bv``)."""
+    if not delta:
+        key = "state_stages_key" if gate == 2 else "state_stages"
+    elif gate == 2:
+        key = "state_stages_delta_key_bwd" if reverse else \
+            "state_stages_delta_key_narrow" if bv <= 16 else "state_stages_delta_key"
+    else:
+        key = "state_stages_delta_narrow" if bv <= 16 else "state_stages_delta"
     opts = {"num_warps": CONFIG["state_warps"]}
-    depth = CONFIG["state_stages_key" if gate == 2 else "state_stages"]
-    if not delta and depth is not None:
-        opts["num_stages"] = depth
-    if delta:
-        if gate == 2:
-            key = "state_stages_delta_key_bwd" if reverse else \
-                "state_stages_delta_key_narrow" if bv <= 16 else "state_stages_delta_key"
-        else:
-            key = "state_stages_delta_narrow" if bv <= 16 else "state_stages_delta"
+    if CONFIG[key] is not None:  # None: Triton's default depth
         opts["num_stages"] = CONFIG[key]
     return opts
 
