@@ -64,6 +64,12 @@ KNOBS = [
     # stores alone would take ~0.13 and ~0.28 ms at full bandwidth)
     (_delta.CONFIG, "inverse", ["substitution", "doubling", {"inverse": "doubling", "prep_warps": 1},
                                 {"inverse": "doubling", "prep_warps": 4}], ["deltanet", "gated_deltanet", "kda"]),
+    # the triangular inverse, then U and W in a second kernel with whole-chunk products (fla's split: its
+    # kkt_solve and recompute_w_u kernels), against fwd_prep4's fused 16-row block products
+    (_delta.CONFIG, "prep_split", [False, True, {"prep_split": True, "prep_warps": 1},
+                                   {"prep_split": True, "prep_warps": 4}, {"prep_split": True, "uw_warps": 8},
+                                   {"prep_split": True, "uw_bk": 128, "uw_bv": 128, "uw_warps": 8}],
+     ["deltanet", "gated_deltanet", "kda"]),
     # the per-key-gate intra kernels (whole-chunk / 16-row-block products, see _gla): key tile and warps, forward
     # and backward; span_max -1 times the exact 3-D diagonal everywhere, as gates past span_max take it
     (_gla.CONFIG, "fwd_bk", [16, 32, 64, {"fwd_bk": 32, "fwd_warps": 4}, {"fwd_bk": 64, "fwd_warps": 4},

@@ -326,6 +326,27 @@ def test_delta_four_block_prep_16_bit_products(gate, monkeypatch):
         assert e <= 4 * e_full, (name, errs)
 
 
+@pytest.mark.parametrize("gate", [None, "scalar", "key"])
+def test_delta_four_block_prep_split_from_its_products(gate, monkeypatch):
+    """``prep_split``: fwd_prep4 stores Tinv only, and fwd_uw forms U and W with whole-chunk products (as
+    the general chunk always does). The same Tinv, bit for bit; U and W as accurate against the float64
+    solve as the fused block products, with IEEE fp32 and with fp16 inputs (16-bit products); then the
+    forward and every gradient against the reference, with a ragged last chunk, K and V over one tile,
+    and packed documents."""
+    q, k, v, g, _, beta = _inputs(1, 150, 2, 32, 16, gate, s0=False, beta=(0.0, 2.0), knorm=1.0, seed=5)
+    for inputs, prec in (((k, v), "ieee"), ((k.half(), v.half()), "tf32")):
+        errs = _prep_errors(*inputs, g, beta, gate, "prep_split", (False, True), prec, monkeypatch)
+        assert errs[True][0] == errs[False][0], errs
+        for e_split, e_fused in zip(errs[True][1:], errs[False][1:]):
+            # fp32: both near 1e-7; fp16: both the outputs' rounding (2e-4 to 5e-4), summed in another order
+            assert e_split <= 1.5 * e_fused + 1e-6, errs
+    monkeypatch.setitem(_delta_config(), "prep_split", True)
+    _compare(_inputs(1, 150, 1, 80, 72, gate, s0=True, beta=(0.0, 2.0), knorm=1.0, seed=3), C=64)
+    xs = _inputs(1, 150, 1, 16, 16, gate, s0=False, beta=(0.0, 2.0), knorm=1.0, seed=6)
+    xs[4] = torch.randn(3, 1, 16, 16, generator=torch.Generator().manual_seed(7)).to(DEVICE)
+    _compare(xs, C=64, bounds=[0, 70, 71, 150])
+
+
 def _prep_errors(k, v, g, beta, gate, knob, values, prec, monkeypatch):
     """``_delta.prep``'s relative errors (Tinv, U, W) against the float64 solve, for each value of one of
     ``_delta.CONFIG``'s knobs (chunks of 64)."""

@@ -47,7 +47,10 @@ MAX_K = 256
 # 0.98 / 1.00 / 1.00; H100, bf16, B=16, T=2K, H=16, D=128; prep_warps 1 or 4 were slower; both forms pass
 # tests/test_cuda.py there: benchmarks/results/2026-11-26-h100-s15/c1_*, c2_tune_inverse_16x2k.txt).
 CONFIG = {"prep_warps": 2, "bwd_warps": 4, "bk": 64, "bv": 64, "prep4": True, "uw_lowp": True,
-          "inverse": "doubling"}
+          "inverse": "doubling",
+          # prep_split: fwd_prep4 stores Tinv only and fwd_uw (tiles uw_bk / uw_bv, uw_warps) forms U and W with
+          # whole-chunk products, as the general (non-64) chunk always does
+          "prep_split": False, "uw_bk": 64, "uw_bv": 64, "uw_warps": 4}
 
 
 @triton.jit
@@ -97,30 +100,43 @@ def _gate_k(G, b, hh, t0, i_k, T, H, K, GATE: tl.constexpr, BT: tl.constexpr, BK
 
 
 @triton.jit
-def _apply_tinv(k, v, G, Tinv, U, W, bt, b, hh, t0, T, H, K: tl.constexpr, V: tl.constexpr, GATE: tl.constexpr,
-                BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, PREC: tl.constexpr):
-    """U = Tinv (β v), W = Tinv (β k e^G) for one chunk, reading the finished Tinv [BT, BT] back."""
+def fwd_uw(k, v, beta, G, Tinv, U, W, CH, T, H, K: tl.constexpr, V: tl.constexpr, GATE: tl.constexpr,
+           BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, PREC: tl.constexpr, VARLEN: tl.constexpr):
+    """U = Tinv (β v) and W = Tinv (β k ⊙ e^G) from the stored Tinv, by whole-chunk products: one program
+    per (chunk, batch·head, tile), grid axis 2 running over V's tiles, then K's. The operands take Tinv's
+    dtype (16-bit where the inverse was rounded once, as ``fwd_prep4``'s fused products do)."""
+    n, i_bh, i_x = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    b, hh = i_bh // H, i_bh % H
+    t0, T = span(CH, n, T, BT, VARLEN)  # with documents: T is the end of this chunk's document
+    if empty(t0, T):  # a chunk slot past the last document's chunks
+        return
     rows_c = t0 + tl.arange(0, BT)
+    bt = tl.load(beta + (b * T + rows_c) * H + hh, mask=rows_c < T, other=0.0).to(tl.float32)
     ti_ = tl.load(Tinv + ((b * T + rows_c[:, None]) * H + hh) * BT + tl.arange(0, BT)[None, :],
                   mask=rows_c[:, None] < T, other=0.0)
-    for i_v in range(tl.cdiv(V, BV)):
-        p_v = tl.make_block_ptr(v + (b * T * H + hh) * V, (T, V), (H * V, 1), (t0, i_v * BV), (BT, BV), (1, 0))
-        vb = tl.load(p_v, boundary_check=(0, 1)).to(tl.float32) * bt[:, None]
-        p_u = tl.make_block_ptr(U + (b * T * H + hh) * V, (T, V), (H * V, 1), (t0, i_v * BV), (BT, BV), (1, 0))
-        tl.store(p_u, tl.dot(ti_, vb, input_precision=PREC).to(U.dtype.element_ty), boundary_check=(0, 1))
-    for i_k in range(tl.cdiv(K, BK)):
+    NV = tl.cdiv(V, BV)
+    if i_x < NV:
+        p_v = tl.make_block_ptr(v + (b * T * H + hh) * V, (T, V), (H * V, 1), (t0, i_x * BV), (BT, BV), (1, 0))
+        x = tl.load(p_v, boundary_check=(0, 1)).to(tl.float32) * bt[:, None]
+        p_u = tl.make_block_ptr(U + (b * T * H + hh) * V, (T, V), (H * V, 1), (t0, i_x * BV), (BT, BV), (1, 0))
+        tl.store(p_u, tl.dot(ti_, x.to(ti_.dtype), input_precision=PREC).to(U.dtype.element_ty),
+                 boundary_check=(0, 1))
+    else:
+        i_k = i_x - NV
         p_k = tl.make_block_ptr(k + (b * T * H + hh) * K, (T, K), (H * K, 1), (t0, i_k * BK), (BT, BK), (1, 0))
-        kb = tl.load(p_k, boundary_check=(0, 1)).to(tl.float32) * bt[:, None]
+        x = tl.load(p_k, boundary_check=(0, 1)).to(tl.float32) * bt[:, None]
         if GATE != 0:
-            kb *= _gate_k(G, b, hh, t0, i_k, T, H, K, GATE, BT, BK)
+            x *= _gate_k(G, b, hh, t0, i_k, T, H, K, GATE, BT, BK)
         p_w = tl.make_block_ptr(W + (b * T * H + hh) * K, (T, K), (H * K, 1), (t0, i_k * BK), (BT, BK), (1, 0))
-        tl.store(p_w, tl.dot(ti_, kb, input_precision=PREC).to(W.dtype.element_ty), boundary_check=(0, 1))
+        tl.store(p_w, tl.dot(ti_, x.to(ti_.dtype), input_precision=PREC).to(W.dtype.element_ty),
+                 boundary_check=(0, 1))
 
 
 @triton.jit
-def fwd_prep(k, v, beta, G, Kp, Tinv, U, W, CH, T, H, K: tl.constexpr, V: tl.constexpr,
-             GATE: tl.constexpr, BT: tl.constexpr, BC: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
-             PREC: tl.constexpr, VARLEN: tl.constexpr, DOUBLING: tl.constexpr = False):
+def fwd_prep(k, beta, G, Kp, Tinv, CH, T, H, K: tl.constexpr, GATE: tl.constexpr, BT: tl.constexpr,
+             BC: tl.constexpr, BK: tl.constexpr, PREC: tl.constexpr, VARLEN: tl.constexpr,
+             DOUBLING: tl.constexpr = False):
+    """Tinv for any chunk of BC-row blocks, by block rows through global memory (``fwd_uw`` then forms U, W)."""
     n, i_bh = tl.program_id(0), tl.program_id(1)
     b, hh = i_bh // H, i_bh % H
     t0, T = span(CH, n, T, BT, VARLEN)  # with documents: T is the end of this chunk's document
@@ -148,7 +164,6 @@ def fwd_prep(k, v, beta, G, Kp, Tinv, U, W, CH, T, H, K: tl.constexpr, V: tl.con
         tl.debug_barrier()
         tl.store(p_Ti, row, mask=rmask)
         tl.debug_barrier()
-    _apply_tinv(k, v, G, Tinv, U, W, bt, b, hh, t0, T, H, K, V, GATE, BT, BK, BV, PREC)
 
 
 @triton.jit
@@ -231,12 +246,13 @@ def _store_blk(p, x, b, hh, t, col, T, H, W: tl.constexpr, BC: tl.constexpr, BN:
 def fwd_prep4(k, v, beta, G, Kp, Tinv, U, W, CH, T, H, K: tl.constexpr, V: tl.constexpr,
               GATE: tl.constexpr, BT: tl.constexpr, BC: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
               PREC: tl.constexpr, VARLEN: tl.constexpr, LOWP: tl.constexpr = False,
-              DOUBLING: tl.constexpr = False):
+              DOUBLING: tl.constexpr = False, UW: tl.constexpr = True):
     """``fwd_prep`` for chunks of four BC-row blocks (BT = 4·BC, the default 64), all in registers:
     the ten key-key blocks, the four diagonal inverses (``_unit_lower_inverse``; independent, so they
     interleave), the six off-diagonal blocks of Tinv by block substitution with BC×BC products,
     ``Tinv_ij = −D_i Σ_{j≤m<i} A_im Tinv_mj``; then U and W by blocks. No global round trips (the
-    general kernel writes each block row of Tinv and reads it back)."""
+    general kernel writes each block row of Tinv and reads it back). ``UW`` False: Tinv only (``fwd_uw``
+    then forms U and W with whole-chunk products)."""
     n, i_bh = tl.program_id(0), tl.program_id(1)
     b, hh = i_bh // H, i_bh % H
     t0, T = span(CH, n, T, BT, VARLEN)  # with documents: T is the end of this chunk's document
@@ -323,6 +339,8 @@ def fwd_prep4(k, v, beta, G, Kp, Tinv, U, W, CH, T, H, K: tl.constexpr, V: tl.co
     _store_blk(Tinv, t31, b, hh, t3, BC, T, H, BT, BC, BC, BT)
     _store_blk(Tinv, t32, b, hh, t3, 2 * BC, T, H, BT, BC, BC, BT)
     _store_blk(Tinv, d3, b, hh, t3, 3 * BC, T, H, BT, BC, BC, BT)
+    if not UW:
+        return
     # U = Tinv (β v), W = Tinv (β k e^G), by blocks of rows
     if LOWP:  # 16-bit products (the inverse's blocks rounded once)
         d0, d1, d2, d3 = d0.to(v.dtype.element_ty), d1.to(v.dtype.element_ty), d2.to(v.dtype.element_ty), \
@@ -487,12 +505,24 @@ def prep(k, v, beta, G, Kp, gate, C, prec, chunks=None):
     # stored for the backward in the dtype U and W were formed with (the general kernel also works in it: fp32)
     Tinv = torch.empty(B, T, H, C, device=k.device, dtype=k.dtype if lowp else torch.float32)
     U, W = torch.empty_like(v), torch.empty_like(k)
-    kernel, extra = (fwd_prep4, {"LOWP": lowp}) if four else (fwd_prep, {})
-    extra["DOUBLING"] = CONFIG["inverse"] == "doubling"
-    kernel[(chunks.NT, B * H)](
-        k, v, beta, G if G is not None else k, Kp if Kp is not None else k, Tinv, U, W, chunks.args(k)[0], T, H, K, V,
-        GATE=gate, BT=C, BC=BC, BK=_tile(K, CONFIG["bk"]), BV=_tile(V, CONFIG["bv"]), PREC=prec,
-        VARLEN=chunks.varlen, num_warps=CONFIG["prep_warps"], **extra)
+    split = not four or CONFIG["prep_split"]  # Tinv first, then U and W by fwd_uw
+    ch = chunks.args(k)[0]
+    bk, bv = _tile(K, CONFIG["bk"]), _tile(V, CONFIG["bv"])
+    G_, Kp_ = G if G is not None else k, Kp if Kp is not None else k
+    doubling = CONFIG["inverse"] == "doubling"
+    if four:
+        fwd_prep4[(chunks.NT, B * H)](
+            k, v, beta, G_, Kp_, Tinv, U, W, ch, T, H, K, V, GATE=gate, BT=C, BC=BC, BK=bk, BV=bv, PREC=prec,
+            VARLEN=chunks.varlen, LOWP=lowp, DOUBLING=doubling, UW=not split, num_warps=CONFIG["prep_warps"])
+    else:
+        fwd_prep[(chunks.NT, B * H)](
+            k, beta, G_, Kp_, Tinv, ch, T, H, K, GATE=gate, BT=C, BC=BC, BK=bk, PREC=prec, VARLEN=chunks.varlen,
+            DOUBLING=doubling, num_warps=CONFIG["prep_warps"])
+    if split:
+        ubk, ubv = _tile(K, CONFIG["uw_bk"]), _tile(V, CONFIG["uw_bv"])
+        fwd_uw[(chunks.NT, B * H, triton.cdiv(V, ubv) + triton.cdiv(K, ubk))](
+            k, v, beta, G_, Tinv, U, W, ch, T, H, K, V, GATE=gate, BT=C, BK=ubk, BV=ubv, PREC=prec,
+            VARLEN=chunks.varlen, num_warps=CONFIG["uw_warps"])
     return Tinv, U, W
 
 
