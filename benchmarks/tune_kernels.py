@@ -22,6 +22,7 @@ from triton.testing import do_bench
 from longmix.bench.speed import _longmix_fns, _time_pass, make_inputs
 from longmix.kernels.triton import _delta, _gla, chunk
 
+FUSED_ALL = ((0, False), (1, False), (0, True), (1, True))  # every mode the one-pass forward can serve
 # (module CONFIG, key, values, mechanisms it affects); a value may be a dict of several keys set together
 KNOBS = [
     (_delta.CONFIG, "uw_lowp", [False, True], ["deltanet", "kda"]),
@@ -43,6 +44,11 @@ KNOBS = [
     (chunk.CONFIG, "state_stages", [None, 2, 3, 4, 5], ["retention", "mamba2", "linear"]),
     (chunk.CONFIG, "state_stages_key", [None, 2, 3, 4], ["gla"]),
     (chunk.CONFIG, "state_bv_delta", [32, 64], ["deltanet"]),
+    # the delta rule's reverse state pass alone (fla's dhu kernel took 0.67x the time of ours at B=16, T=2K on an
+    # H100, benchmarks/results/2026-11-26-h100-s17/c1_profile_16x2k.txt)
+    (chunk.CONFIG, "state_bv_delta_bwd", [16, 32, 64, {"state_bv_delta_bwd": 32, "state_stages_delta": 3},
+                                          {"state_bv_delta_bwd": 32, "state_stages_delta": 4}],
+     ["deltanet", "gated_deltanet"]),
     (chunk.CONFIG, "state_warps", [2, 4, 8], ["retention", "deltanet"]),
     # long single sequences (B = 1): the state passes had B·H·tiles = 256 programs of 32x32 tiles; GLA's forward
     # state pass took 0.75 ms at B=1, T=32K against ~0.35 at B=16, T=2K on an H100 (2026-11-26-h100-s14/c4_*)
@@ -89,11 +95,22 @@ KNOBS = [
     (chunk.CONFIG, "bwd_warps", [4, 8], ["retention", "gla"]),
     # the one-pass inference forward: off (1 << 30 programs never reached) or on whatever the program count
     (chunk.CONFIG, "fused_min_programs", [1 << 30, 0], ["linear"]),
+    # the one-pass forward for scalar gates and the delta rule too (state and output in one walk, u not stored)
+    (chunk.CONFIG, "fused_modes", [{"fused_modes": FUSED_ALL},
+                                   {"fused_modes": FUSED_ALL, "fused_warps_delta": 8},
+                                   {"fused_modes": FUSED_ALL, "fused_bv_delta": 32},
+                                   {"fused_modes": FUSED_ALL, "fused_bv_delta": 128, "fused_warps_delta": 8}],
+     ["retention", "mamba2", "deltanet", "gated_deltanet"]),
     (chunk.CONFIG, "fused_bv", [32, 64, 128], ["linear"]),
     (chunk.CONFIG, "fused_warps", [4, 8], ["linear"]),
 ]
 ROUNDS = int(os.environ.get("ROUNDS", "3"))  # the values are timed in turn, ROUNDS times; each keeps its best
 PASSES = os.environ.get("PASSES", "fwd,fwdbwd").split(",")  # which passes to time
+
+
+def _label(val):
+    """A knob value as a key of the timings (JSON text for a dict or a tuple)."""
+    return json.dumps(val) if isinstance(val, (dict, tuple, list)) else val
 
 
 def main(argv):
@@ -120,7 +137,7 @@ def main(argv):
                 for val in values:
                     setting = val if isinstance(val, dict) else {key: val}
                     saved = {n: cfg[n] for n in setting}
-                    label = json.dumps(val) if isinstance(val, dict) else val
+                    label = _label(val)
                     cfg.update(setting)
                     try:
                         t = {p: do_bench(_time_pass(fwd, None, x, p, True, "cuda", 1), warmup=25, rep=100)
@@ -134,7 +151,7 @@ def main(argv):
             row = dict(knob=knob, default=default, mechanism=name, B=B, T=T, times=times)
             out.write(json.dumps(row) + "\n")
             out.flush()
-            base = times.get(default, {})
+            base = times.get(_label(default), {})
             cells = []
             for val, t in times.items():
                 if "error" in t:

@@ -41,6 +41,7 @@ OPTIONS = ("num_warps", "num_stages", "num_ctas", "maxnreg")
 DTYPES = {torch.bfloat16: "bf16", torch.float16: "fp16", torch.float32: "fp32", torch.float64: "fp64",
           torch.int32: "i32", torch.int64: "i64", torch.bool: "i1", torch.uint8: "u8", torch.int8: "i8"}
 launches: dict = {}
+FUSED_MODES = ((0, False), (1, False), (0, True), (1, True))  # every (gate, delta rule) the one-pass forward takes
 
 
 def _record(self, *args, grid, warmup, **kwargs):
@@ -106,11 +107,14 @@ def _drive(full: bool) -> None:
         # substitution inverse; then the state passes' full tiles (V tiles of 64, as many sequences and heads
         # get them, with their own pipeline depth) where these few sequences get narrow ones; then chunks of
         # 128 (the largest chunk_size the backend takes: larger tiles, more shared memory) at the full tiles
-        # (the narrow ones at 128 passed test_cuda.py on an H100 for the additive, scalar-gate and GLA paths)
+        # (the narrow ones at 128 passed test_cuda.py on an H100 for the additive, scalar-gate and GLA paths);
+        # then the one-pass forward without gradients in every mode it can serve (these few heads would not
+        # reach fused_min_programs)
         saved = dict(chunk.CONFIG), dict(_delta.CONFIG)
         alternatives = (({"state_seg_programs": 1 << 20, "state_seg_min_chunks": 1, "state_seg_gates": (0, 1, 2),
                           "state_seg_below": 1 << 20}, {"inverse": "substitution"}, 64),
-                        ({"state_min_programs": 1}, {}, 64), ({"state_min_programs": 1}, {}, 128))
+                        ({"state_min_programs": 1}, {}, 64), ({"state_min_programs": 1}, {}, 128),
+                        ({"fused_min_programs": 0, "fused_modes": FUSED_MODES}, {}, 64))
         for chunk_config, delta_config, C in alternatives:
             chunk.CONFIG.update(chunk_config)
             _delta.CONFIG.update(delta_config)
@@ -122,7 +126,7 @@ def _drive(full: bool) -> None:
                     beta = grad(torch.rand(B, T, H, generator=gen).to(dtype)) if delta else None
                     o, S = chunk.chunk(q, k, v, g, beta, grad(torch.zeros(B, H, D, D)), chunk_size=C)
                     (o.float().sum() + S.sum()).backward()
-                    if C != 64:
+                    if C != 64 or "fused_modes" in chunk_config:
                         with torch.no_grad():
                             chunk.chunk(q, k, v, g, beta, None, chunk_size=C)
             chunk.CONFIG.update(saved[0])

@@ -212,31 +212,48 @@ def test_strong_gates_and_odd_dims(gate):
     _compare(_inputs(1, 70, 1, 48, 20, gate, s0=True, strength=30.0), C=64)
 
 
+@pytest.mark.parametrize("mode", ["additive", "scalar-gate", "delta", "scalar-gate-delta"])
 @pytest.mark.parametrize("T,K,V,C,s0", [(1, 16, 32, 16, True), (100, 16, 32, 32, False), (70, 48, 20, 64, True),
-                                         (33, 128, 160, 16, True)])
-def test_inference_forward_in_one_pass(T, K, V, C, s0, monkeypatch):
-    """Without gradients and without a gate the forward runs as one walk over the chunks
-    (``_output.fwd_fused``, state in registers, no per-chunk states stored): outputs and final state
-    against the float64 reference, T = 1, T not a multiple of the chunk, K and V not powers of two,
-    V over several tiles. With gradients wanted, a gate, or chunks of 128, the two-kernel path runs instead."""
+                                         (33, 128, 160, 16, True), (150, 32, 16, 64, False)])
+def test_inference_forward_in_one_pass(mode, T, K, V, C, s0, monkeypatch):
+    """Without gradients, in a mode of ``fused_modes`` (no gate or a scalar one, with or without the delta
+    rule), the forward runs as one walk over the chunks (``_output.fwd_fused``, state in registers, no
+    per-chunk states stored; the delta rule's u formed on the way): outputs and final state against the
+    float64 reference, T = 1, T not a multiple of the chunk, K and V not powers of two, V over several
+    tiles, several chunks of 64 (the delta rule's register-resident prep), β up to 2. With gradients
+    wanted, per-key gates, a mode not listed, or chunks of 128, the two-kernel path runs instead."""
     from longmix.kernels.triton import _output, chunk as chunk_mod
 
     monkeypatch.setitem(chunk_mod.CONFIG, "fused_min_programs", 0)  # the test's few heads would not fill a GPU
+    modes = ((0, False), (1, False), (0, True), (1, True))
+    monkeypatch.setitem(chunk_mod.CONFIG, "fused_modes", modes)
     calls = _count_launches(monkeypatch, _output, "fwd_fused")
-    q, k, v, g, S, _ = _inputs(2, T, 3, K, V, "scalar", s0=s0)
+    delta = mode.endswith("delta")
+    q, k, v, g, S, beta = _inputs(2, T, 3, K, V, "scalar", s0=s0, beta=(0.0, 2.0) if delta else None,
+                                  knorm=1.0 if delta else None, seed=T)
+    g = g if mode.startswith("scalar") else None
     with torch.no_grad():
-        o, ST = tri_chunk(q, k, v, None, None, S, chunk_size=C)
-        assert len(calls) == 1
-        tri_chunk(q, k, v, g, None, S, chunk_size=C)
-    exact = ref_chunk(q.double(), k.double(), v.double(), None, None, None if S is None else S.double(), chunk_size=C)
-    ref32 = ref_chunk(q, k, v, None, None, S, chunk_size=C)
+        o, ST = tri_chunk(q, k, v, g, beta, S, chunk_size=C)
+    assert len(calls) == 1
+    to64 = lambda x: None if x is None else x.double()  # noqa: E731
+    exact = ref_chunk(*map(to64, (q, k, v, g, beta, S)), chunk_size=C)
+    ref32 = ref_chunk(q, k, v, g, beta, S, chunk_size=C)
     for name, a, r, e in zip(["o", "state"], (o, ST), ref32, exact):
-        assert _rel(a, e) <= 2 * _rel(r, e) + FLOOR, name
+        assert _rel(a, e) <= 2 * _rel(r, e) + FLOOR + _cumsum_floor(g, C), name
+    if T != 70:  # the refusals once per mode (the interpreter is slow)
+        return
     with torch.no_grad():
-        tri_chunk(q, k, v, None, None, S, chunk_size=128)
-    assert len(calls) == 1  # chunks of 128: the two-kernel path (the one-pass tiles overflow an H100's shared memory)
-    tri_chunk(q.requires_grad_(), k, v, None, None, S, chunk_size=C)
-    assert len(calls) == 1  # a gate, or gradients wanted: the stored-state path
+        tri_chunk(q, k, v, g, beta, S, chunk_size=128)
+        assert len(calls) == 1  # chunks of 128: the two-kernel path (the one-pass tiles overflow an H100's shared memory)
+        gk = _inputs(2, T, 3, K, V, "key", s0=False)[3]
+        tri_chunk(q, k, v, gk, beta, S, chunk_size=C)
+        assert len(calls) == 1  # per-key gates: never
+        monkeypatch.setitem(chunk_mod.CONFIG, "fused_modes", tuple(m for m in modes if m != (int(g is not None), delta)))
+        tri_chunk(q, k, v, g, beta, S, chunk_size=C)
+        assert len(calls) == 1  # a mode not listed
+        monkeypatch.setitem(chunk_mod.CONFIG, "fused_modes", modes)
+    tri_chunk(q.requires_grad_(), k, v, g, beta, S, chunk_size=C)
+    assert len(calls) == 1  # gradients wanted: the stored-state path
 
 
 @pytest.mark.parametrize("gate", [None, "scalar", "key"])

@@ -246,13 +246,13 @@ def _store_blk(p, x, b, hh, t, col, T, H, W: tl.constexpr, BC: tl.constexpr, BN:
 def fwd_prep4(k, v, beta, G, Kp, Tinv, U, W, CH, T, H, K: tl.constexpr, V: tl.constexpr,
               GATE: tl.constexpr, BT: tl.constexpr, BC: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
               PREC: tl.constexpr, VARLEN: tl.constexpr, LOWP: tl.constexpr = False,
-              DOUBLING: tl.constexpr = False, UW: tl.constexpr = True):
+              DOUBLING: tl.constexpr = False, UW: tl.constexpr = True, STORE_T: tl.constexpr = True):
     """``fwd_prep`` for chunks of four BC-row blocks (BT = 4·BC, the default 64), all in registers:
     the ten key-key blocks, the four diagonal inverses (``_unit_lower_inverse``; independent, so they
     interleave), the six off-diagonal blocks of Tinv by block substitution with BC×BC products,
     ``Tinv_ij = −D_i Σ_{j≤m<i} A_im Tinv_mj``; then U and W by blocks. No global round trips (the
     general kernel writes each block row of Tinv and reads it back). ``UW`` False: Tinv only (``fwd_uw``
-    then forms U and W with whole-chunk products)."""
+    then forms U and W with whole-chunk products). ``STORE_T`` False: Tinv is not stored (no backward)."""
     n, i_bh = tl.program_id(0), tl.program_id(1)
     b, hh = i_bh // H, i_bh % H
     t0, T = span(CH, n, T, BT, VARLEN)  # with documents: T is the end of this chunk's document
@@ -323,22 +323,23 @@ def fwd_prep4(k, v, beta, G, Kp, Tinv, U, W, CH, T, H, K: tl.constexpr, V: tl.co
     t31 = -_dot(d3, _dot(a31, d1) + _dot(a32, t21))
     t30 = -_dot(d3, _dot(a30, d0) + _dot(a31, t10) + _dot(a32, t20))
     # Tinv (for the backward, in Tinv's dtype), upper blocks zero
-    _store_blk(Tinv, d0, b, hh, t0, 0, T, H, BT, BC, BC, BT)
-    _store_blk(Tinv, z, b, hh, t0, BC, T, H, BT, BC, BC, BT)
-    _store_blk(Tinv, z, b, hh, t0, 2 * BC, T, H, BT, BC, BC, BT)
-    _store_blk(Tinv, z, b, hh, t0, 3 * BC, T, H, BT, BC, BC, BT)
-    _store_blk(Tinv, t10, b, hh, t1, 0, T, H, BT, BC, BC, BT)
-    _store_blk(Tinv, d1, b, hh, t1, BC, T, H, BT, BC, BC, BT)
-    _store_blk(Tinv, z, b, hh, t1, 2 * BC, T, H, BT, BC, BC, BT)
-    _store_blk(Tinv, z, b, hh, t1, 3 * BC, T, H, BT, BC, BC, BT)
-    _store_blk(Tinv, t20, b, hh, t2, 0, T, H, BT, BC, BC, BT)
-    _store_blk(Tinv, t21, b, hh, t2, BC, T, H, BT, BC, BC, BT)
-    _store_blk(Tinv, d2, b, hh, t2, 2 * BC, T, H, BT, BC, BC, BT)
-    _store_blk(Tinv, z, b, hh, t2, 3 * BC, T, H, BT, BC, BC, BT)
-    _store_blk(Tinv, t30, b, hh, t3, 0, T, H, BT, BC, BC, BT)
-    _store_blk(Tinv, t31, b, hh, t3, BC, T, H, BT, BC, BC, BT)
-    _store_blk(Tinv, t32, b, hh, t3, 2 * BC, T, H, BT, BC, BC, BT)
-    _store_blk(Tinv, d3, b, hh, t3, 3 * BC, T, H, BT, BC, BC, BT)
+    if STORE_T:
+        _store_blk(Tinv, d0, b, hh, t0, 0, T, H, BT, BC, BC, BT)
+        _store_blk(Tinv, z, b, hh, t0, BC, T, H, BT, BC, BC, BT)
+        _store_blk(Tinv, z, b, hh, t0, 2 * BC, T, H, BT, BC, BC, BT)
+        _store_blk(Tinv, z, b, hh, t0, 3 * BC, T, H, BT, BC, BC, BT)
+        _store_blk(Tinv, t10, b, hh, t1, 0, T, H, BT, BC, BC, BT)
+        _store_blk(Tinv, d1, b, hh, t1, BC, T, H, BT, BC, BC, BT)
+        _store_blk(Tinv, z, b, hh, t1, 2 * BC, T, H, BT, BC, BC, BT)
+        _store_blk(Tinv, z, b, hh, t1, 3 * BC, T, H, BT, BC, BC, BT)
+        _store_blk(Tinv, t20, b, hh, t2, 0, T, H, BT, BC, BC, BT)
+        _store_blk(Tinv, t21, b, hh, t2, BC, T, H, BT, BC, BC, BT)
+        _store_blk(Tinv, d2, b, hh, t2, 2 * BC, T, H, BT, BC, BC, BT)
+        _store_blk(Tinv, z, b, hh, t2, 3 * BC, T, H, BT, BC, BC, BT)
+        _store_blk(Tinv, t30, b, hh, t3, 0, T, H, BT, BC, BC, BT)
+        _store_blk(Tinv, t31, b, hh, t3, BC, T, H, BT, BC, BC, BT)
+        _store_blk(Tinv, t32, b, hh, t3, 2 * BC, T, H, BT, BC, BC, BT)
+        _store_blk(Tinv, d3, b, hh, t3, 3 * BC, T, H, BT, BC, BC, BT)
     if not UW:
         return
     # U = Tinv (β v), W = Tinv (β k e^G), by blocks of rows
@@ -494,18 +495,20 @@ def _bk(K: int) -> int:
     return max(16, triton.next_power_of_2(K))
 
 
-def prep(k, v, beta, G, Kp, gate, C, prec, chunks=None):
+def prep(k, v, beta, G, Kp, gate, C, prec, chunks=None, keep_inverse=True):
     """Tinv [B, T, H, C] (fp32; in the inputs' 16-bit dtype where ``fwd_prep4`` forms U and W in it),
-    U [B, T, H, V] and W [B, T, H, K] in v's / k's dtype (``chunks``: the ``_varlen.Chunks`` of the call)."""
+    U [B, T, H, V] and W [B, T, H, K] in v's / k's dtype (``chunks``: the ``_varlen.Chunks`` of the call).
+    ``keep_inverse=False`` (no backward to come): fwd_prep4 does not store Tinv, and None comes back for it."""
     B, T, H, K = k.shape
     V = v.shape[-1]
     chunks = chunks or Chunks(triton.cdiv(T, C), B, False)
     four = C == 4 * BC and CONFIG["prep4"]  # the default chunk: the inverse in registers
     lowp = four and CONFIG["uw_lowp"] and k.dtype != torch.float32
     # stored for the backward in the dtype U and W were formed with (the general kernel also works in it: fp32)
-    Tinv = torch.empty(B, T, H, C, device=k.device, dtype=k.dtype if lowp else torch.float32)
-    U, W = torch.empty_like(v), torch.empty_like(k)
     split = not four or CONFIG["prep_split"]  # Tinv first, then U and W by fwd_uw
+    keep_inverse = keep_inverse or split
+    Tinv = torch.empty(B, T, H, C, device=k.device, dtype=k.dtype if lowp else torch.float32) if keep_inverse else k
+    U, W = torch.empty_like(v), torch.empty_like(k)
     ch = chunks.args(k)[0]
     bk, bv = _tile(K, CONFIG["bk"]), _tile(V, CONFIG["bv"])
     G_, Kp_ = G if G is not None else k, Kp if Kp is not None else k
@@ -513,7 +516,8 @@ def prep(k, v, beta, G, Kp, gate, C, prec, chunks=None):
     if four:
         fwd_prep4[(chunks.NT, B * H)](
             k, v, beta, G_, Kp_, Tinv, U, W, ch, T, H, K, V, GATE=gate, BT=C, BC=BC, BK=bk, BV=bv, PREC=prec,
-            VARLEN=chunks.varlen, LOWP=lowp, DOUBLING=doubling, UW=not split, num_warps=CONFIG["prep_warps"])
+            VARLEN=chunks.varlen, LOWP=lowp, DOUBLING=doubling, UW=not split, STORE_T=keep_inverse,
+            num_warps=CONFIG["prep_warps"])
     else:
         fwd_prep[(chunks.NT, B * H)](
             k, beta, G_, Kp_, Tinv, ch, T, H, K, GATE=gate, BT=C, BC=BC, BK=bk, PREC=prec, VARLEN=chunks.varlen,
@@ -523,7 +527,7 @@ def prep(k, v, beta, G, Kp, gate, C, prec, chunks=None):
         fwd_uw[(chunks.NT, B * H, triton.cdiv(V, ubv) + triton.cdiv(K, ubk))](
             k, v, beta, G_, Tinv, U, W, ch, T, H, K, V, GATE=gate, BT=C, BK=ubk, BV=ubv, PREC=prec,
             VARLEN=chunks.varlen, num_warps=CONFIG["uw_warps"])
-    return Tinv, U, W
+    return Tinv if keep_inverse else None, U, W
 
 
 def backward(k, v, beta, G, dW, du, Tinv, Kp, dk, dG, gate, C, prec, chunks=None):

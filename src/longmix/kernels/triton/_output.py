@@ -86,16 +86,18 @@ def fwd_output(q, k, v, G, h, A, o, CH, T, H, K: tl.constexpr, V: tl.constexpr, 
 
 
 @triton.jit
-def fwd_fused(q, k, v, s0, o, sT, T, H, K: tl.constexpr, V: tl.constexpr, scale, HAS_S0: tl.constexpr,
-              BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, PREC: tl.constexpr):
-    """The ungated forward without gradients (linear attention), all of K in one tile: one program per
-    (V tile, batch·head) walks the chunks in order with its [K, BV] slice of the state in registers,
+def fwd_fused(q, k, v, G, W, s0, o, sT, T, H, K: tl.constexpr, V: tl.constexpr, scale, HAS_S0: tl.constexpr,
+              GATE: tl.constexpr, DELTA: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
+              PREC: tl.constexpr):
+    """The forward without gradients, all of K in one tile: one program per (V tile, batch·head) walks
+    the chunks in order with its [K, BV] slice of the state in registers,
 
-        o = q S + P v,   then   S ← S + kᵀ v,
+        o = (q ⊙ e^G) S + P v,   then   S ← e^{G_last} S + (k ⊙ e^{G_last − G})ᵀ v,
 
     so no per-chunk state is written or read back (fwd_states + fwd_output store and reload h).
-    S enters the products in the inputs' dtype, as the stored h does on the two-kernel path.
-    (With a scalar gate the same walk timed 1.07× the two-kernel forward on an H200: not used.)"""
+    ``GATE`` 0 (none) or 1 (scalar, G the chunk-local cumulative log-gate). ``DELTA``: v holds U, and
+    each chunk's values are first ``u = U − W S`` (the state pass's, not stored). S enters the products
+    in the inputs' dtype, as the stored h does on the two-kernel path, and u too, as the stored u does."""
     i_v, i_bh = tl.program_id(0), tl.program_id(1)
     b, hh = i_bh // H, i_bh % H
     o_r = tl.arange(0, BT)
@@ -111,10 +113,24 @@ def fwd_fused(q, k, v, s0, o, sT, T, H, K: tl.constexpr, V: tl.constexpr, scale,
         qq = tl.load(p_q, boundary_check=(0, 1))
         kT = tl.load(p_kT, boundary_check=(0, 1))
         vv = tl.load(p_v, boundary_check=(0, 1))
-        acc = tl.dot(qq, S.to(qq.dtype), input_precision=PREC)
-        P = tl.where(causal, tl.dot(qq, kT, input_precision=PREC), 0.0)
+        Sq = S.to(qq.dtype)
+        if DELTA:
+            p_w = tl.make_block_ptr(W + (b * T * H + hh) * K, (T, K), (H * K, 1), (t0, 0), (BT, BK), (1, 0))
+            vv = (vv.to(tl.float32) - tl.dot(tl.load(p_w, boundary_check=(0, 1)), Sq, input_precision=PREC)
+                  ).to(vv.dtype)
+        acc = tl.dot(qq, Sq, input_precision=PREC)
+        P = tl.dot(qq, kT, input_precision=PREC)
+        if GATE == 1:
+            g, g_last = _row_gate(G, b, hh, t0, T, H, BT)
+            acc *= tl.exp(g)[:, None]
+            P *= tl.exp(tl.where(causal, g[:, None] - g[None, :], float("-inf")))
+            S *= tl.exp(g_last)
+            vs = (vv * tl.exp(g_last - g)[:, None]).to(vv.dtype)
+        else:
+            vs = vv
+        P = tl.where(causal, P, 0.0)
         acc += tl.dot(P.to(vv.dtype), vv, input_precision=PREC)
-        S += tl.dot(kT, vv, input_precision=PREC)
+        S += tl.dot(kT, vs, input_precision=PREC)
         p_o = tl.make_block_ptr(o + (b * T * H + hh) * V, (T, V), (H * V, 1), (t0, i_v * BV), (BT, BV), (1, 0))
         tl.store(p_o, (acc * scale).to(o.dtype.element_ty), boundary_check=(0, 1))
     p_st = tl.make_block_ptr(sT + i_bh * K * V, (K, V), (V, 1), (0, i_v * BV), (BK, BV), (1, 0))

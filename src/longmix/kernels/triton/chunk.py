@@ -12,7 +12,8 @@ docstring derives the chunkwise math). Pipeline, for ``beta=None``:
 3. (per-key gates) ``_gla.fwd_intra``: the intra-chunk matrix ``P`` (whole-chunk or 16-row-block products);
 4. ``_output.fwd_output``: ``o = (q ⊙ e^G) h[n] + P v``.
 
-Without gradients, no gate and enough batch·heads to fill the GPU (``_fused``), steps 2 and 4 are
+Without gradients, a mode in ``CONFIG["fused_modes"]`` (no gate or a scalar one, with or without the delta
+rule) and enough batch·heads to fill the GPU (``_fused``), steps 2 and 4 (and the delta rule's u) are
 one walk over the chunks with the state in registers (``_output.fwd_fused``): nothing per chunk is
 stored.
 
@@ -70,7 +71,7 @@ _interp.apply()
 # at B=16, T=2K (H100, benchmarks/results/2026-11-26-h100-s16/c10_ab_stages.jsonl, s15/c8_tune_*.txt).
 # state_stages_key: the per-key-gate (GLA) passes' (4 took 1.02x / 1.01x at 128K: Triton's default kept).
 CONFIG = {"state_bk": 64, "state_bv": 64, "state_warps": 4, "state_min_programs": 256, "state_min_tile": 32,
-          "state_bv_delta": 64, "out_stages": None, "state_seg_programs": 1024, "state_seg_min_chunks": 8,
+          "state_bv_delta": 64, "state_bv_delta_bwd": 64, "out_stages": None, "state_seg_programs": 1024, "state_seg_min_chunks": 8,
           "state_seg_gates": (2,), "state_seg_tile_programs": 64, "state_seg_below": 128,
           "state_stages": 4, "state_stages_key": None,
           # pipeline depth of the delta-rule state kernels (all of K in one tile), DeltaNet and Gated DeltaNet.
@@ -103,20 +104,25 @@ CONFIG = {"state_bk": 64, "state_bv": 64, "state_warps": 4, "state_min_programs"
           # (elu+1, normalised) forward: 0.80x the two-kernel time at B·H = 256 (T = 2K) and 0.81x at 64 (T = 8K,
           # 128 programs); 1.22x at B·H = 16 (T = 32K); 8 warps or a V tile of 32 or 128 were slower
           # (benchmarks/results/2026-11-26-h200-decoder-and-forward/)
-          "fused_bv": 64, "fused_warps": 4, "fused_min_programs": 128}
+          "fused_bv": 64, "fused_warps": 4, "fused_min_programs": 128,
+          # which (gate, delta rule) modes the one-pass forward serves (gate 0 none, 1 scalar; per-key gates never),
+          # and its V tile and warps for the delta rule (whose walk also forms u = U − W S)
+          "fused_modes": ((0, False),), "fused_bv_delta": 64, "fused_warps_delta": 4}
 
 
 _tile = _delta._tile
 
 
-def _state_tiles(BH: int, K: int, V: int, delta: bool = False, min_programs: int | None = None) -> tuple[int, int]:
-    """K and V tiles of the sequential state kernels (the delta rule needs all of K in one tile), shrunk
-    until B·H·tiles reaches ``min_programs`` (default ``state_min_programs``)."""
+def _state_tiles(BH: int, K: int, V: int, delta: bool = False, min_programs: int | None = None,
+                 reverse: bool = False) -> tuple[int, int]:
+    """K and V tiles of the sequential state kernels (the delta rule needs all of K in one tile, and its
+    reverse pass may take narrower V tiles: ``reverse``), shrunk until B·H·tiles reaches ``min_programs``
+    (default ``state_min_programs``)."""
     min_programs = CONFIG["state_min_programs"] if min_programs is None else min_programs
     if delta:
         # 64 value columns beside all of K (up to 128) in one tile; at K = 256 that overflows shared memory
         bk = _delta._bk(K)
-        bv = _tile(V, CONFIG["state_bv_delta"] if bk <= 128 else 32)
+        bv = _tile(V, CONFIG["state_bv_delta_bwd" if reverse else "state_bv_delta"] if bk <= 128 else 32)
         while BH * triton.cdiv(V, bv) < min_programs and bv > 16:
             bv //= 2
         return bk, bv
@@ -142,7 +148,8 @@ def _segments(programs: int, NT: int) -> tuple[int, int]:
     return triton.cdiv(NT, seglen), seglen
 
 
-def _state_plan(NS: int, K: int, V: int, NT: int, gate: int, delta: bool, varlen: bool) -> tuple[int, int, int, int]:
+def _state_plan(NS: int, K: int, V: int, NT: int, gate: int, delta: bool, varlen: bool,
+                reverse: bool = False) -> tuple[int, int, int, int]:
     """(K tile, V tile, segments, chunks per segment) of a state pass over ``NS`` sequence·heads: segments
     need a diagonal transition and one sequence per program (not the delta rule, not packed documents), and
     run only for the gates in ``state_seg_gates``; where they run, the tiles stay larger."""
@@ -154,7 +161,7 @@ def _state_plan(NS: int, K: int, V: int, NT: int, gate: int, delta: bool, varlen
         segs, seglen = _segments(programs, NT) if programs < CONFIG["state_seg_below"] else (1, NT)
         if segs > 1:
             return bk, bv, segs, seglen
-    return (*_state_tiles(NS, K, V, delta), 1, NT)
+    return (*_state_tiles(NS, K, V, delta, reverse=reverse), 1, NT)
 
 
 def _state_pass(kernel, plan, NS, args, consts, K, V, device):
@@ -265,7 +272,7 @@ def _backward(q, k, v, G, gate, h, A, do, dsT, has_s0, C, beta=None, delta=None,
     else:
         du = q
         v_out = v
-    plan = _state_plan(NS, K, V, NT, gate, is_delta, vl)
+    plan = _state_plan(NS, K, V, NT, gate, is_delta, vl, reverse=True)
     _state_pass(
         _state.bwd_states, plan, NS,
         (q, do, Gp, dh, dsT if dsT is not None else q, ds0 if ds0 is not None else q,
@@ -401,30 +408,41 @@ def chunk(q, k, v, g=None, beta=None, initial_state=None, *, chunk_size: int = 6
     beta = None if beta is None else beta.contiguous()
     q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
     if _fused(q, k, v, g, beta, s0, chunks, chunk_size):
-        return _fused_forward(q, k, v, s0, chunk_size, float(scale))
+        return _fused_forward(q, k, v, g, beta, s0, chunk_size, float(scale), chunks)
     return _ChunkFn.apply(q, k, v, g, beta, s0, chunk_size, float(scale), chunks)
 
 
 def _fused(q, k, v, g, beta, s0, chunks: Chunks, C: int) -> bool:
-    """Whether the one-pass inference forward serves this call: no gradient needed, no gate, no delta
-    rule, no documents, K ≤ 128, chunks of at most 64 (at 128 with K = 128 its tiles need 256 KiB of
-    shared memory, more than an H100 has), and enough (batch·head, V tile) programs to fill the GPU
-    (its walk over the chunks is sequential; a long single sequence keeps the two-kernel path)."""
-    if g is not None or beta is not None or chunks.varlen or k.shape[-1] > 128 or C > 64:
+    """Whether the one-pass inference forward serves this call: no gradient needed, a mode in
+    ``fused_modes`` (no gate or a scalar one, with or without the delta rule; never per-key gates), no
+    documents, K ≤ 128, chunks of at most 64 (at 128 with K = 128 its tiles need 256 KiB of shared
+    memory, more than an H100 has), and enough (batch·head, V tile) programs to fill the GPU (its walk
+    over the chunks is sequential; a long single sequence keeps the two-kernel path)."""
+    gate = 0 if g is None else (1 if g.dim() == 3 else 2)
+    if (gate, beta is not None) not in CONFIG["fused_modes"] or chunks.varlen or k.shape[-1] > 128 or C > 64:
         return False
-    if torch.is_grad_enabled() and any(x is not None and x.requires_grad for x in (q, k, v, s0)):
+    if torch.is_grad_enabled() and any(x is not None and x.requires_grad for x in (q, k, v, g, beta, s0)):
         return False
     B, _, H, _ = k.shape
-    return B * H * triton.cdiv(v.shape[-1], CONFIG["fused_bv"]) >= CONFIG["fused_min_programs"]
+    bv = CONFIG["fused_bv_delta" if beta is not None else "fused_bv"]
+    return B * H * triton.cdiv(v.shape[-1], bv) >= CONFIG["fused_min_programs"]
 
 
-def _fused_forward(q, k, v, s0, C, scale):
+def _fused_forward(q, k, v, g, beta, s0, C, scale, chunks):
     B, T, H, K = k.shape
     V = v.shape[-1]
+    prec = _prec(q)
+    gate = 0 if g is None else 1
+    G = chunk_cumsum(g, C, clamp=True, chunks=chunks) if g is not None else None
+    W = None
+    if beta is not None:  # the WY/UT transform, as on the two-kernel path (its inverse is not kept)
+        _, v, W = _delta.prep(k, v, beta, G, None, gate, C, prec, chunks, keep_inverse=False)
     o = torch.empty_like(v)
     sT = q.new_empty(B, H, K, V, dtype=torch.float32)
-    bv = _tile(V, CONFIG["fused_bv"])
+    delta = "_delta" if beta is not None else ""
+    bv = _tile(V, CONFIG["fused_bv" + delta])
     _output.fwd_fused[(triton.cdiv(V, bv), B * H)](
-        q, k, v, s0 if s0 is not None else q, o, sT, T, H, K, V, scale, HAS_S0=s0 is not None, BT=C,
-        BK=_tile(K, 128), BV=bv, PREC=_prec(q), num_warps=CONFIG["fused_warps"])
+        q, k, v, G if G is not None else q, W if W is not None else q, s0 if s0 is not None else q, o, sT, T, H,
+        K, V, scale, HAS_S0=s0 is not None, GATE=gate, DELTA=beta is not None, BT=C, BK=_tile(K, 128), BV=bv,
+        PREC=prec, num_warps=CONFIG["fused_warps" + delta])
     return o, sT
