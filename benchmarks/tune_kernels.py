@@ -97,10 +97,17 @@ KNOBS = [
     (chunk.CONFIG, "fused_min_programs", [1 << 30, 0], ["linear"]),
     # the one-pass forward for scalar gates and the delta rule too (state and output in one walk, u not stored)
     (chunk.CONFIG, "fused_modes", [{"fused_modes": FUSED_ALL},
-                                   {"fused_modes": FUSED_ALL, "fused_warps_delta": 8},
+                                   {"fused_modes": FUSED_ALL, "fused_warps_delta": 8, "fused_warps_delta_gated": 8},
                                    {"fused_modes": FUSED_ALL, "fused_bv_delta": 32},
-                                   {"fused_modes": FUSED_ALL, "fused_bv_delta": 128, "fused_warps_delta": 8}],
+                                   {"fused_modes": FUSED_ALL, "fused_bv_delta": 128, "fused_warps_delta": 8,
+                                    "fused_warps_delta_gated": 8}],
      ["retention", "mamba2", "deltanet", "gated_deltanet"]),
+    # ... and its pipeline depth (Triton's default 3 holds three sets of q, k, v (and W) tiles in shared memory:
+    # one program per SM at D = 128) and warps
+    (chunk.CONFIG, "fused_stages", [None, 1, 2, {"fused_stages": 2, "fused_warps": 8}], ["retention", "mamba2"]),
+    (chunk.CONFIG, "fused_stages_delta", [None, 1, 2, {"fused_stages_delta": 2, "fused_warps_delta_gated": 8},
+                                          {"fused_stages_delta": 1, "fused_warps_delta_gated": 8},
+                                          {"fused_warps_delta_gated": 8}], ["deltanet", "gated_deltanet"]),
     (chunk.CONFIG, "fused_bv", [32, 64, 128], ["linear"]),
     (chunk.CONFIG, "fused_warps", [4, 8], ["linear"]),
 ]

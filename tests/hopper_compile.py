@@ -12,7 +12,8 @@ kernel with its feature maps and norm, and linear attention's normaliser. A patc
 records each launch instead of running it; the kernels' outputs stay uninitialised (the one host
 read of one, the packed-document bounds check, is switched off). Each distinct launch (kernel,
 argument types, constexprs, warps, stages) is then compiled to a cubin for sm_90, without the
-launcher's integer specialisations (a 1, a multiple of 16), which change the code little. Exit
+launcher's integer specialisations (a 1, a multiple of 16), which change the code little, but with its
+pointers' 16-byte alignment, without which no tile load is pipelined and shared memory is underestimated. Exit
 status 1 and the compiler's message on any failure, or where a kernel needs more shared memory than
 Hopper gives a block (a launch there would fail). It checks compilation only: whether the
 compiled code computes the right thing is for the GPU tests (tests/test_cuda.py).
@@ -175,8 +176,12 @@ def _compile(i: int) -> str:
     fn, signature, constexprs, opts = list(launches.values())[i]
     t = time.time()
     try:
-        compiled = triton.compile(ASTSource(fn=fn, signature=signature, constexprs=constexprs), target=TARGET,
-                                  options=opts)
+        # pointers 16-byte aligned, as the launcher specialises them for fresh tensors: only then are the tile
+        # loads software-pipelined (cp.async into shared memory), which is what a launch on the GPU needs
+        aligned = {(i,): [["tt.divisibility", 16]] for i, n in enumerate(fn.arg_names)
+                   if signature.get(n, "").startswith("*")}
+        compiled = triton.compile(ASTSource(fn=fn, signature=signature, constexprs=constexprs, attrs=aligned),
+                                  target=TARGET, options=opts)
         if compiled.metadata.shared > SHARED_MAX:  # the launch would fail with OutOfResources
             raise RuntimeError(f"needs {compiled.metadata.shared} bytes of shared memory, Hopper has {SHARED_MAX}")
     except Exception as e:  # the compiler's message, with its root cause

@@ -106,8 +106,13 @@ CONFIG = {"state_bk": 64, "state_bv": 64, "state_warps": 4, "state_min_programs"
           # (benchmarks/results/2026-11-26-h200-decoder-and-forward/)
           "fused_bv": 64, "fused_warps": 4, "fused_min_programs": 128,
           # which (gate, delta rule) modes the one-pass forward serves (gate 0 none, 1 scalar; per-key gates never),
-          # and its V tile and warps for the delta rule (whose walk also forms u = U − W S)
-          "fused_modes": ((0, False),), "fused_bv_delta": 64, "fused_warps_delta": 4}
+          # and its V tile, warps and pipeline depth for the delta rule (whose walk also forms u = U − W S), with
+          # a scalar gate ("_gated") or without
+          # Against the two-kernel forward (H100, bf16, H = 16, D = 128; B = 16, T = 2K / B = 4, T = 8K): RetNet
+          # 0.73x / 0.70x, Mamba-2 0.74x / 0.72x, DeltaNet 0.65x / 0.62x (8 warps: 0.80x / 0.77x), Gated DeltaNet
+          # 0.97x / 0.91x at 4 warps, 0.92x / 0.87x at 8 (benchmarks/results/2026-11-26-h100-s17/c2_tune_fused.txt)
+          "fused_modes": ((0, False), (1, False), (0, True), (1, True)), "fused_stages": None, "fused_bv_delta": 64,
+          "fused_warps_delta": 4, "fused_warps_delta_gated": 8, "fused_stages_delta": None}
 
 
 _tile = _delta._tile
@@ -414,13 +419,15 @@ def chunk(q, k, v, g=None, beta=None, initial_state=None, *, chunk_size: int = 6
 
 def _fused(q, k, v, g, beta, s0, chunks: Chunks, C: int) -> bool:
     """Whether the one-pass inference forward serves this call: no gradient needed, a mode in
-    ``fused_modes`` (no gate or a scalar one, with or without the delta rule; never per-key gates), no
-    documents, K ≤ 128, chunks of at most 64 (at 128 with K = 128 its tiles need 256 KiB of shared
+    ``fused_modes`` (no gate or a scalar one, with or without the delta rule; never per-key gates, nor the
+    delta rule with float32 inputs and K > 64), no documents, K ≤ 128, chunks of at most 64 (at 128 with K = 128 its tiles need 256 KiB of shared
     memory, more than an H100 has), and enough (batch·head, V tile) programs to fill the GPU (its walk
     over the chunks is sequential; a long single sequence keeps the two-kernel path)."""
     gate = 0 if g is None else (1 if g.dim() == 3 else 2)
     if (gate, beta is not None) not in CONFIG["fused_modes"] or chunks.varlen or k.shape[-1] > 128 or C > 64:
         return False
+    if beta is not None and q.element_size() == 4 and k.shape[-1] > 64:  # float32 tiles of q, k, W and U
+        return False                                                       # overflow shared memory at K = 128
     if torch.is_grad_enabled() and any(x is not None and x.requires_grad for x in (q, k, v, g, beta, s0)):
         return False
     B, _, H, _ = k.shape
@@ -441,8 +448,11 @@ def _fused_forward(q, k, v, g, beta, s0, C, scale, chunks):
     sT = q.new_empty(B, H, K, V, dtype=torch.float32)
     delta = "_delta" if beta is not None else ""
     bv = _tile(V, CONFIG["fused_bv" + delta])
+    opts = {"num_warps": CONFIG["fused_warps" + delta + ("_gated" if delta and gate else "")]}
+    if CONFIG["fused_stages" + delta] is not None:
+        opts["num_stages"] = CONFIG["fused_stages" + delta]
     _output.fwd_fused[(triton.cdiv(V, bv), B * H)](
         q, k, v, G if G is not None else q, W if W is not None else q, s0 if s0 is not None else q, o, sT, T, H,
         K, V, scale, HAS_S0=s0 is not None, GATE=gate, DELTA=beta is not None, BT=C, BK=_tile(K, 128), BV=bv,
-        PREC=prec, num_warps=CONFIG["fused_warps" + delta])
+        PREC=prec, **opts)
     return o, sT
