@@ -105,6 +105,7 @@ KNOBS = [
     # ... and its pipeline depth (Triton's default 3 holds three sets of q, k, v (and W) tiles in shared memory:
     # one program per SM at D = 128) and warps
     (chunk.CONFIG, "fused_stages", [None, 1, 2, {"fused_stages": 2, "fused_warps": 8}], ["retention", "mamba2"]),
+    (chunk.CONFIG, "fused_stages_wide", [None, 2], ["linear", "retention", "lightning", "mamba2"]),
     (chunk.CONFIG, "fused_stages_delta", [None, 1, 2, {"fused_stages_delta": 2, "fused_warps_delta_gated": 8},
                                           {"fused_stages_delta": 1, "fused_warps_delta_gated": 8},
                                           {"fused_warps_delta_gated": 8}], ["deltanet", "gated_deltanet"]),

@@ -110,12 +110,13 @@ def _drive(full: bool) -> None:
         # 128 (the largest chunk_size the backend takes: larger tiles, more shared memory) at the full tiles
         # (the narrow ones at 128 passed test_cuda.py on an H100 for the additive, scalar-gate and GLA paths);
         # then the one-pass forward without gradients in every mode it can serve (these few heads would not
-        # reach fused_min_programs)
+        # reach fused_min_programs), at the default depth and at the one for many programs
         saved = dict(chunk.CONFIG), dict(_delta.CONFIG)
         alternatives = (({"state_seg_programs": 1 << 20, "state_seg_min_chunks": 1, "state_seg_gates": (0, 1, 2),
                           "state_seg_below": 1 << 20}, {"inverse": "substitution"}, 64),
                         ({"state_min_programs": 1}, {}, 64), ({"state_min_programs": 1}, {}, 128),
-                        ({"fused_min_programs": 0, "fused_modes": FUSED_MODES}, {}, 64))
+                        ({"fused_min_programs": 0, "fused_modes": FUSED_MODES}, {}, 64),
+                        ({"fused_min_programs": 0, "fused_modes": FUSED_MODES, "fused_wide_programs": 0}, {}, 64))
         for chunk_config, delta_config, C in alternatives:
             chunk.CONFIG.update(chunk_config)
             _delta.CONFIG.update(delta_config)

@@ -111,8 +111,13 @@ CONFIG = {"state_bk": 64, "state_bv": 64, "state_warps": 4, "state_min_programs"
           # Against the two-kernel forward (H100, bf16, H = 16, D = 128; B = 16, T = 2K / B = 4, T = 8K): RetNet
           # 0.73x / 0.70x, Mamba-2 0.74x / 0.72x, DeltaNet 0.65x / 0.62x (8 warps: 0.80x / 0.77x), Gated DeltaNet
           # 0.97x / 0.91x at 4 warps, 0.92x / 0.87x at 8 (benchmarks/results/2026-11-26-h100-s17/c2_tune_fused.txt)
+          # fused_stages_wide: the pipeline depth without the delta rule where the walk has at least
+          # fused_wide_programs programs (two of them fit an SM at 2 stages, one at Triton's default 3): RetNet's
+          # and Mamba-2's forward 0.74x the time of the default at B = 16, T = 2K (512 programs); 1.13x-1.15x at
+          # B = 4, T = 8K (128 programs), and 1.16x for the delta rule at 2K (c3_tune_stages.txt, same folder)
           "fused_modes": ((0, False), (1, False), (0, True), (1, True)), "fused_stages": None, "fused_bv_delta": 64,
-          "fused_warps_delta": 4, "fused_warps_delta_gated": 8, "fused_stages_delta": None}
+          "fused_warps_delta": 4, "fused_warps_delta_gated": 8, "fused_stages_delta": None,
+          "fused_stages_wide": 2, "fused_wide_programs": 256}
 
 
 _tile = _delta._tile
@@ -448,10 +453,14 @@ def _fused_forward(q, k, v, g, beta, s0, C, scale, chunks):
     sT = q.new_empty(B, H, K, V, dtype=torch.float32)
     delta = "_delta" if beta is not None else ""
     bv = _tile(V, CONFIG["fused_bv" + delta])
+    grid = (triton.cdiv(V, bv), B * H)
     opts = {"num_warps": CONFIG["fused_warps" + delta + ("_gated" if delta and gate else "")]}
-    if CONFIG["fused_stages" + delta] is not None:
-        opts["num_stages"] = CONFIG["fused_stages" + delta]
-    _output.fwd_fused[(triton.cdiv(V, bv), B * H)](
+    stages = CONFIG["fused_stages" + delta]
+    if not delta and grid[0] * grid[1] >= CONFIG["fused_wide_programs"]:
+        stages = CONFIG["fused_stages_wide"]
+    if stages is not None:
+        opts["num_stages"] = stages
+    _output.fwd_fused[grid](
         q, k, v, G if G is not None else q, W if W is not None else q, s0 if s0 is not None else q, o, sT, T, H,
         K, V, scale, HAS_S0=s0 is not None, GATE=gate, DELTA=beta is not None, BT=C, BK=_tile(K, 128), BV=bv,
         PREC=prec, **opts)
