@@ -93,12 +93,16 @@ def test_triton_wide_state_tiles_match_reference(name, prec):
     _check_shape(name, prec, "B·H=256", B=16, T=200, H=16, D=64)
 
 
+@pytest.mark.parametrize("tiles", ["narrow", "wide"])
 @pytest.mark.parametrize("prec", ["bf16", "fp32"])
 @pytest.mark.parametrize("name", [n for n in TRITON_MECHS if longmix.describe(n).family != "dense"])
-def test_triton_chunks_of_128_match_reference(name, prec):
+def test_triton_chunks_of_128_match_reference(name, prec, tiles):
     """chunk_size = 128, the largest the backend takes (its tiles and shared memory differ from 64's):
-    T = 300 ends in a short chunk."""
-    _check_shape(name, prec, "C=128", B=2, T=300, H=4, D=64, chunk_size=128)
+    T = 300 ends in a short chunk. ``narrow``: few sequences and heads (the state passes' narrow tiles),
+    D = 64; ``wide``: B·H = 256 and D = 128, the full tiles, where the delta rule's backward kernels
+    needed more shared memory than an H100 has until their tiles shrank at this chunk."""
+    shape = dict(B=2, H=4, D=64) if tiles == "narrow" else dict(B=16, H=16, D=128)
+    _check_shape(name, prec, f"C=128 {tiles}", T=300, chunk_size=128, **shape)
 
 
 def _check_shape(name, prec, label, chunk_size=None, **shape):

@@ -539,9 +539,11 @@ def backward(k, v, beta, G, dW, du, Tinv, Kp, dk, dG, gate, C, prec, chunks=None
     dv = torch.empty_like(v)
     dbeta = torch.empty(B, T, H, device=k.device, dtype=torch.float32)
     dKp = torch.empty(B, T, H, C, device=k.device, dtype=torch.float32) if gate == 2 else None
+    # chunks of 128: tiles of 64 need 288 KiB of shared memory with per-key gates (hopper_compile), so 32
+    cap = min(CONFIG["bk"], CONFIG["bv"], 32) if C > 64 else None
     bwd_delta[(chunks.NT, B * H)](
         k, v, beta, G if G is not None else k, dW, du, Tinv, Kp if Kp is not None else k, dk,
         dG if dG is not None else k, dKp if dKp is not None else k, dv, dbeta, chunks.args(k)[0], T, H, K, V,
-        GATE=gate, BT=C, BK=_tile(K, CONFIG["bk"]), BV=_tile(V, CONFIG["bv"]), PREC=prec,
+        GATE=gate, BT=C, BK=_tile(K, cap or CONFIG["bk"]), BV=_tile(V, cap or CONFIG["bv"]), PREC=prec,
         VARLEN=chunks.varlen, num_warps=CONFIG["bwd_warps"])
     return dv, dbeta, dKp

@@ -124,15 +124,17 @@ _tile = _delta._tile
 
 
 def _state_tiles(BH: int, K: int, V: int, delta: bool = False, min_programs: int | None = None,
-                 reverse: bool = False) -> tuple[int, int]:
+                 reverse: bool = False, C: int = 64) -> tuple[int, int]:
     """K and V tiles of the sequential state kernels (the delta rule needs all of K in one tile, and its
     reverse pass may take narrower V tiles: ``reverse``), shrunk until B·H·tiles reaches ``min_programs``
-    (default ``state_min_programs``)."""
+    (default ``state_min_programs``); ``C``: the chunk size."""
     min_programs = CONFIG["state_min_programs"] if min_programs is None else min_programs
     if delta:
         # 64 value columns beside all of K (up to 128) in one tile; at K = 256 that overflows shared memory
         bk = _delta._bk(K)
         bv = _tile(V, CONFIG["state_bv_delta_bwd" if reverse else "state_bv_delta"] if bk <= 128 else 32)
+        if reverse and C > 64:  # chunks of 128: the reverse pass's q, dO, k, W and du tiles at V tiles of 64 need
+            bv = min(bv, 32)    # 248 KiB of shared memory (hopper_compile), more than an H100 gives a block
         while BH * triton.cdiv(V, bv) < min_programs and bv > 16:
             bv //= 2
         return bk, bv
@@ -159,7 +161,7 @@ def _segments(programs: int, NT: int) -> tuple[int, int]:
 
 
 def _state_plan(NS: int, K: int, V: int, NT: int, gate: int, delta: bool, varlen: bool,
-                reverse: bool = False) -> tuple[int, int, int, int]:
+                reverse: bool = False, C: int = 64) -> tuple[int, int, int, int]:
     """(K tile, V tile, segments, chunks per segment) of a state pass over ``NS`` sequence·heads: segments
     need a diagonal transition and one sequence per program (not the delta rule, not packed documents), and
     run only for the gates in ``state_seg_gates``; where they run, the tiles stay larger."""
@@ -171,7 +173,7 @@ def _state_plan(NS: int, K: int, V: int, NT: int, gate: int, delta: bool, varlen
         segs, seglen = _segments(programs, NT) if programs < CONFIG["state_seg_below"] else (1, NT)
         if segs > 1:
             return bk, bv, segs, seglen
-    return (*_state_tiles(NS, K, V, delta, reverse=reverse), 1, NT)
+    return (*_state_tiles(NS, K, V, delta, reverse=reverse, C=C), 1, NT)
 
 
 def _state_pass(kernel, plan, NS, args, consts, K, V, device):
@@ -191,9 +193,9 @@ def _state_pass(kernel, plan, NS, args, consts, K, V, device):
     kernel[(grid[0], grid[1], NP)](*args, **consts, **seg)
 
 
-def _stages(gate: int, delta: bool, bv: int, reverse: bool = False) -> dict:
+def _stages(gate: int, delta: bool, bv: int, reverse: bool = False, C: int = 64) -> dict:
     """Launch options of the sequential state kernels: warps, and the pipeline depth (per-key gates apart;
-    the delta rule's by gate, pass (``reverse``: the backward's) and V tile ``bv``)."""
+    the delta rule's by gate, pass (``reverse``: the backward's) and V tile ``bv``; ``C`` the chunk size)."""
     if not delta:
         key = "state_stages_key" if gate == 2 else "state_stages"
     elif gate == 2:
@@ -204,6 +206,8 @@ def _stages(gate: int, delta: bool, bv: int, reverse: bool = False) -> dict:
     opts = {"num_warps": CONFIG["state_warps"]}
     if CONFIG[key] is not None:  # None: Triton's default depth
         opts["num_stages"] = CONFIG[key]
+    if delta and reverse and gate == 2 and C > 64:  # chunks of 128: per-key gates' [K, 128] fp32 gate tiles take
+        opts["num_stages"] = 1                      # 284 KiB of shared memory at 2 stages (hopper_compile)
     return opts
 
 
@@ -272,6 +276,8 @@ def _backward(q, k, v, G, gate, h, A, do, dsT, has_s0, C, beta=None, delta=None,
     is_delta = beta is not None
     dqk = "_key" if gate == 2 else ""
     qbk = _tile(K, CONFIG["dqk_bk_delta" + dqk]) if is_delta else bk  # bwd_dqk's K tile (the delta rule: + dW)
+    if is_delta and C > 64:  # chunks of 128: all of K in one tile needs 240 KiB of shared memory (hopper_compile)
+        qbk = min(qbk, 64)
     NK = triton.cdiv(K, qbk)
     if is_delta:  # du starts as Pᵀ dO; the reverse state pass adds (k ⊙ e^{G_last − G}) dS (in v's dtype, as U)
         du = torch.empty_like(v)
@@ -282,13 +288,13 @@ def _backward(q, k, v, G, gate, h, A, do, dsT, has_s0, C, beta=None, delta=None,
     else:
         du = q
         v_out = v
-    plan = _state_plan(NS, K, V, NT, gate, is_delta, vl, reverse=True)
+    plan = _state_plan(NS, K, V, NT, gate, is_delta, vl, reverse=True, C=C)
     _state_pass(
         _state.bwd_states, plan, NS,
         (q, do, Gp, dh, dsT if dsT is not None else q, ds0 if ds0 is not None else q,
          k, delta["W"] if is_delta else q, du, CU, CO, T, H, K, V, NT, scale),
         dict(GATE=gate, HAS_DST=dsT is not None, STORE_DS0=has_s0, DELTA=is_delta, BT=C, PREC=prec,
-             VARLEN=vl, **_stages(gate, is_delta, plan[1], reverse=True)), K, V, q.device)
+             VARLEN=vl, **_stages(gate, is_delta, plan[1], reverse=True, C=C)), K, V, q.device)
     if not is_delta:
         dv = torch.empty_like(v)
         _output.bwd_dv[(triton.cdiv(V, bv), NT, B * H)](
