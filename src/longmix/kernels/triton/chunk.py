@@ -196,7 +196,7 @@ def _state_pass(kernel, plan, NS, args, consts, K, V, device):
 def _stages(gate: int, delta: bool, bv: int, reverse: bool = False, C: int = 64, wide32: bool = False) -> dict:
     """Launch options of the sequential state kernels: warps, and the pipeline depth (per-key gates apart;
     the delta rule's by gate, pass (``reverse``: the backward's) and V tile ``bv``; ``C`` the chunk size;
-    ``wide32``: float32 inputs with K > 64, whose tiles take twice the shared memory)."""
+    ``wide32``: float32 inputs with K > 64 or chunks of 128, whose tiles take twice the shared memory)."""
     if not delta:
         key = "state_stages_key" if gate == 2 else "state_stages"
     elif gate == 2:
@@ -214,10 +214,10 @@ def _stages(gate: int, delta: bool, bv: int, reverse: bool = False, C: int = 64,
     return opts
 
 
-def _wide32(x: torch.Tensor) -> bool:
-    """Float32 inputs with K > 64: the delta rule's kernels, which hold all of K in one tile, take shallower
-    pipelines and smaller tiles there to fit an H100's shared memory."""
-    return x.element_size() == 4 and x.shape[-1] > 64
+def _wide32(x: torch.Tensor, C: int = 64) -> bool:
+    """Float32 inputs with K > 64 or chunks of 128: the delta rule's kernels, which hold all of K in one tile,
+    take shallower pipelines and smaller tiles there to fit an H100's shared memory."""
+    return x.element_size() == 4 and (x.shape[-1] > 64 or C > 64)
 
 
 def _prec(x: torch.Tensor) -> str:
@@ -255,7 +255,7 @@ def _forward(q, k, v, G, gate, s0, C, want_state, beta=None, scale=1.0, chunks: 
         _state.fwd_states, plan, NS,
         (k, U, Gp, h, s0 if s0 is not None else q, sT if sT is not None else q, W, u, CU, CO, T, H, K, V, NT),
         dict(GATE=gate, HAS_S0=s0 is not None, STORE_ST=want_state, DELTA=beta is not None, BT=C,
-             PREC=prec, VARLEN=vl, **_stages(gate, beta is not None, plan[1], C=C, wide32=_wide32(q))), K, V,
+             PREC=prec, VARLEN=vl, **_stages(gate, beta is not None, plan[1], C=C, wide32=_wide32(q, C))), K, V,
         q.device)
     vo = delta["u"] if beta is not None else v  # the values the output reads
     if gate == 2 and A is None:
@@ -287,7 +287,7 @@ def _backward(q, k, v, G, gate, h, A, do, dsT, has_s0, C, beta=None, delta=None,
     dqk = "_key" if gate == 2 else ""
     qbk = _tile(K, CONFIG["dqk_bk_delta" + dqk]) if is_delta else bk  # bwd_dqk's K tile (the delta rule: + dW)
     if is_delta and C > 64:  # chunks of 128: all of K in one tile needs 240 KiB of shared memory (hopper_compile),
-        qbk = min(qbk, 32 if _wide32(q) else 64)  # and float32 tiles of 64 up to 256 KiB
+        qbk = min(qbk, 32 if _wide32(q, C) else 64)  # and float32 tiles of 64 up to 256 KiB
     NK = triton.cdiv(K, qbk)
     if is_delta:  # du starts as Pᵀ dO; the reverse state pass adds (k ⊙ e^{G_last − G}) dS (in v's dtype, as U)
         du = torch.empty_like(v)
@@ -304,7 +304,7 @@ def _backward(q, k, v, G, gate, h, A, do, dsT, has_s0, C, beta=None, delta=None,
         (q, do, Gp, dh, dsT if dsT is not None else q, ds0 if ds0 is not None else q,
          k, delta["W"] if is_delta else q, du, CU, CO, T, H, K, V, NT, scale),
         dict(GATE=gate, HAS_DST=dsT is not None, STORE_DS0=has_s0, DELTA=is_delta, BT=C, PREC=prec,
-             VARLEN=vl, **_stages(gate, is_delta, plan[1], reverse=True, C=C, wide32=_wide32(q))), K, V, q.device)
+             VARLEN=vl, **_stages(gate, is_delta, plan[1], reverse=True, C=C, wide32=_wide32(q, C))), K, V, q.device)
     if not is_delta:
         dv = torch.empty_like(v)
         _output.bwd_dv[(triton.cdiv(V, bv), NT, B * H)](
