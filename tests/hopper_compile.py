@@ -116,7 +116,8 @@ def _drive(full: bool) -> None:
                           "state_seg_below": 1 << 20}, {"inverse": "substitution"}, 64),
                         ({"state_min_programs": 1}, {}, 64), ({"state_min_programs": 1}, {}, 128),
                         ({"fused_min_programs": 0, "fused_modes": FUSED_MODES}, {}, 64),
-                        ({"fused_min_programs": 0, "fused_modes": FUSED_MODES, "fused_wide_programs": 0}, {}, 64))
+                        ({"fused_min_programs": 0, "fused_modes": FUSED_MODES, "fused_wide_programs": 0,
+                          "fused_stages_wide": 2}, {}, 64))
         for chunk_config, delta_config, C in alternatives:
             chunk.CONFIG.update(chunk_config)
             _delta.CONFIG.update(delta_config)

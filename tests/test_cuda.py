@@ -337,7 +337,7 @@ def test_decoder_steps_match_reference_and_replay_as_a_cuda_graph(name, prec):
     torch.testing.assert_close(dec.state, results["triton"][1], rtol=0, atol=0)
 
 
-@pytest.mark.parametrize("modes", ["default", "none"])
+@pytest.mark.parametrize("modes", ["default", "none", "two-stages"])
 @pytest.mark.parametrize("D", [64, 128])
 @pytest.mark.parametrize("prec", ["bf16", "fp32"])
 @pytest.mark.parametrize("name", [n for n in TRITON_MECHS if longmix.describe(n).family != "dense"])
@@ -345,11 +345,14 @@ def test_inference_forward_matches_reference(name, prec, D, modes, monkeypatch):
     """The forward without gradients, at a shape where the one-pass kernel serves the modes in
     ``fused_modes`` (B·H = 256 sequences·heads; by default no gate or a scalar one, with or without the
     delta rule), against the reference, with an initial state and T not a multiple of the chunk; the
-    others (per-key gates; ``none``: every mechanism) run their two-kernel path without saving anything."""
+    others (per-key gates; ``none``: every mechanism) run their two-kernel path without saving anything.
+    ``two-stages``: the one-pass walk at the pipeline depth ``fused_stages_wide`` offers for many programs."""
     from longmix.kernels.triton import chunk as tchunk
 
     if modes == "none":
         monkeypatch.setitem(tchunk.CONFIG, "fused_modes", ())
+    if modes == "two-stages":  # the depth for many programs, off by default until this passes on a GPU
+        monkeypatch.setitem(tchunk.CONFIG, "fused_stages_wide", 2)
     dtype = torch.bfloat16 if prec == "bf16" else torch.float32
     qkv, kw = _inputs(name, B=16, T=1000, H=16, D=D, dtype=dtype)
     S0 = torch.randn(16, 16, D, D + 1 if kw.get("normalize") else D, device="cuda") * 0.1

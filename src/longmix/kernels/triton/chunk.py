@@ -112,12 +112,14 @@ CONFIG = {"state_bk": 64, "state_bv": 64, "state_warps": 4, "state_min_programs"
           # 0.73x / 0.70x, Mamba-2 0.74x / 0.72x, DeltaNet 0.65x / 0.62x (8 warps: 0.80x / 0.77x), Gated DeltaNet
           # 0.97x / 0.91x at 4 warps, 0.92x / 0.87x at 8 (benchmarks/results/2026-11-26-h100-s17/c2_tune_fused.txt)
           # fused_stages_wide: the pipeline depth without the delta rule where the walk has at least
-          # fused_wide_programs programs (two of them fit an SM at 2 stages, one at Triton's default 3): RetNet's
-          # and Mamba-2's forward 0.74x the time of the default at B = 16, T = 2K (512 programs); 1.13x-1.15x at
-          # B = 4, T = 8K (128 programs), and 1.16x for the delta rule at 2K (c3_tune_stages.txt, same folder)
+          # fused_wide_programs programs (two of them fit an SM at 2 stages, one at Triton's default 3): 2 took
+          # RetNet's, Lightning's and Mamba-2's forward to 0.71x-0.74x the time of the default at B = 16, T = 2K
+          # (512 programs); 1.13x-1.15x at B = 4, T = 8K (128 programs), and 1.16x for the delta rule at 2K
+          # (c3_tune_stages.txt, c4_tune_wide.txt, same folder). None (off) until that depth has passed
+          # tests/test_cuda.py on a GPU: Triton 3.6 has miscompiled other depths on Hopper
           "fused_modes": ((0, False), (1, False), (0, True), (1, True)), "fused_stages": None, "fused_bv_delta": 64,
           "fused_warps_delta": 4, "fused_warps_delta_gated": 8, "fused_stages_delta": None,
-          "fused_stages_wide": 2, "fused_wide_programs": 256}
+          "fused_stages_wide": None, "fused_wide_programs": 256}
 
 
 _tile = _delta._tile
@@ -472,7 +474,7 @@ def _fused_forward(q, k, v, g, beta, s0, C, scale, chunks):
     grid = (triton.cdiv(V, bv), B * H)
     opts = {"num_warps": CONFIG["fused_warps" + delta + ("_gated" if delta and gate else "")]}
     stages = CONFIG["fused_stages" + delta]
-    if not delta and grid[0] * grid[1] >= CONFIG["fused_wide_programs"]:
+    if not delta and grid[0] * grid[1] >= CONFIG["fused_wide_programs"] and CONFIG["fused_stages_wide"] is not None:
         stages = CONFIG["fused_stages_wide"]
     if stages is not None:
         opts["num_stages"] = stages
