@@ -71,7 +71,11 @@ _interp.apply()
 # at B=16, T=2K (H100, benchmarks/results/2026-11-26-h100-s16/c10_ab_stages.jsonl, s15/c8_tune_*.txt).
 # state_stages_key: the per-key-gate (GLA) passes' (4 took 1.02x / 1.01x at 128K: Triton's default kept).
 CONFIG = {"state_bk": 64, "state_bv": 64, "state_warps": 4, "state_min_programs": 256, "state_min_tile": 32,
-          "state_bv_delta": 64, "state_bv_delta_bwd": 64, "out_stages": None, "state_seg_programs": 1024, "state_seg_min_chunks": 8,
+          # state_bv_delta_bwd: the delta rule's reverse pass alone; 32 took Gated DeltaNet's forward+backward to
+          # 0.96x at B=16, T=2K but 1.00x at B=4, T=8K, DeltaNet's to 1.06x / 1.00x (H100,
+          # benchmarks/results/2026-11-26-h100-s17/c2_tune_bvbwd.txt)
+          "state_bv_delta": 64, "state_bv_delta_bwd": 64, "out_stages": None, "state_seg_programs": 1024,
+          "state_seg_min_chunks": 8,
           "state_seg_gates": (2,), "state_seg_tile_programs": 64, "state_seg_below": 128,
           "state_stages": 4, "state_stages_key": None,
           # pipeline depth of the delta-rule state kernels (all of K in one tile), DeltaNet and Gated DeltaNet.
