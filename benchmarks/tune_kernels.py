@@ -22,7 +22,7 @@ from triton.testing import do_bench
 from longmix.bench.speed import _longmix_fns, _time_pass, make_inputs
 from longmix.kernels.triton import _delta, _gla, chunk
 
-FUSED_ALL = ((0, False), (1, False), (0, True), (1, True))  # every mode the one-pass forward can serve
+FUSED_ALL = chunk.FUSED_MODES_ALL
 # (module CONFIG, key, values, mechanisms it affects); a value may be a dict of several keys set together
 KNOBS = [
     (_delta.CONFIG, "uw_lowp", [False, True], ["deltanet", "kda"]),

@@ -42,7 +42,6 @@ OPTIONS = ("num_warps", "num_stages", "num_ctas", "maxnreg")
 DTYPES = {torch.bfloat16: "bf16", torch.float16: "fp16", torch.float32: "fp32", torch.float64: "fp64",
           torch.int32: "i32", torch.int64: "i64", torch.bool: "i1", torch.uint8: "u8", torch.int8: "i8"}
 launches: dict = {}
-FUSED_MODES = ((0, False), (1, False), (0, True), (1, True))  # every (gate, delta rule) the one-pass forward takes
 
 
 def _record(self, *args, grid, warmup, **kwargs):
@@ -112,12 +111,11 @@ def _drive(full: bool) -> None:
         # then the one-pass forward without gradients in every mode it can serve (these few heads would not
         # reach fused_min_programs), at the default depth and at the one for many programs
         saved = dict(chunk.CONFIG), dict(_delta.CONFIG)
+        one_pass = {"fused_min_programs": 0, "fused_modes": chunk.FUSED_MODES_ALL}
         alternatives = (({"state_seg_programs": 1 << 20, "state_seg_min_chunks": 1, "state_seg_gates": (0, 1, 2),
                           "state_seg_below": 1 << 20}, {"inverse": "substitution"}, 64),
                         ({"state_min_programs": 1}, {}, 64), ({"state_min_programs": 1}, {}, 128),
-                        ({"fused_min_programs": 0, "fused_modes": FUSED_MODES}, {}, 64),
-                        ({"fused_min_programs": 0, "fused_modes": FUSED_MODES, "fused_wide_programs": 0,
-                          "fused_stages_wide": 2}, {}, 64))
+                        (one_pass, {}, 64), ({**one_pass, "fused_wide_programs": 0, "fused_stages_wide": 2}, {}, 64))
         for chunk_config, delta_config, C in alternatives:
             chunk.CONFIG.update(chunk_config)
             _delta.CONFIG.update(delta_config)

@@ -504,9 +504,9 @@ def prep(k, v, beta, G, Kp, gate, C, prec, chunks=None, keep_inverse=True):
     chunks = chunks or Chunks(triton.cdiv(T, C), B, False)
     four = C == 4 * BC and CONFIG["prep4"]  # the default chunk: the inverse in registers
     lowp = four and CONFIG["uw_lowp"] and k.dtype != torch.float32
-    # stored for the backward in the dtype U and W were formed with (the general kernel also works in it: fp32)
     split = not four or CONFIG["prep_split"]  # Tinv first, then U and W by fwd_uw
     keep_inverse = keep_inverse or split
+    # stored for the backward in the dtype U and W were formed with (the general kernel also works in it: fp32)
     Tinv = torch.empty(B, T, H, C, device=k.device, dtype=k.dtype if lowp else torch.float32) if keep_inverse else k
     U, W = torch.empty_like(v), torch.empty_like(k)
     ch = chunks.args(k)[0]

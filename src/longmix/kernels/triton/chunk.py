@@ -49,6 +49,9 @@ from ._varlen import Chunks, chunks as chunk_map, documents
 
 _interp.apply()
 
+# every (gate, delta rule) mode the one-pass forward can serve: gate 0 (none) or 1 (scalar), with or without β
+FUSED_MODES_ALL = ((0, False), (1, False), (0, True), (1, True))
+
 # Tile sizes and warps; benchmarks may edit this table.
 # state_bv_delta 64 (from 32): DeltaNet and KDA forward+backward 0.93–0.94× on an H200 (B=16, T=2K;
 # benchmarks/results/2026-11-25-h200-kernel-tune.jsonl).
@@ -121,7 +124,7 @@ CONFIG = {"state_bk": 64, "state_bv": 64, "state_warps": 4, "state_min_programs"
           # (512 programs); 1.13x-1.15x at B = 4, T = 8K (128 programs), and 1.16x for the delta rule at 2K
           # (c3_tune_stages.txt, c4_tune_wide.txt, same folder). None (off) until that depth has passed
           # tests/test_cuda.py on a GPU: Triton 3.6 has miscompiled other depths on Hopper
-          "fused_modes": ((0, False), (1, False), (0, True), (1, True)), "fused_stages": None, "fused_bv_delta": 64,
+          "fused_modes": FUSED_MODES_ALL, "fused_stages": None, "fused_bv_delta": 64,
           "fused_warps_delta": 4, "fused_warps_delta_gated": 8, "fused_stages_delta": None,
           "fused_stages_wide": None, "fused_wide_programs": 256}
 
@@ -218,6 +221,11 @@ def _stages(gate: int, delta: bool, bv: int, reverse: bool = False, C: int = 64,
     if delta and wide32:  # 237-320 KiB at the depths above (hopper_compile --all): over an H100's 227
         opts["num_stages"] = 1 if C > 64 else min(opts.get("num_stages", 3), 2)
     return opts
+
+
+def _gate_mode(g) -> int:
+    """0: no gate, 1: a scalar gate per head ([B, T, H]), 2: per key ([B, T, H, K])."""
+    return 0 if g is None else (1 if g.dim() == 3 else 2)
 
 
 def _wide32(x: torch.Tensor, C: int = 64) -> bool:
@@ -352,7 +360,7 @@ def _backward(q, k, v, G, gate, h, A, do, dsT, has_s0, C, beta=None, delta=None,
 class _ChunkFn(torch.autograd.Function):
     @staticmethod
     def forward(ctx, q, k, v, g, beta, s0, C, scale, chunks):
-        gate = 0 if g is None else (1 if g.dim() == 3 else 2)
+        gate = _gate_mode(g)
         G = chunk_cumsum(g, C, clamp=True, chunks=chunks) if g is not None else None
         o, sT, h, A, delta = _forward(q, k, v, G, gate, s0, C, True, beta, scale, chunks)
         ctx.save_for_backward(q, k, v, G, h, A, beta, *(delta.get(n) for n in _DELTA_SAVED))
@@ -447,14 +455,15 @@ def chunk(q, k, v, g=None, beta=None, initial_state=None, *, chunk_size: int = 6
 def _fused(q, k, v, g, beta, s0, chunks: Chunks, C: int) -> bool:
     """Whether the one-pass inference forward serves this call: no gradient needed, a mode in
     ``fused_modes`` (no gate or a scalar one, with or without the delta rule; never per-key gates, nor the
-    delta rule with float32 inputs and K > 64), no documents, K ≤ 128, chunks of at most 64 (at 128 with K = 128 its tiles need 256 KiB of shared
-    memory, more than an H100 has), and enough (batch·head, V tile) programs to fill the GPU (its walk
-    over the chunks is sequential; a long single sequence keeps the two-kernel path)."""
-    gate = 0 if g is None else (1 if g.dim() == 3 else 2)
-    if (gate, beta is not None) not in CONFIG["fused_modes"] or chunks.varlen or k.shape[-1] > 128 or C > 64:
+    delta rule with float32 inputs and K > 64), no documents, K ≤ 128, chunks of at most 64 (at 128 with
+    K = 128 its tiles need 256 KiB of shared memory, more than an H100 has), and enough (batch·head, V tile)
+    programs to fill the GPU (its walk over the chunks is sequential; a long single sequence keeps the
+    two-kernel path)."""
+    if (_gate_mode(g), beta is not None) not in CONFIG["fused_modes"] or chunks.varlen or k.shape[-1] > 128 \
+            or C > 64:
         return False
-    if beta is not None and q.element_size() == 4 and k.shape[-1] > 64:  # float32 tiles of q, k, W and U
-        return False                                                       # overflow shared memory at K = 128
+    if beta is not None and _wide32(q, C):  # float32 tiles of q, k, W and U overflow shared memory at K = 128
+        return False
     if torch.is_grad_enabled() and any(x is not None and x.requires_grad for x in (q, k, v, g, beta, s0)):
         return False
     B, _, H, _ = k.shape
@@ -466,7 +475,7 @@ def _fused_forward(q, k, v, g, beta, s0, C, scale, chunks):
     B, T, H, K = k.shape
     V = v.shape[-1]
     prec = _prec(q)
-    gate = 0 if g is None else 1
+    gate = _gate_mode(g)  # 0 or 1 here
     G = chunk_cumsum(g, C, clamp=True, chunks=chunks) if g is not None else None
     W = None
     if beta is not None:  # the WY/UT transform, as on the two-kernel path (its inverse is not kept)
