@@ -34,6 +34,32 @@ TRITON_MECHS = [n for n in longmix.mechanisms() if "triton" in longmix.describe(
 TOL = {"bf16": 2e-2, "tf32": 1e-2, "fp32": 1e-4}
 
 
+# mechanisms that normalise each token's output (TransNormer's SRMSNorm, o_t = x_t / rms(x_t)): the feature map of
+# the pre-norm output x_t = Σ_{s≤t} (φ(q_t)·φ(k_s)) v_s
+OUTPUT_NORM = {"transnormer": F.elu}
+
+
+def _conditioned(name, qkv, dtype):
+    """The tokens whose dq and dk a bf16 kernel can be held to (None: all of them). The norm divides the gradient
+    reaching x_t by ‖x_t‖, and where x_t is a near-cancellation of its terms, the exact dq_t and dk_t come from a
+    near-cancellation in dO_t · v too (dO_t is orthogonal to x_t), which the bf16 rounding of the kernel's operands
+    (φ(q), φ(k), x_t, dO_t) swamps. The measure is x_t's condition number
+    κ_t = Σ_{s≤t} Σ_i |φ(q_t)_i φ(k_s)_i| ‖v_s‖ / ‖x_t‖; a token with κ_t over 20 times the median is left out.
+    Stop 18 measured it on an H100 (benchmarks/results/2026-11-26-h100-s18/): at B = 16, T = 300, H = 16, D = 128,
+    token (b 9, t 0, h 7) has κ = 2.1e4 (median 80; the next 914); rounding φ(q), φ(k) to bf16 shrinks its q·k
+    eightfold, its dO reaches 4.7e5, and its dq alone is 0.32 of ‖dq‖ off the float64 value, while the kernels
+    agree with float64 of their own bf16 operands to 2.3e-3 and every other token is within bf16's rounding. The
+    share left out is asserted small, so the comparison stays one of nearly every token."""
+    if name not in OUTPUT_NORM or dtype != torch.bfloat16:
+        return None
+    q, k, v = *(OUTPUT_NORM[name](t.double()) for t in qkv[:2]), qkv[2].double()
+    x = longmix.attention(q, k, v, "linear", backend="reference", feature_map="identity", normalize=False)
+    terms = (q.abs() * torch.cumsum(k.abs() * v.norm(dim=-1, keepdim=True), dim=1)).sum(-1)  # [B, T, H], O(T)
+    kappa = terms * q.shape[-1] ** -0.5 / x.norm(dim=-1)
+    rows = kappa <= 20 * kappa.median()
+    assert rows.float().mean() > 0.995, f"{(~rows).sum().item()} of {rows.numel()} tokens ill-conditioned"
+    return rows
+
 @contextlib.contextmanager
 def _matmul_precision(precision: str):
     """PyTorch's float32 matmul precision (which the kernels' float32 products follow) set inside the block."""
@@ -54,11 +80,14 @@ def _fwd_bwd(name, backend, qkv, kw, w):
     return [o] + [x.grad for x in leaves] + [opts[n].grad for n in sorted(opts) if torch.is_tensor(opts[n])]
 
 
-def _assert_close(names, fast, want, tol, label):
-    """Every tensor finite and within ``tol`` relative error of the reference; the errors printed."""
+def _assert_close(names, fast, want, tol, label, rows=None):
+    """Every tensor finite and within ``tol`` relative error of the reference; the errors printed.
+    ``rows`` (bool [B, T, H], from ``_conditioned``): the tokens whose dq and dk are compared."""
     errs = {}
     for what, a, b in zip(names, fast, want):
         assert torch.isfinite(a).all(), what
+        if rows is not None and what in ("dq", "dk"):
+            a, b = a[rows], b[rows]
         errs[what] = ((a.float() - b.float()).norm() / b.float().norm()).item()
     print(*label, {k: f"{v:.1e}" for k, v in errs.items()})
     assert max(errs.values()) < tol, errs
@@ -77,7 +106,7 @@ def test_triton_backend_matches_reference_forward_and_backward(name, prec):
         fast = _fwd_bwd(name, "triton", qkv, kw, w)
     want = _fwd_bwd(name, "reference", qkv, kw, w)
     _assert_close(["o", "dq", "dk", "dv"] + [f"d{n}" for n in sorted(kw) if torch.is_tensor(kw[n])], fast, want,
-                  TOL[prec], (name, prec))
+                  TOL[prec], (name, prec), rows=_conditioned(name, qkv, qkv[0].dtype))
 
 
 @pytest.mark.parametrize("D", [64, 128])
@@ -87,9 +116,8 @@ def test_triton_wide_state_tiles_match_reference(name, prec, D):
     """B·H = 256 (B = 16, H = 16, T = 200): the state kernels' full tiles (V tiles of 64, one launch
     without segments), as the benchmark's shapes run them, where the tests above (few sequences and
     heads) get the narrow tiles of long single sequences; their pipeline depth differs with the tile
-    (``chunk._stages``), and Triton 3.6 has miscompiled some depths on Hopper. D = 128 (the benchmark's
-    head size: two K and two V tiles): TransNormer's bf16 dq and dk came out 0.32-0.35 off there on an
-    H100 (stop 17; dv and the output right, float32 right, D = 64 right)."""
+    (``chunk._stages``), and Triton 3.6 has miscompiled some depths on Hopper. D = 128: the benchmark's
+    head size, two K and two V tiles."""
     from longmix.kernels.triton import chunk
 
     assert chunk._state_plan(256, D, D, 4, 0, True, False)[1] == 64  # the shape below gets the wide tile
@@ -119,7 +147,7 @@ def _check_shape(name, prec, label, chunk_size=None, **shape):
         fast = _fwd_bwd(name, "triton", qkv, kw, w)
         want = _fwd_bwd(name, "reference", qkv, kw, w)
     _assert_close(["o", "dq", "dk", "dv"] + [f"d{n}" for n in sorted(kw) if torch.is_tensor(kw[n])], fast, want,
-                  TOL[prec], (name, prec, label))
+                  TOL[prec], (name, prec, label), rows=_conditioned(name, qkv, qkv[0].dtype))
 
 
 @pytest.mark.parametrize("name", [n for n in TRITON_MECHS if longmix.describe(n).family != "dense"])
@@ -337,7 +365,7 @@ def test_decoder_steps_match_reference_and_replay_as_a_cuda_graph(name, prec):
     torch.testing.assert_close(dec.state, results["triton"][1], rtol=0, atol=0)
 
 
-@pytest.mark.parametrize("modes", ["default", "none", "two-stages"])
+@pytest.mark.parametrize("modes", ["default", "none", "triton-depth"])
 @pytest.mark.parametrize("D", [64, 128])
 @pytest.mark.parametrize("prec", ["bf16", "fp32"])
 @pytest.mark.parametrize("name", [n for n in TRITON_MECHS if longmix.describe(n).family != "dense"])
@@ -346,13 +374,14 @@ def test_inference_forward_matches_reference(name, prec, D, modes, monkeypatch):
     ``fused_modes`` (B·H = 256 sequences·heads; by default no gate or a scalar one, with or without the
     delta rule), against the reference, with an initial state and T not a multiple of the chunk; the
     others (per-key gates; ``none``: every mechanism) run their two-kernel path without saving anything.
-    ``two-stages``: the one-pass walk at the pipeline depth ``fused_stages_wide`` offers for many programs."""
+    ``default`` runs the walk at the depth ``fused_stages_wide`` gives many programs (2; as ``two-stages`` it passed
+    on an H200 before it became the default), ``triton-depth`` at Triton's default depth (3)."""
     from longmix.kernels.triton import chunk as tchunk
 
     if modes == "none":
         monkeypatch.setitem(tchunk.CONFIG, "fused_modes", ())
-    if modes == "two-stages":  # the depth for many programs, off by default until this passes on a GPU
-        monkeypatch.setitem(tchunk.CONFIG, "fused_stages_wide", 2)
+    if modes == "triton-depth":
+        monkeypatch.setitem(tchunk.CONFIG, "fused_stages_wide", None)
     dtype = torch.bfloat16 if prec == "bf16" else torch.float32
     qkv, kw = _inputs(name, B=16, T=1000, H=16, D=D, dtype=dtype)
     S0 = torch.randn(16, 16, D, D + 1 if kw.get("normalize") else D, device="cuda") * 0.1

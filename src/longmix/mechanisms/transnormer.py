@@ -9,6 +9,11 @@ output (the paper's SimpleRMSNorm, x / (‖x‖/√D_v + 1e-8); a model adds its
 DiagAttention (attention inside non-overlapping blocks), is ``softmax`` with
 ``block_size``. The norm acts per token, so every form and decoding agree.
 
+Precision: the norm divides each token's gradient by the norm of its pre-norm output x_t. Where x_t
+nearly cancels (a first token with φ(q)·φ(k) ≈ 0), bf16 kernels (these and any other) round their
+operands coarsely enough that the token's dq and dk are mostly rounding; the reference and float32
+inputs are not affected. ``tests/test_cuda.py`` (``_conditioned``) measures it.
+
 Example::
 
     >>> import torch, longmix

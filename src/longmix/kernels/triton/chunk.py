@@ -122,11 +122,12 @@ CONFIG = {"state_bk": 64, "state_bv": 64, "state_warps": 4, "state_min_programs"
           # fused_wide_programs programs (two of them fit an SM at 2 stages, one at Triton's default 3): 2 took
           # RetNet's, Lightning's and Mamba-2's forward to 0.71x-0.74x the time of the default at B = 16, T = 2K
           # (512 programs); 1.13x-1.15x at B = 4, T = 8K (128 programs), and 1.16x for the delta rule at 2K
-          # (c3_tune_stages.txt, c4_tune_wide.txt, same folder). None (off) until that depth has passed
-          # tests/test_cuda.py on a GPU: Triton 3.6 has miscompiled other depths on Hopper
+          # (c3_tune_stages.txt, c4_tune_wide.txt, same folder). It passed test_cuda.py's
+          # "inference_forward and two-stages" (every mechanism, bf16 / fp32, D 64 / 128) on an H200 (same sm_90
+          # build as the H100's; benchmarks/results/2026-11-26-h100-s18/c1_two_stages.log)
           "fused_modes": FUSED_MODES_ALL, "fused_stages": None, "fused_bv_delta": 64,
           "fused_warps_delta": 4, "fused_warps_delta_gated": 8, "fused_stages_delta": None,
-          "fused_stages_wide": None, "fused_wide_programs": 256}
+          "fused_stages_wide": 2, "fused_wide_programs": 256}
 
 
 _tile = _delta._tile
