@@ -109,9 +109,6 @@ KNOBS = [
     (chunk.CONFIG, "fused_stages_delta", [None, 1, 2, {"fused_stages_delta": 2, "fused_warps_delta_gated": 8},
                                           {"fused_stages_delta": 1, "fused_warps_delta_gated": 8},
                                           {"fused_warps_delta_gated": 8}], ["deltanet", "gated_deltanet"]),
-    # the gated delta walk's state-update decay on the keys (off its S → u → S chain), at 8 or 4 warps
-    (chunk.CONFIG, "fused_key_decay", [False, True, {"fused_key_decay": True, "fused_warps_delta_gated": 4}],
-     ["gated_deltanet"]),
     (chunk.CONFIG, "fused_bv", [32, 64, 128], ["linear"]),
     (chunk.CONFIG, "fused_warps", [4, 8], ["linear"]),
 ]

@@ -365,7 +365,7 @@ def test_decoder_steps_match_reference_and_replay_as_a_cuda_graph(name, prec):
     torch.testing.assert_close(dec.state, results["triton"][1], rtol=0, atol=0)
 
 
-@pytest.mark.parametrize("modes", ["default", "none", "triton-depth", "key-decay"])
+@pytest.mark.parametrize("modes", ["default", "none", "triton-depth"])
 @pytest.mark.parametrize("D", [64, 128])
 @pytest.mark.parametrize("prec", ["bf16", "fp32"])
 @pytest.mark.parametrize("name", [n for n in TRITON_MECHS if longmix.describe(n).family != "dense"])
@@ -375,14 +375,8 @@ def test_inference_forward_matches_reference(name, prec, D, modes, monkeypatch):
     delta rule), against the reference, with an initial state and T not a multiple of the chunk; the
     others (per-key gates; ``none``: every mechanism) run their two-kernel path without saving anything.
     ``default`` runs the walk at the depth ``fused_stages_wide`` gives many programs (2; as ``two-stages`` it passed
-    on an H200 before it became the default), ``triton-depth`` at Triton's default depth (3); ``key-decay``: the
-    gated delta walk with its state-update decay on the keys (``fused_key_decay``, Gated DeltaNet only)."""
+    on an H200 before it became the default), ``triton-depth`` at Triton's default depth (3)."""
     from longmix.kernels.triton import chunk as tchunk
-
-    if modes == "key-decay":
-        if name != "gated_deltanet":
-            pytest.skip("fused_key_decay acts on the gated delta rule's walk only")
-        monkeypatch.setitem(tchunk.CONFIG, "fused_key_decay", True)
 
     if modes == "none":
         monkeypatch.setitem(tchunk.CONFIG, "fused_modes", ())

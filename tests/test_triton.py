@@ -212,7 +212,7 @@ def test_strong_gates_and_odd_dims(gate):
     _compare(_inputs(1, 70, 1, 48, 20, gate, s0=True, strength=30.0), C=64)
 
 
-@pytest.mark.parametrize("mode", ["additive", "scalar-gate", "delta", "scalar-gate-delta", "scalar-gate-delta-keys"])
+@pytest.mark.parametrize("mode", ["additive", "scalar-gate", "delta", "scalar-gate-delta"])
 @pytest.mark.parametrize("T,K,V,C,s0", [(1, 16, 32, 16, True), (100, 16, 32, 32, False), (70, 48, 20, 64, True),
                                          (33, 128, 160, 16, True), (150, 32, 16, 64, False)])
 def test_inference_forward_in_one_pass(mode, T, K, V, C, s0, monkeypatch):
@@ -221,16 +221,13 @@ def test_inference_forward_in_one_pass(mode, T, K, V, C, s0, monkeypatch):
     per-chunk states stored; the delta rule's u formed on the way): outputs and final state against the
     float64 reference, T = 1, T not a multiple of the chunk, K and V not powers of two, V over several
     tiles, several chunks of 64 (the delta rule's register-resident prep), β up to 2. With gradients
-    wanted, per-key gates, a mode not listed, or chunks of 128, the two-kernel path runs instead.
-    ``-keys``: the gated delta walk with its state-update decay on the keys (``fused_key_decay``)."""
+    wanted, per-key gates, a mode not listed, or chunks of 128, the two-kernel path runs instead."""
     from longmix.kernels.triton import _output, chunk as chunk_mod
 
     monkeypatch.setitem(chunk_mod.CONFIG, "fused_min_programs", 0)  # the test's few heads would not fill a GPU
     modes = chunk_mod.FUSED_MODES_ALL
     monkeypatch.setitem(chunk_mod.CONFIG, "fused_modes", modes)
-    monkeypatch.setitem(chunk_mod.CONFIG, "fused_key_decay", mode.endswith("-keys"))
     calls = _count_launches(monkeypatch, _output, "fwd_fused")
-    mode = mode.removesuffix("-keys")
     delta = mode.endswith("delta")
     q, k, v, g, S, beta = _inputs(2, T, 3, K, V, "scalar", s0=s0, beta=(0.0, 2.0) if delta else None,
                                   knorm=1.0 if delta else None, seed=T)

@@ -88,7 +88,7 @@ def fwd_output(q, k, v, G, h, A, o, CH, T, H, K: tl.constexpr, V: tl.constexpr, 
 @triton.jit
 def fwd_fused(q, k, v, G, W, s0, o, sT, T, H, K: tl.constexpr, V: tl.constexpr, scale, HAS_S0: tl.constexpr,
               GATE: tl.constexpr, DELTA: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
-              PREC: tl.constexpr, KEY_DECAY: tl.constexpr = False):
+              PREC: tl.constexpr):
     """The forward without gradients, all of K in one tile: one program per (V tile, batch·head) walks
     the chunks in order with its [K, BV] slice of the state in registers,
 
@@ -97,9 +97,7 @@ def fwd_fused(q, k, v, G, W, s0, o, sT, T, H, K: tl.constexpr, V: tl.constexpr, 
     so no per-chunk state is written or read back (fwd_states + fwd_output store and reload h).
     ``GATE`` 0 (none) or 1 (scalar, G the chunk-local cumulative log-gate). ``DELTA``: v holds U, and
     each chunk's values are first ``u = U − W S`` (the state pass's, not stored). S enters the products
-    in the inputs' dtype, as the stored h does on the two-kernel path, and u too, as the stored u does.
-    ``KEY_DECAY``: the state update's decay e^{G_last − G} scales the keys instead of the values; with the
-    delta rule that takes it off the chain S → u → S (the keys do not depend on S)."""
+    in the inputs' dtype, as the stored h does on the two-kernel path, and u too, as the stored u does."""
     i_v, i_bh = tl.program_id(0), tl.program_id(1)
     b, hh = i_bh // H, i_bh % H
     o_r = tl.arange(0, BT)
@@ -127,11 +125,7 @@ def fwd_fused(q, k, v, G, W, s0, o, sT, T, H, K: tl.constexpr, V: tl.constexpr, 
             acc *= tl.exp(g)[:, None]
             P *= tl.exp(tl.where(causal, g[:, None] - g[None, :], float("-inf")))
             S *= tl.exp(g_last)
-            if KEY_DECAY:
-                kT = (kT * tl.exp(g_last - g)[None, :]).to(kT.dtype)
-                vs = vv
-            else:
-                vs = (vv * tl.exp(g_last - g)[:, None]).to(vv.dtype)
+            vs = (vv * tl.exp(g_last - g)[:, None]).to(vv.dtype)
         else:
             vs = vv
         P = tl.where(causal, P, 0.0)

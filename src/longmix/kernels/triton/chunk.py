@@ -127,9 +127,7 @@ CONFIG = {"state_bk": 64, "state_bv": 64, "state_warps": 4, "state_min_programs"
           # build as the H100's; benchmarks/results/2026-11-26-h100-s18/c1_two_stages.log)
           "fused_modes": FUSED_MODES_ALL, "fused_stages": None, "fused_bv_delta": 64,
           "fused_warps_delta": 4, "fused_warps_delta_gated": 8, "fused_stages_delta": None,
-          "fused_stages_wide": 2, "fused_wide_programs": 256,
-          # the gated delta walk's state-update decay on the keys (off the S → u → S chain) instead of on u
-          "fused_key_decay": False}
+          "fused_stages_wide": 2, "fused_wide_programs": 256}
 
 
 _tile = _delta._tile
@@ -497,5 +495,5 @@ def _fused_forward(q, k, v, g, beta, s0, C, scale, chunks):
     _output.fwd_fused[grid](
         q, k, v, G if G is not None else q, W if W is not None else q, s0 if s0 is not None else q, o, sT, T, H,
         K, V, scale, HAS_S0=s0 is not None, GATE=gate, DELTA=beta is not None, BT=C, BK=_tile(K, 128), BV=bv,
-        PREC=prec, KEY_DECAY=bool(delta and gate and CONFIG["fused_key_decay"]), **opts)
+        PREC=prec, **opts)
     return o, sT
