@@ -109,6 +109,11 @@ KNOBS = [
     (chunk.CONFIG, "fused_stages_delta", [None, 1, 2, {"fused_stages_delta": 2, "fused_warps_delta_gated": 8},
                                           {"fused_stages_delta": 1, "fused_warps_delta_gated": 8},
                                           {"fused_warps_delta_gated": 8}], ["deltanet", "gated_deltanet"]),
+    # ... for per-key gates too (GLA, KDA: the intra matrix from _gla.fwd_intra, then one walk), at 2 or 1 stages
+    (chunk.CONFIG, "fused_stages_key", [{"fused_modes": FUSED_ALL}, {"fused_modes": FUSED_ALL + chunk.FUSED_MODES_KEY},
+                                        {"fused_modes": FUSED_ALL + chunk.FUSED_MODES_KEY, "fused_stages_key": 1},
+                                        {"fused_modes": FUSED_ALL + chunk.FUSED_MODES_KEY, "fused_warps_key": 8}],
+     ["gla", "kda"]),
     (chunk.CONFIG, "fused_bv", [32, 64, 128], ["linear"]),
     (chunk.CONFIG, "fused_warps", [4, 8], ["linear"]),
 ]

@@ -111,7 +111,7 @@ def _drive(full: bool) -> None:
         # then the one-pass forward without gradients in every mode it can serve (these few heads would not
         # reach fused_min_programs), at the default depth and at the one for many programs
         saved = dict(chunk.CONFIG), dict(_delta.CONFIG)
-        one_pass = {"fused_min_programs": 0, "fused_modes": chunk.FUSED_MODES_ALL}
+        one_pass = {"fused_min_programs": 0, "fused_modes": chunk.FUSED_MODES_ALL + chunk.FUSED_MODES_KEY}
         alternatives = (({"state_seg_programs": 1 << 20, "state_seg_min_chunks": 1, "state_seg_gates": (0, 1, 2),
                           "state_seg_below": 1 << 20}, {"inverse": "substitution"}, 64),
                         ({"state_min_programs": 1}, {}, 64), ({"state_min_programs": 1}, {}, 128),

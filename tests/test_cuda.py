@@ -365,7 +365,7 @@ def test_decoder_steps_match_reference_and_replay_as_a_cuda_graph(name, prec):
     torch.testing.assert_close(dec.state, results["triton"][1], rtol=0, atol=0)
 
 
-@pytest.mark.parametrize("modes", ["default", "none", "triton-depth"])
+@pytest.mark.parametrize("modes", ["default", "none", "triton-depth", "key-gates"])
 @pytest.mark.parametrize("D", [64, 128])
 @pytest.mark.parametrize("prec", ["bf16", "fp32"])
 @pytest.mark.parametrize("name", [n for n in TRITON_MECHS if longmix.describe(n).family != "dense"])
@@ -375,8 +375,14 @@ def test_inference_forward_matches_reference(name, prec, D, modes, monkeypatch):
     delta rule), against the reference, with an initial state and T not a multiple of the chunk; the
     others (per-key gates; ``none``: every mechanism) run their two-kernel path without saving anything.
     ``default`` runs the walk at the depth ``fused_stages_wide`` gives many programs (2; as ``two-stages`` it passed
-    on an H200 before it became the default), ``triton-depth`` at Triton's default depth (3)."""
+    on an H200 before it became the default), ``triton-depth`` at Triton's default depth (3); ``key-gates``: the
+    walk for per-key gates too (``FUSED_MODES_KEY``, GLA and KDA; not in the default modes until this passes)."""
     from longmix.kernels.triton import chunk as tchunk
+
+    if modes == "key-gates":
+        if name not in ("gla", "kda"):
+            pytest.skip("FUSED_MODES_KEY serves per-key gates only")
+        monkeypatch.setitem(tchunk.CONFIG, "fused_modes", tchunk.FUSED_MODES_ALL + tchunk.FUSED_MODES_KEY)
 
     if modes == "none":
         monkeypatch.setitem(tchunk.CONFIG, "fused_modes", ())

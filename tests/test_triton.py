@@ -212,7 +212,7 @@ def test_strong_gates_and_odd_dims(gate):
     _compare(_inputs(1, 70, 1, 48, 20, gate, s0=True, strength=30.0), C=64)
 
 
-@pytest.mark.parametrize("mode", ["additive", "scalar-gate", "delta", "scalar-gate-delta"])
+@pytest.mark.parametrize("mode", ["additive", "scalar-gate", "delta", "scalar-gate-delta", "key-gate", "key-gate-delta"])
 @pytest.mark.parametrize("T,K,V,C,s0", [(1, 16, 32, 16, True), (100, 16, 32, 32, False), (70, 48, 20, 64, True),
                                          (33, 128, 160, 16, True), (150, 32, 16, 64, False)])
 def test_inference_forward_in_one_pass(mode, T, K, V, C, s0, monkeypatch):
@@ -220,22 +220,25 @@ def test_inference_forward_in_one_pass(mode, T, K, V, C, s0, monkeypatch):
     rule), the forward runs as one walk over the chunks (``_output.fwd_fused``, state in registers, no
     per-chunk states stored; the delta rule's u formed on the way): outputs and final state against the
     float64 reference, T = 1, T not a multiple of the chunk, K and V not powers of two, V over several
-    tiles, several chunks of 64 (the delta rule's register-resident prep), β up to 2. With gradients
-    wanted, per-key gates, a mode not listed, or chunks of 128, the two-kernel path runs instead."""
+    tiles, several chunks of 64 (the delta rule's register-resident prep), β up to 2; per-key gates
+    (``FUSED_MODES_KEY``, not in the default modes) read the intra matrix from ``_gla.fwd_intra``. With
+    gradients wanted, a mode not listed (per-key gates by default), or chunks of 128, the two-kernel path
+    runs instead."""
     from longmix.kernels.triton import _output, chunk as chunk_mod
 
     monkeypatch.setitem(chunk_mod.CONFIG, "fused_min_programs", 0)  # the test's few heads would not fill a GPU
-    modes = chunk_mod.FUSED_MODES_ALL
+    modes = chunk_mod.FUSED_MODES_ALL + chunk_mod.FUSED_MODES_KEY
     monkeypatch.setitem(chunk_mod.CONFIG, "fused_modes", modes)
     calls = _count_launches(monkeypatch, _output, "fwd_fused")
-    delta = mode.endswith("delta")
-    q, k, v, g, S, beta = _inputs(2, T, 3, K, V, "scalar", s0=s0, beta=(0.0, 2.0) if delta else None,
-                                  knorm=1.0 if delta else None, seed=T)
-    g = g if mode.startswith("scalar") else None
+    delta, key = mode.endswith("delta"), mode.startswith("key")
+    q, k, v, g, S, beta = _inputs(2, T, 3, K, V, "key" if key else "scalar", s0=s0,
+                                  beta=(0.0, 2.0) if delta else None, knorm=1.0 if delta else None, seed=T)
+    g = g if mode.startswith(("scalar", "key")) else None
     with torch.no_grad():
         o, ST = tri_chunk(q, k, v, g, beta, S, chunk_size=C)
-    # float32 inputs with the delta rule and K > 64: the two-kernel path (the tiles overflow shared memory)
-    assert len(calls) == (0 if delta and K > 64 else 1)
+    # float32 inputs with the delta rule or per-key gates and K > 64: the two-kernel path (the tiles overflow
+    # shared memory)
+    assert len(calls) == (0 if (delta or key) and K > 64 else 1)
     to64 = lambda x: None if x is None else x.double()  # noqa: E731
     exact = ref_chunk(*map(to64, (q, k, v, g, beta, S)), chunk_size=C)
     ref32 = ref_chunk(q, k, v, g, beta, S, chunk_size=C)
@@ -247,9 +250,10 @@ def test_inference_forward_in_one_pass(mode, T, K, V, C, s0, monkeypatch):
         tri_chunk(q, k, v, g, beta, S, chunk_size=128)
         assert len(calls) == 1  # chunks of 128: the two-kernel path (the one-pass tiles overflow shared memory)
         gk = _inputs(2, T, 3, K, V, "key", s0=False)[3]
+        monkeypatch.setitem(chunk_mod.CONFIG, "fused_modes", chunk_mod.FUSED_MODES_ALL)
         tri_chunk(q, k, v, gk, beta, S, chunk_size=C)
-        assert len(calls) == 1  # per-key gates: never
-        unlisted = tuple(m for m in modes if m != (int(g is not None), delta))
+        assert len(calls) == 1  # per-key gates: not in the default modes
+        unlisted = tuple(m for m in modes if m != (chunk_mod._gate_mode(g), delta))
         monkeypatch.setitem(chunk_mod.CONFIG, "fused_modes", unlisted)
         tri_chunk(q, k, v, g, beta, S, chunk_size=C)
         assert len(calls) == 1  # a mode not listed

@@ -22,6 +22,7 @@ its document (``_varlen.span``); B is 1, so the batch offsets vanish.
 import triton
 import triton.language as tl
 
+from . import _state
 from ._varlen import empty, span
 
 
@@ -86,16 +87,18 @@ def fwd_output(q, k, v, G, h, A, o, CH, T, H, K: tl.constexpr, V: tl.constexpr, 
 
 
 @triton.jit
-def fwd_fused(q, k, v, G, W, s0, o, sT, T, H, K: tl.constexpr, V: tl.constexpr, scale, HAS_S0: tl.constexpr,
+def fwd_fused(q, k, v, G, W, A, s0, o, sT, T, H, K: tl.constexpr, V: tl.constexpr, scale, HAS_S0: tl.constexpr,
               GATE: tl.constexpr, DELTA: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
               PREC: tl.constexpr):
     """The forward without gradients, all of K in one tile: one program per (V tile, batch·head) walks
     the chunks in order with its [K, BV] slice of the state in registers,
 
-        o = (q ⊙ e^G) S + P v,   then   S ← e^{G_last} S + (k ⊙ e^{G_last − G})ᵀ v,
+        o = (q ⊙ e^G) S + P v,   then   S ← diag(e^{G_last}) S + (k ⊙ e^{G_last − G})ᵀ v,
 
     so no per-chunk state is written or read back (fwd_states + fwd_output store and reload h).
-    ``GATE`` 0 (none) or 1 (scalar, G the chunk-local cumulative log-gate). ``DELTA``: v holds U, and
+    ``GATE`` 0 (none), 1 (scalar) or 2 (per key; G the chunk-local cumulative log-gate). Per-key gates
+    read the intra-chunk matrix P from ``A`` (``_gla.fwd_intra``, formed in parallel beforehand); the
+    others form it here from q kᵀ. ``DELTA``: v holds U, and
     each chunk's values are first ``u = U − W S`` (the state pass's, not stored). S enters the products
     in the inputs' dtype, as the stored h does on the two-kernel path, and u too, as the stored u does."""
     i_v, i_bh = tl.program_id(0), tl.program_id(1)
@@ -118,8 +121,17 @@ def fwd_fused(q, k, v, G, W, s0, o, sT, T, H, K: tl.constexpr, V: tl.constexpr, 
             p_w = tl.make_block_ptr(W + (b * T * H + hh) * K, (T, K), (H * K, 1), (t0, 0), (BT, BK), (1, 0))
             vv = (vv.to(tl.float32) - tl.dot(tl.load(p_w, boundary_check=(0, 1)), Sq, input_precision=PREC)
                   ).to(vv.dtype)
-        acc = tl.dot(qq, Sq, input_precision=PREC)
-        P = tl.dot(qq, kT, input_precision=PREC)
+        if GATE == 2:
+            g, g_last = _key_gate(G, b, hh, t0, 0, T, H, K, BT, BK)
+            acc = tl.dot((qq * tl.exp(g)).to(qq.dtype), Sq, input_precision=PREC)
+            p_A = tl.make_block_ptr(A + (b * T * H + hh) * BT, (T, BT), (H * BT, 1), (t0, 0), (BT, BT), (1, 0))
+            P = tl.load(p_A, boundary_check=(0, 1))
+            w, d_last = _state._gate_tile_T(G, b, hh, t0, 0, T, H, K, GATE, BT, BK)  # e^{G_last − G}ᵀ, e^{G_last}
+            S *= d_last
+            kT = (kT * w).to(kT.dtype)
+        else:
+            acc = tl.dot(qq, Sq, input_precision=PREC)
+            P = tl.dot(qq, kT, input_precision=PREC)
         if GATE == 1:
             g, g_last = _row_gate(G, b, hh, t0, T, H, BT)
             acc *= tl.exp(g)[:, None]

@@ -13,9 +13,9 @@ docstring derives the chunkwise math). Pipeline, for ``beta=None``:
 4. ``_output.fwd_output``: ``o = (q ⊙ e^G) h[n] + P v``.
 
 Without gradients, a mode in ``CONFIG["fused_modes"]`` (no gate or a scalar one, with or without the delta
-rule) and enough batch·heads to fill the GPU (``_fused``), steps 2 and 4 (and the delta rule's u) are
-one walk over the chunks with the state in registers (``_output.fwd_fused``): nothing per chunk is
-stored.
+rule; per-key gates too where ``FUSED_MODES_KEY`` is added, after step 3) and enough batch·heads to fill the
+GPU (``_fused``), steps 2 and 4 (and the delta rule's u) are one walk over the chunks with the state in
+registers (``_output.fwd_fused``): nothing per chunk is stored.
 
 Backward: ``_state.bwd_states`` (dh, reverse), ``_output.bwd_dv``, ``_output.bwd_dqk``
 (and ``_gla.bwd_intra`` for per-key gates), then ∂L/∂g = reverse chunk-local cumsum
@@ -51,6 +51,9 @@ _interp.apply()
 
 # every (gate, delta rule) mode the one-pass forward can serve: gate 0 (none) or 1 (scalar), with or without β
 FUSED_MODES_ALL = ((0, False), (1, False), (0, True), (1, True))
+# ... and per-key gates (GLA, KDA), which read their intra-chunk matrix from _gla.fwd_intra: not in the default
+# fused_modes until they have passed tests/test_cuda.py on a GPU and been timed against the two-kernel path
+FUSED_MODES_KEY = ((2, False), (2, True))
 
 # Tile sizes and warps; benchmarks may edit this table.
 # state_bv_delta 64 (from 32): DeltaNet and KDA forward+backward 0.93–0.94× on an H200 (B=16, T=2K;
@@ -127,7 +130,11 @@ CONFIG = {"state_bk": 64, "state_bv": 64, "state_warps": 4, "state_min_programs"
           # build as the H100's; benchmarks/results/2026-11-26-h100-s18/c1_two_stages.log)
           "fused_modes": FUSED_MODES_ALL, "fused_stages": None, "fused_bv_delta": 64,
           "fused_warps_delta": 4, "fused_warps_delta_gated": 8, "fused_stages_delta": None,
-          "fused_stages_wide": 2, "fused_wide_programs": 256}
+          "fused_stages_wide": 2, "fused_wide_programs": 256,
+          # per-key gates' walk (FUSED_MODES_KEY): warps and pipeline depth (their fp32 gate tiles and the intra
+          # matrix take shared memory beside q, k, v and W: at Triton's default 3 stages GLA's walk needs 265 KiB
+          # and KDA's 313 at D = 128, over an H100's 227; 2 fit, tests/hopper_compile.py)
+          "fused_warps_key": 4, "fused_stages_key": 2}
 
 
 _tile = _delta._tile
@@ -455,16 +462,17 @@ def chunk(q, k, v, g=None, beta=None, initial_state=None, *, chunk_size: int = 6
 
 def _fused(q, k, v, g, beta, s0, chunks: Chunks, C: int) -> bool:
     """Whether the one-pass inference forward serves this call: no gradient needed, a mode in
-    ``fused_modes`` (no gate or a scalar one, with or without the delta rule; never per-key gates, nor the
-    delta rule with float32 inputs and K > 64), no documents, K ≤ 128, chunks of at most 64 (at 128 with
+    ``fused_modes`` (by default no gate or a scalar one, with or without the delta rule; per-key gates where
+    FUSED_MODES_KEY is added; never the delta rule or per-key gates with float32 inputs and K > 64), no
+    documents, K ≤ 128, chunks of at most 64 (at 128 with
     K = 128 its tiles need 256 KiB of shared memory, more than an H100 has), and enough (batch·head, V tile)
     programs to fill the GPU (its walk over the chunks is sequential; a long single sequence keeps the
     two-kernel path)."""
     if (_gate_mode(g), beta is not None) not in CONFIG["fused_modes"] or chunks.varlen or k.shape[-1] > 128 \
             or C > 64:
         return False
-    if beta is not None and _wide32(q, C):  # float32 tiles of q, k, W and U overflow shared memory at K = 128
-        return False
+    if (beta is not None or _gate_mode(g) == 2) and _wide32(q, C):  # float32 tiles of q, k, W and U (or of the
+        return False                                                   # gates) overflow shared memory at K = 128
     if torch.is_grad_enabled() and any(x is not None and x.requires_grad for x in (q, k, v, g, beta, s0)):
         return False
     B, _, H, _ = k.shape
@@ -476,24 +484,31 @@ def _fused_forward(q, k, v, g, beta, s0, C, scale, chunks):
     B, T, H, K = k.shape
     V = v.shape[-1]
     prec = _prec(q)
-    gate = _gate_mode(g)  # 0 or 1 here
+    gate = _gate_mode(g)
     G = chunk_cumsum(g, C, clamp=True, chunks=chunks) if g is not None else None
-    W = None
+    W = A = Kp = None
+    if gate == 2:  # the intra-chunk matrix (and the delta rule's key-key one), in parallel before the walk
+        A = _gla.fwd_intra(q, k, G, C, prec, with_keys=beta is not None, chunks=chunks)
+        if beta is not None:
+            A, Kp = A
     if beta is not None:  # the WY/UT transform, as on the two-kernel path (its inverse is not kept)
-        _, v, W = _delta.prep(k, v, beta, G, None, gate, C, prec, chunks, keep_inverse=False)
+        _, v, W = _delta.prep(k, v, beta, G, Kp, gate, C, prec, chunks, keep_inverse=False)
     o = torch.empty_like(v)
     sT = q.new_empty(B, H, K, V, dtype=torch.float32)
     delta = "_delta" if beta is not None else ""
     bv = _tile(V, CONFIG["fused_bv" + delta])
     grid = (triton.cdiv(V, bv), B * H)
-    opts = {"num_warps": CONFIG["fused_warps" + delta + ("_gated" if delta and gate else "")]}
-    stages = CONFIG["fused_stages" + delta]
-    if not delta and grid[0] * grid[1] >= CONFIG["fused_wide_programs"] and CONFIG["fused_stages_wide"] is not None:
-        stages = CONFIG["fused_stages_wide"]
+    if gate == 2:
+        opts, stages = {"num_warps": CONFIG["fused_warps_key"]}, CONFIG["fused_stages_key"]
+    else:
+        opts = {"num_warps": CONFIG["fused_warps" + delta + ("_gated" if delta and gate else "")]}
+        stages = CONFIG["fused_stages" + delta]
+        if not delta and grid[0] * grid[1] >= CONFIG["fused_wide_programs"] and CONFIG["fused_stages_wide"] is not None:
+            stages = CONFIG["fused_stages_wide"]
     if stages is not None:
         opts["num_stages"] = stages
     _output.fwd_fused[grid](
-        q, k, v, G if G is not None else q, W if W is not None else q, s0 if s0 is not None else q, o, sT, T, H,
-        K, V, scale, HAS_S0=s0 is not None, GATE=gate, DELTA=beta is not None, BT=C, BK=_tile(K, 128), BV=bv,
-        PREC=prec, **opts)
+        q, k, v, G if G is not None else q, W if W is not None else q, A if A is not None else q,
+        s0 if s0 is not None else q, o, sT, T, H, K, V, scale, HAS_S0=s0 is not None, GATE=gate,
+        DELTA=beta is not None, BT=C, BK=_tile(K, 128), BV=bv, PREC=prec, **opts)
     return o, sT
