@@ -463,16 +463,15 @@ def chunk(q, k, v, g=None, beta=None, initial_state=None, *, chunk_size: int = 6
 def _fused(q, k, v, g, beta, s0, chunks: Chunks, C: int) -> bool:
     """Whether the one-pass inference forward serves this call: no gradient needed, a mode in
     ``fused_modes`` (by default no gate or a scalar one, with or without the delta rule; per-key gates where
-    FUSED_MODES_KEY is added; never the delta rule or per-key gates with float32 inputs and K > 64), no
-    documents, K ≤ 128, chunks of at most 64 (at 128 with
-    K = 128 its tiles need 256 KiB of shared memory, more than an H100 has), and enough (batch·head, V tile)
-    programs to fill the GPU (its walk over the chunks is sequential; a long single sequence keeps the
-    two-kernel path)."""
+    FUSED_MODES_KEY is added; never the delta rule with float32 inputs and K > 64), no documents, K ≤ 128,
+    chunks of at most 64 (at 128 with K = 128 its tiles need 256 KiB of shared memory, more than an H100
+    has), and enough (batch·head, V tile) programs to fill the GPU (its walk over the chunks is sequential;
+    a long single sequence keeps the two-kernel path)."""
     if (_gate_mode(g), beta is not None) not in CONFIG["fused_modes"] or chunks.varlen or k.shape[-1] > 128 \
             or C > 64:
         return False
-    if (beta is not None or _gate_mode(g) == 2) and _wide32(q, C):  # float32 tiles of q, k, W and U (or of the
-        return False                                                   # gates) overflow shared memory at K = 128
+    if beta is not None and _wide32(q, C):  # float32 tiles of q, k, W and U overflow shared memory at K = 128
+        return False  # (256 KiB with per-key gates; without the delta rule their walk takes 208, hopper_compile)
     if torch.is_grad_enabled() and any(x is not None and x.requires_grad for x in (q, k, v, g, beta, s0)):
         return False
     B, _, H, _ = k.shape
