@@ -64,6 +64,11 @@ KNOBS = [
                                 {"diag_loop": True, "fwd_warps": 4}], ["gla"]),
     (_gla.CONFIG, "diag_loop_keys", [False, True, {"diag_loop_keys": True, "fwd_bk": 32}], ["kda"]),
     (_delta.CONFIG, "prep_warps", [1, 2, 4, 8], ["deltanet", "gated_deltanet", "kda"]),
+    # the prep's (and bwd_delta's) K / V tiles: at 2 warps fwd_prep4 holds 255 registers and spills 344-368 bytes
+    # per thread for no gate / a scalar one, 292-340 at K tiles of 32, 208-292 with V tiles of 32 too (aligned
+    # sm_90 compile, stop 18)
+    (_delta.CONFIG, "bk", [32, 64, {"bk": 32, "bv": 32}, {"bk": 32, "prep_warps": 4}],
+     ["deltanet", "gated_deltanet", "kda"]),
     (_delta.CONFIG, "prep4", [True, False], ["deltanet", "kda"]),
     # the triangular inverse's diagonal blocks: row substitution or doubling block products (fwd_prep4 was 0.45 ms
     # of DeltaNet's 0.90 ms forward on an H200 and 0.62 of KDA's 1.9 on an H100, at B=16 T=2K; its loads and
