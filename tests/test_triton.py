@@ -261,6 +261,34 @@ def test_inference_forward_in_one_pass(mode, T, K, V, C, s0, monkeypatch):
     assert len(calls) == 1  # gradients wanted: the stored-state path
 
 
+@pytest.mark.parametrize("gate", ["scalar", "key"])
+@pytest.mark.parametrize("delta", [False, True])
+def test_inference_forward_in_one_pass_strong_gates(gate, delta, monkeypatch):
+    """The one-pass walk with chunk-summed log-gates far below −88 and a −inf gate (a hard reset), β near
+    0 and 2: finite, and as close to the float64 reference as the float32 one (the walk's decays are all
+    ≤ 1; per-key gates' intra matrix comes from _gla.fwd_intra's split products)."""
+    from longmix.kernels.triton import _output, chunk as chunk_mod
+
+    monkeypatch.setitem(chunk_mod.CONFIG, "fused_min_programs", 0)
+    monkeypatch.setitem(chunk_mod.CONFIG, "fused_modes", chunk_mod.FUSED_MODES_ALL + chunk_mod.FUSED_MODES_KEY)
+    calls = _count_launches(monkeypatch, _output, "fwd_fused")
+    q, k, v, g, S, beta = _inputs(1, 150, 2, 24, 20, gate, s0=True, strength=30.0,
+                                  beta=(0.0, 2.0) if delta else None, knorm=1.0 if delta else None, seed=7)
+    g = g.clone()
+    g[:, 70] = float("-inf")
+    with torch.no_grad():
+        o, ST = tri_chunk(q, k, v, g, beta, S, chunk_size=64)
+    assert len(calls) == 1
+    to64 = lambda x: None if x is None else x.double()  # noqa: E731
+    gr = g.clamp_min(-1e4)  # the references take −inf as the mechanisms hand it to them (api clamps at −1e4)
+    exact = ref_chunk(*map(to64, (q, k, v, gr, beta, S)), chunk_size=64)
+    ref32 = ref_chunk(q, k, v, gr, beta, S, chunk_size=64)
+    floor = FLOOR + _cumsum_floor(g.clamp_min(-200), 64)  # the kernel clamps each log-gate at −200
+    for name, a, r, e in zip(["o", "state"], (o, ST), ref32, exact):
+        assert torch.isfinite(a).all(), name
+        assert _rel(a, e) <= 2 * _rel(r, e) + floor, name
+
+
 @pytest.mark.parametrize("gate", [None, "scalar", "key"])
 @pytest.mark.parametrize("delta", [False, True])
 def test_chunks_of_128(gate, delta):
