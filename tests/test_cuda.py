@@ -60,6 +60,7 @@ def _conditioned(name, qkv, dtype):
     assert rows.float().mean() > 0.995, f"{(~rows).sum().item()} of {rows.numel()} tokens ill-conditioned"
     return rows
 
+
 @contextlib.contextmanager
 def _matmul_precision(precision: str):
     """PyTorch's float32 matmul precision (which the kernels' float32 products follow) set inside the block."""
