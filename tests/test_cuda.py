@@ -384,7 +384,6 @@ def test_inference_forward_matches_reference(name, prec, D, modes, monkeypatch):
         if name not in ("gla", "kda"):
             pytest.skip("FUSED_MODES_KEY serves per-key gates only")
         monkeypatch.setitem(tchunk.CONFIG, "fused_modes", tchunk.FUSED_MODES_ALL + tchunk.FUSED_MODES_KEY)
-
     if modes == "none":
         monkeypatch.setitem(tchunk.CONFIG, "fused_modes", ())
     if modes == "triton-depth":

@@ -90,6 +90,16 @@ def _count_launches(monkeypatch, module, name) -> list:
     return grids
 
 
+def _compare_forward(outs, xs, C, floor):
+    """A forward without gradients, (o, final state), against the float64 reference of the same inputs
+    (q, k, v, g, beta, initial state): finite, and within twice the float32 reference's error plus ``floor``."""
+    exact = ref_chunk(*(None if x is None else x.double() for x in xs), chunk_size=C)
+    ref32 = ref_chunk(*xs, chunk_size=C)
+    for name, a, r, e in zip(["o", "state"], outs, ref32, exact):
+        assert torch.isfinite(a).all(), name
+        assert _rel(a, e) <= 2 * _rel(r, e) + floor, name
+
+
 def _compare(xs, C=16, bounds=None):
     """Kernel against the float64 reference (see the module docstring); ``bounds``: packed documents
     (B = 1, initial state [N, ...]), the kernel in one call with cu_seqlens, the reference per document."""
@@ -238,11 +248,7 @@ def test_inference_forward_in_one_pass(mode, T, K, V, C, s0, monkeypatch):
         o, ST = tri_chunk(q, k, v, g, beta, S, chunk_size=C)
     # float32 inputs with the delta rule and K > 64: the two-kernel path (the tiles overflow shared memory)
     assert len(calls) == (0 if delta and K > 64 else 1)
-    to64 = lambda x: None if x is None else x.double()  # noqa: E731
-    exact = ref_chunk(*map(to64, (q, k, v, g, beta, S)), chunk_size=C)
-    ref32 = ref_chunk(q, k, v, g, beta, S, chunk_size=C)
-    for name, a, r, e in zip(["o", "state"], (o, ST), ref32, exact):
-        assert _rel(a, e) <= 2 * _rel(r, e) + FLOOR + _cumsum_floor(g, C), name
+    _compare_forward((o, ST), (q, k, v, g, beta, S), C, FLOOR + _cumsum_floor(g, C))
     if T != 70:  # the refusals once per mode (the interpreter is slow)
         return
     with torch.no_grad():
@@ -279,14 +285,9 @@ def test_inference_forward_in_one_pass_strong_gates(gate, delta, monkeypatch):
     with torch.no_grad():
         o, ST = tri_chunk(q, k, v, g, beta, S, chunk_size=64)
     assert len(calls) == 1
-    to64 = lambda x: None if x is None else x.double()  # noqa: E731
     gr = g.clamp_min(-1e4)  # the references take −inf as the mechanisms hand it to them (api clamps at −1e4)
-    exact = ref_chunk(*map(to64, (q, k, v, gr, beta, S)), chunk_size=64)
-    ref32 = ref_chunk(q, k, v, gr, beta, S, chunk_size=64)
     floor = FLOOR + _cumsum_floor(g.clamp_min(-200), 64)  # the kernel clamps each log-gate at −200
-    for name, a, r, e in zip(["o", "state"], (o, ST), ref32, exact):
-        assert torch.isfinite(a).all(), name
-        assert _rel(a, e) <= 2 * _rel(r, e) + floor, name
+    _compare_forward((o, ST), (q, k, v, gr, beta, S), 64, floor)
 
 
 @pytest.mark.parametrize("gate", [None, "scalar", "key"])

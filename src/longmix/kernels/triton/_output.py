@@ -122,7 +122,7 @@ def fwd_fused(q, k, v, G, W, A, s0, o, sT, T, H, K: tl.constexpr, V: tl.constexp
             vv = (vv.to(tl.float32) - tl.dot(tl.load(p_w, boundary_check=(0, 1)), Sq, input_precision=PREC)
                   ).to(vv.dtype)
         if GATE == 2:
-            g, g_last = _key_gate(G, b, hh, t0, 0, T, H, K, BT, BK)
+            g, _ = _key_gate(G, b, hh, t0, 0, T, H, K, BT, BK)
             acc = tl.dot((qq * tl.exp(g)).to(qq.dtype), Sq, input_precision=PREC)
             p_A = tl.make_block_ptr(A + (b * T * H + hh) * BT, (T, BT), (H * BT, 1), (t0, 0), (BT, BT), (1, 0))
             P = tl.load(p_A, boundary_check=(0, 1))

@@ -115,7 +115,8 @@ CONFIG = {"state_bk": 64, "state_bv": 64, "state_warps": 4, "state_min_programs"
           # 128 programs); 1.22x at B·H = 16 (T = 32K); 8 warps or a V tile of 32 or 128 were slower
           # (benchmarks/results/2026-11-26-h200-decoder-and-forward/)
           "fused_bv": 64, "fused_warps": 4, "fused_min_programs": 128,
-          # which (gate, delta rule) modes the one-pass forward serves (gate 0 none, 1 scalar; per-key gates never),
+          # which (gate, delta rule) modes the one-pass forward serves (gate 0 none, 1 scalar; per-key gates, 2,
+          # only where FUSED_MODES_KEY is added),
           # and its V tile, warps and pipeline depth for the delta rule (whose walk also forms u = U − W S), with
           # a scalar gate ("_gated") or without
           # Against the two-kernel forward (H100, bf16, H = 16, D = 128; B = 16, T = 2K / B = 4, T = 8K): RetNet
@@ -251,6 +252,22 @@ def _prec(x: torch.Tensor) -> str:
     return "ieee" if torch.get_float32_matmul_precision() == "highest" else "tf32"
 
 
+def _prologue(q, k, v, G, gate, beta, C, prec, chunks, keep_inverse=True):
+    """What the state walk needs first, on the two-kernel and the one-pass forward alike: per-key gates'
+    intra-chunk matrix A (in one pass with the delta rule's key-key matrix Kp), and the delta rule's WY/UT
+    transform (Tinv, None unless ``keep_inverse``; U; W). Returns (A, Kp, Tinv, U, W): U is v without the
+    delta rule, A None without per-key gates, the others None where they do not apply."""
+    A = Kp = Tinv = W = None
+    U = v
+    if gate == 2:
+        A = _gla.fwd_intra(q, k, G, C, prec, with_keys=beta is not None, chunks=chunks)
+        if beta is not None:
+            A, Kp = A
+    if beta is not None:
+        Tinv, U, W = _delta.prep(k, v, beta, G, Kp, gate, C, prec, chunks, keep_inverse=keep_inverse)
+    return A, Kp, Tinv, U, W
+
+
 def _forward(q, k, v, G, gate, s0, C, want_state, beta=None, scale=1.0, chunks: Chunks | None = None):
     """o, final state, and what the backward needs (entering states h, intra matrices, delta-rule parts)."""
     B, T, H, K = k.shape
@@ -262,15 +279,9 @@ def _forward(q, k, v, G, gate, s0, C, want_state, beta=None, scale=1.0, chunks: 
     h = q.new_empty(B, H, NT, K, V)
     sT = q.new_empty(chunks.N, H, K, V, dtype=torch.float32) if want_state else None
     Gp = G if G is not None else q
-    delta, A = {}, None
-    if beta is not None:  # the WY/UT transform; the state pass then writes u = U − W S
-        delta["Kp"] = None
-        if gate == 2:  # the output's intra matrix and the key-key matrix share one pass
-            A, delta["Kp"] = _gla.fwd_intra(q, k, G, C, prec, with_keys=True, chunks=chunks)
-        delta["Tinv"], U, delta["W"] = _delta.prep(k, v, beta, G, delta["Kp"], gate, C, prec, chunks)
-        delta["u"] = torch.empty_like(v)
-    else:
-        U = v
+    A, Kp, Tinv, U, W = _prologue(q, k, v, G, gate, beta, C, prec, chunks)
+    # the delta rule: the state pass writes u = U − W S, which the output reads
+    delta = {} if beta is None else {"Kp": Kp, "Tinv": Tinv, "W": W, "u": torch.empty_like(v)}
     W, u = delta.get("W", q), delta.get("u", q)
     plan = _state_plan(NS, K, V, NT, gate, beta is not None, vl)
     _state_pass(
@@ -280,8 +291,6 @@ def _forward(q, k, v, G, gate, s0, C, want_state, beta=None, scale=1.0, chunks: 
              PREC=prec, VARLEN=vl, **_stages(gate, beta is not None, plan[1], C=C, wide32=_wide32(q, C))), K, V,
         q.device)
     vo = delta["u"] if beta is not None else v  # the values the output reads
-    if gate == 2 and A is None:
-        A = _gla.fwd_intra(q, k, G, C, prec, chunks=chunks)
     o = torch.empty_like(v)
     bk, bv = _tile(K, CONFIG["out_bk"]), _tile(V, CONFIG["out_bv"])
     _output.fwd_output[(triton.cdiv(V, bv), NT, B * H)](
@@ -485,13 +494,8 @@ def _fused_forward(q, k, v, g, beta, s0, C, scale, chunks):
     prec = _prec(q)
     gate = _gate_mode(g)
     G = chunk_cumsum(g, C, clamp=True, chunks=chunks) if g is not None else None
-    W = A = Kp = None
-    if gate == 2:  # the intra-chunk matrix (and the delta rule's key-key one), in parallel before the walk
-        A = _gla.fwd_intra(q, k, G, C, prec, with_keys=beta is not None, chunks=chunks)
-        if beta is not None:
-            A, Kp = A
-    if beta is not None:  # the WY/UT transform, as on the two-kernel path (its inverse is not kept)
-        _, v, W = _delta.prep(k, v, beta, G, Kp, gate, C, prec, chunks, keep_inverse=False)
+    # as on the two-kernel path, in parallel before the walk (the delta rule's inverse is not kept)
+    A, _, _, v, W = _prologue(q, k, v, G, gate, beta, C, prec, chunks, keep_inverse=False)
     o = torch.empty_like(v)
     sT = q.new_empty(B, H, K, V, dtype=torch.float32)
     delta = "_delta" if beta is not None else ""
