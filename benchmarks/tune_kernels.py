@@ -119,6 +119,9 @@ KNOBS = [
                                         {"fused_modes": FUSED_ALL + chunk.FUSED_MODES_KEY, "fused_stages_key": 1},
                                         {"fused_modes": FUSED_ALL + chunk.FUSED_MODES_KEY, "fused_warps_key": 8}],
      ["gla", "kda"]),
+    # Gated DeltaNet's walk from the keys decayed to their chunk's end (no per-element [C, C] decay), or not
+    (chunk.CONFIG, "fused_khat", [True, False, {"fused_khat": True, "fused_warps_delta_gated_khat": 8},
+                                  {"fused_khat": True, "fused_stages_delta": 2}], ["gated_deltanet"]),
     (chunk.CONFIG, "fused_bv", [32, 64, 128], ["linear"]),
     (chunk.CONFIG, "fused_warps", [4, 8], ["linear"]),
 ]

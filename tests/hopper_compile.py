@@ -132,6 +132,20 @@ def _drive(full: bool) -> None:
                             chunk.chunk(q, k, v, g, beta, None, chunk_size=C)
             chunk.CONFIG.update(saved[0])
             _delta.CONFIG.update(saved[1])
+        # K != V (tiles of two sizes: fwd_uw once bound one name to both, which only the compiler refuses; it
+        # failed on an H100 at chunks of 128), not powers of two, at the default chunk and at the split prep's
+        for C in (64, 128):
+            for gate in (None, "scalar", "key"):
+                for delta in (False, True):
+                    q, k = (grad(torch.randn(B, T, H, 48, generator=gen).to(dtype)) for _ in range(2))
+                    v = grad(torch.randn(B, T, H, 20, generator=gen).to(dtype))
+                    g = None if gate is None else grad(-torch.rand(*(B, T, H) if gate == "scalar" else (B, T, H, 48),
+                                                                   generator=gen))
+                    beta = grad(torch.rand(B, T, H, generator=gen).to(dtype)) if delta else None
+                    o, S = chunk.chunk(q, k, v, g, beta, grad(torch.zeros(B, H, 48, 20)), chunk_size=C)
+                    (o.float().sum() + S.sum()).backward()
+                    with torch.no_grad():
+                        chunk.chunk(q, k, v, g, beta, None, chunk_size=C)
         for causal in (True, False):
             q, k, v = (grad(torch.randn(B, T, H, D, generator=gen).to(dtype)) for _ in range(3))
             normalizer.normalized(v, q, k, None, causal).float().sum().backward()

@@ -11,9 +11,9 @@ import longmix
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
 
-def _inputs(name, B=2, T=1000, H=4, D=64, dtype=torch.bfloat16):
+def _inputs(name, B=2, T=1000, H=4, D=64, dtype=torch.bfloat16, Dv=None):
     gen = torch.Generator().manual_seed(0)
-    q, k, v = (torch.randn(B, T, H, D, generator=gen) for _ in range(3))
+    q, k, v = (torch.randn(B, T, H, d, generator=gen) for d in (D, D, Dv or D))
     kw = {}
     mech = longmix.describe(name)
     if mech.family == "delta":
@@ -135,6 +135,15 @@ def test_triton_chunks_of_128_match_reference(name, prec, tiles):
     needed more shared memory than an H100 has until their tiles shrank at this chunk."""
     shape = dict(B=2, H=4, D=64) if tiles == "narrow" else dict(B=16, H=16, D=128)
     _check_shape(name, prec, f"C=128 {tiles}", T=300, chunk_size=128, **shape)
+
+
+@pytest.mark.parametrize("K,V,C", [(64, 128, 64), (128, 32, 128), (48, 80, 128)])
+@pytest.mark.parametrize("name", [n for n in TRITON_MECHS if longmix.describe(n).family != "dense"])
+def test_triton_key_and_value_sizes_differ(name, K, V, C):
+    """D_k != D_v, bf16: the kernels' K and V tiles differ in size (a kernel that bound one name to both
+    tiles compiled in the interpreter and failed on an H100, at chunks of 128 where the delta rule's prep forms
+    U and W in a kernel of their own); 48 and 80, not powers of two, are padded to tiles of 64 and 128."""
+    _check_shape(name, "bf16", f"K={K} V={V} C={C}", T=300, chunk_size=C, D=K, Dv=V)
 
 
 def _check_shape(name, prec, label, chunk_size=None, **shape):

@@ -270,9 +270,11 @@ def test_inference_forward_in_one_pass(mode, T, K, V, C, s0, monkeypatch):
 @pytest.mark.parametrize("gate", ["scalar", "key"])
 @pytest.mark.parametrize("delta", [False, True])
 def test_inference_forward_in_one_pass_strong_gates(gate, delta, monkeypatch):
-    """The one-pass walk with chunk-summed log-gates far below −88 and a −inf gate (a hard reset), β near
-    0 and 2: finite, and as close to the float64 reference as the float32 one (the walk's decays are all
-    ≤ 1; per-key gates' intra matrix comes from _gla.fwd_intra's split products)."""
+    """The one-pass walk with chunk-summed log-gates far below −88 and a −inf gate (a hard reset) in the
+    middle chunk of one head, between two chunks of ordinary gates, and a head of ordinary gates, β near 0 and 2: finite, and as close to the float64
+    reference as the float32 one (the walk's decays are all ≤ 1; per-key gates' intra matrix comes from
+    _gla.fwd_intra's split products; scalar gates with the delta rule switch, chunk by chunk, between keys
+    decayed to the chunk's end and the per-element decay, ``_output.fwd_fused``'s ``KHAT``)."""
     from longmix.kernels.triton import _output, chunk as chunk_mod
 
     monkeypatch.setitem(chunk_mod.CONFIG, "fused_min_programs", 0)
@@ -281,7 +283,10 @@ def test_inference_forward_in_one_pass_strong_gates(gate, delta, monkeypatch):
     q, k, v, g, S, beta = _inputs(1, 150, 2, 24, 20, gate, s0=True, strength=30.0,
                                   beta=(0.0, 2.0) if delta else None, knorm=1.0 if delta else None, seed=7)
     g = g.clone()
-    g[:, 70] = float("-inf")
+    g[:, :64] /= 30.0  # the first and the last chunk ordinary (gates summing to about −10 and −3)
+    g[:, 128:] /= 30.0
+    g[:, 70, 0] = float("-inf")
+    g[:, :, 1] /= 30.0  # the second head's gates all ordinary (the delta walk's choice is per head)
     with torch.no_grad():
         o, ST = tri_chunk(q, k, v, g, beta, S, chunk_size=64)
     assert len(calls) == 1
@@ -411,8 +416,16 @@ def _prep_errors(k, v, g, beta, gate, knob, values, prec, monkeypatch):
     errs = {}
     for val in values:
         monkeypatch.setitem(_delta.CONFIG, knob, val)
-        got = _delta.prep(k, v, beta, G, Kp, gid, 64, prec)
+        *got, Kh = _delta.prep(k, v, beta, G, Kp, gid, 64, prec, khat=True)
         assert all(torch.isfinite(x).all() for x in got)
+        # the keys decayed to their chunk's end, for the one-pass walk: scalar gates on fwd_prep4's path, not fp16
+        if gid == 1 and (knob, val) not in (("prep4", False), ("prep_split", True)) and k.dtype != torch.float16:
+            last = torch.minimum(torch.arange(k.shape[1]) // 64 * 64 + 63, torch.tensor(k.shape[1] - 1))
+            Gd = G.double().cpu()
+            want = k.double().cpu() * torch.exp(Gd[:, last] - Gd)[..., None]
+            assert _rel(Kh.double().cpu(), want) < 1e-6, (knob, val)  # float32 here
+        else:
+            assert Kh is None, (knob, val)
         errs[val] = [_rel(a.float().cpu(), e) for a, e in zip(got, exact)]
     return errs
 

@@ -117,18 +117,20 @@ def fwd_uw(k, v, beta, G, Tinv, U, W, CH, T, H, K: tl.constexpr, V: tl.constexpr
     NV = tl.cdiv(V, BV)
     if i_x < NV:
         p_v = tl.make_block_ptr(v + (b * T * H + hh) * V, (T, V), (H * V, 1), (t0, i_x * BV), (BT, BV), (1, 0))
-        x = tl.load(p_v, boundary_check=(0, 1)).to(tl.float32) * bt[:, None]
+        # a name of its own in each branch: Triton's compiler refuses one name bound to two tile shapes (K's and
+        # V's tiles differ where K != V), which the interpreter accepts
+        xv = tl.load(p_v, boundary_check=(0, 1)).to(tl.float32) * bt[:, None]
         p_u = tl.make_block_ptr(U + (b * T * H + hh) * V, (T, V), (H * V, 1), (t0, i_x * BV), (BT, BV), (1, 0))
-        tl.store(p_u, tl.dot(ti_, x.to(ti_.dtype), input_precision=PREC).to(U.dtype.element_ty),
+        tl.store(p_u, tl.dot(ti_, xv.to(ti_.dtype), input_precision=PREC).to(U.dtype.element_ty),
                  boundary_check=(0, 1))
     else:
         i_k = i_x - NV
         p_k = tl.make_block_ptr(k + (b * T * H + hh) * K, (T, K), (H * K, 1), (t0, i_k * BK), (BT, BK), (1, 0))
-        x = tl.load(p_k, boundary_check=(0, 1)).to(tl.float32) * bt[:, None]
+        xk = tl.load(p_k, boundary_check=(0, 1)).to(tl.float32) * bt[:, None]
         if GATE != 0:
-            x *= _gate_k(G, b, hh, t0, i_k, T, H, K, GATE, BT, BK)
+            xk *= _gate_k(G, b, hh, t0, i_k, T, H, K, GATE, BT, BK)
         p_w = tl.make_block_ptr(W + (b * T * H + hh) * K, (T, K), (H * K, 1), (t0, i_k * BK), (BT, BK), (1, 0))
-        tl.store(p_w, tl.dot(ti_, x.to(ti_.dtype), input_precision=PREC).to(W.dtype.element_ty),
+        tl.store(p_w, tl.dot(ti_, xk.to(ti_.dtype), input_precision=PREC).to(W.dtype.element_ty),
                  boundary_check=(0, 1))
 
 
@@ -243,16 +245,19 @@ def _store_blk(p, x, b, hh, t, col, T, H, W: tl.constexpr, BC: tl.constexpr, BN:
 
 
 @triton.jit
-def fwd_prep4(k, v, beta, G, Kp, Tinv, U, W, CH, T, H, K: tl.constexpr, V: tl.constexpr,
+def fwd_prep4(k, v, beta, G, Kp, Tinv, U, W, Kh, CH, T, H, K: tl.constexpr, V: tl.constexpr,
               GATE: tl.constexpr, BT: tl.constexpr, BC: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
               PREC: tl.constexpr, VARLEN: tl.constexpr, LOWP: tl.constexpr = False,
-              DOUBLING: tl.constexpr = False, UW: tl.constexpr = True, STORE_T: tl.constexpr = True):
+              DOUBLING: tl.constexpr = False, UW: tl.constexpr = True, STORE_T: tl.constexpr = True,
+              KHAT: tl.constexpr = False):
     """``fwd_prep`` for chunks of four BC-row blocks (BT = 4·BC, the default 64), all in registers:
     the ten key-key blocks, the four diagonal inverses (``_unit_lower_inverse``; independent, so they
     interleave), the six off-diagonal blocks of Tinv by block substitution with BC×BC products,
     ``Tinv_ij = −D_i Σ_{j≤m<i} A_im Tinv_mj``; then U and W by blocks. No global round trips (the
     general kernel writes each block row of Tinv and reads it back). ``UW`` False: Tinv only (``fwd_uw``
-    then forms U and W with whole-chunk products). ``STORE_T`` False: Tinv is not stored (no backward)."""
+    then forms U and W with whole-chunk products). ``STORE_T`` False: Tinv is not stored (no backward).
+    ``KHAT`` (scalar gates, with ``UW``): also ``Kh = k ⊙ e^{G_last − G}`` (each key decayed to its chunk's
+    end, ≤ |k|), which the one-pass walk (``_output.fwd_fused``) reads in place of k."""
     n, i_bh = tl.program_id(0), tl.program_id(1)
     b, hh = i_bh // H, i_bh % H
     t0, T = span(CH, n, T, BT, VARLEN)  # with documents: T is the end of this chunk's document
@@ -355,11 +360,22 @@ def fwd_prep4(k, v, beta, G, Kp, Tinv, U, W, CH, T, H, K: tl.constexpr, V: tl.co
         x3 = _blk(v, b, hh, t3, i_v, T, H, V, BC, BV).to(tl.float32) * b3[:, None]
         _tinv_times(d0, d1, d2, d3, t10, t20, t21, t30, t31, t32, x0, x1, x2, x3, U, b, hh, t0, i_v * BV, T, H,
                     V, BC, BV, PREC)
+    if KHAT:
+        g_end = tl.load(G + (b * T + last) * H + hh)
     for i_k in range(tl.cdiv(K, BK)):
-        x0 = _blk(k, b, hh, t0, i_k, T, H, K, BC, BK).to(tl.float32) * b0[:, None]
-        x1 = _blk(k, b, hh, t1, i_k, T, H, K, BC, BK).to(tl.float32) * b1[:, None]
-        x2 = _blk(k, b, hh, t2, i_k, T, H, K, BC, BK).to(tl.float32) * b2[:, None]
-        x3 = _blk(k, b, hh, t3, i_k, T, H, K, BC, BK).to(tl.float32) * b3[:, None]
+        x0 = _blk(k, b, hh, t0, i_k, T, H, K, BC, BK).to(tl.float32)
+        x1 = _blk(k, b, hh, t1, i_k, T, H, K, BC, BK).to(tl.float32)
+        x2 = _blk(k, b, hh, t2, i_k, T, H, K, BC, BK).to(tl.float32)
+        x3 = _blk(k, b, hh, t3, i_k, T, H, K, BC, BK).to(tl.float32)
+        if KHAT:
+            _store_blk(Kh, x0 * tl.exp(g_end - g0)[:, None], b, hh, t0, i_k * BK, T, H, K, BC, BK, K)
+            _store_blk(Kh, x1 * tl.exp(g_end - g1)[:, None], b, hh, t1, i_k * BK, T, H, K, BC, BK, K)
+            _store_blk(Kh, x2 * tl.exp(g_end - g2)[:, None], b, hh, t2, i_k * BK, T, H, K, BC, BK, K)
+            _store_blk(Kh, x3 * tl.exp(g_end - g3)[:, None], b, hh, t3, i_k * BK, T, H, K, BC, BK, K)
+        x0 *= b0[:, None]
+        x1 *= b1[:, None]
+        x2 *= b2[:, None]
+        x3 *= b3[:, None]
         if GATE == 1:
             x0 *= tl.exp(g0)[:, None]
             x1 *= tl.exp(g1)[:, None]
@@ -495,10 +511,12 @@ def _bk(K: int) -> int:
     return max(16, triton.next_power_of_2(K))
 
 
-def prep(k, v, beta, G, Kp, gate, C, prec, chunks=None, keep_inverse=True):
+def prep(k, v, beta, G, Kp, gate, C, prec, chunks=None, keep_inverse=True, khat=False):
     """Tinv [B, T, H, C] (fp32; in the inputs' 16-bit dtype where ``fwd_prep4`` forms U and W in it),
-    U [B, T, H, V] and W [B, T, H, K] in v's / k's dtype (``chunks``: the ``_varlen.Chunks`` of the call).
-    ``keep_inverse=False`` (no backward to come): fwd_prep4 does not store Tinv, and None comes back for it."""
+    U [B, T, H, V] and W [B, T, H, K] in v's / k's dtype (``chunks``: the ``_varlen.Chunks`` of the call),
+    and Kh = k ⊙ e^{G_last − G} (``fwd_prep4``'s ``KHAT``) where ``khat`` asks for it and the scalar-gate
+    prep4 path runs on bf16 or float32 inputs, else None. ``keep_inverse=False`` (no backward to come): fwd_prep4 does not store Tinv,
+    and None comes back for it."""
     B, T, H, K = k.shape
     V = v.shape[-1]
     chunks = chunks or Chunks(triton.cdiv(T, C), B, False)
@@ -506,6 +524,9 @@ def prep(k, v, beta, G, Kp, gate, C, prec, chunks=None, keep_inverse=True):
     lowp = four and CONFIG["uw_lowp"] and k.dtype != torch.float32
     split = not four or CONFIG["prep_split"]  # Tinv first, then U and W by fwd_uw
     keep_inverse = keep_inverse or split
+    # not fp16: its exponent range (normal from 6e-5 = e^-9.7) would lose keys decayed further than that
+    khat = khat and gate == 1 and not split and k.dtype != torch.float16
+    Kh = torch.empty_like(k) if khat else None
     # stored for the backward in the dtype U and W were formed with (the general kernel also works in it: fp32)
     Tinv = torch.empty(B, T, H, C, device=k.device, dtype=k.dtype if lowp else torch.float32) if keep_inverse else k
     U, W = torch.empty_like(v), torch.empty_like(k)
@@ -515,9 +536,9 @@ def prep(k, v, beta, G, Kp, gate, C, prec, chunks=None, keep_inverse=True):
     doubling = CONFIG["inverse"] == "doubling"
     if four:
         fwd_prep4[(chunks.NT, B * H)](
-            k, v, beta, G_, Kp_, Tinv, U, W, ch, T, H, K, V, GATE=gate, BT=C, BC=BC, BK=bk, BV=bv, PREC=prec,
-            VARLEN=chunks.varlen, LOWP=lowp, DOUBLING=doubling, UW=not split, STORE_T=keep_inverse,
-            num_warps=CONFIG["prep_warps"])
+            k, v, beta, G_, Kp_, Tinv, U, W, Kh if khat else k, ch, T, H, K, V, GATE=gate, BT=C, BC=BC, BK=bk,
+            BV=bv, PREC=prec, VARLEN=chunks.varlen, LOWP=lowp, DOUBLING=doubling, UW=not split, STORE_T=keep_inverse,
+            KHAT=khat, num_warps=CONFIG["prep_warps"])
     else:
         fwd_prep[(chunks.NT, B * H)](
             k, beta, G_, Kp_, Tinv, ch, T, H, K, GATE=gate, BT=C, BC=BC, BK=bk, PREC=prec, VARLEN=chunks.varlen,
@@ -527,7 +548,7 @@ def prep(k, v, beta, G, Kp, gate, C, prec, chunks=None, keep_inverse=True):
         fwd_uw[(chunks.NT, B * H, triton.cdiv(V, ubv) + triton.cdiv(K, ubk))](
             k, v, beta, G_, Tinv, U, W, ch, T, H, K, V, GATE=gate, BT=C, BK=ubk, BV=ubv, PREC=prec,
             VARLEN=chunks.varlen, num_warps=CONFIG["uw_warps"])
-    return Tinv if keep_inverse else None, U, W
+    return Tinv if keep_inverse else None, U, W, Kh
 
 
 def backward(k, v, beta, G, dW, du, Tinv, Kp, dk, dG, gate, C, prec, chunks=None):

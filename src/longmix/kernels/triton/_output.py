@@ -87,9 +87,9 @@ def fwd_output(q, k, v, G, h, A, o, CH, T, H, K: tl.constexpr, V: tl.constexpr, 
 
 
 @triton.jit
-def fwd_fused(q, k, v, G, W, A, s0, o, sT, T, H, K: tl.constexpr, V: tl.constexpr, scale, HAS_S0: tl.constexpr,
-              GATE: tl.constexpr, DELTA: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
-              PREC: tl.constexpr):
+def fwd_fused(q, k, kr, v, G, W, A, s0, o, sT, T, H, K: tl.constexpr, V: tl.constexpr, scale,
+              HAS_S0: tl.constexpr, GATE: tl.constexpr, DELTA: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr,
+              BV: tl.constexpr, PREC: tl.constexpr, KHAT: tl.constexpr = False, SPAN: tl.constexpr = 60.0):
     """The forward without gradients, all of K in one tile: one program per (V tile, batch·head) walks
     the chunks in order with its [K, BV] slice of the state in registers,
 
@@ -100,15 +100,50 @@ def fwd_fused(q, k, v, G, W, A, s0, o, sT, T, H, K: tl.constexpr, V: tl.constexp
     read the intra-chunk matrix P from ``A`` (``_gla.fwd_intra``, formed in parallel beforehand); the
     others form it here from q kᵀ. ``DELTA``: v holds U, and
     each chunk's values are first ``u = U − W S`` (the state pass's, not stored). S enters the products
-    in the inputs' dtype, as the stored h does on the two-kernel path, and u too, as the stored u does."""
+    in the inputs' dtype, as the stored h does on the two-kernel path, and u too, as the stored u does.
+
+    ``KHAT`` (scalar gates with the delta rule): k holds ``k ⊙ e^{G_last − G}`` (``_delta.fwd_prep4``), so
+    the state update takes u unscaled and the intra-chunk product only its rows' ``e^{G − G_last}``, not
+    the per-element ``e^{G_i − G_j}``, whose [BT, BT] exponentials took a third of Gated DeltaNet's walk
+    (``benchmarks/ablate_walk.py``). The rows' factor stays below e^SPAN where each chunk's gates sum to at
+    least −SPAN; a sequence with a chunk past that (a strong decay, a reset) is walked as without ``KHAT``,
+    from the raw keys ``kr`` (the choice is made per program, before its walk: a product inside a branch of
+    the walk's loop is more than Triton 3.6's pipeliner takes)."""
     i_v, i_bh = tl.program_id(0), tl.program_id(1)
     b, hh = i_bh // H, i_bh % H
-    o_r = tl.arange(0, BT)
-    causal = o_r[:, None] >= o_r[None, :]
     S = tl.zeros([BK, BV], dtype=tl.float32)
     if HAS_S0:
         p_s = tl.make_block_ptr(s0 + i_bh * K * V, (K, V), (V, 1), (0, i_v * BV), (BK, BV), (1, 0))
         S += tl.load(p_s, boundary_check=(0, 1)).to(tl.float32)
+    if KHAT:
+        if _spans_within(G, b, hh, T, H, BT, SPAN):
+            S = _walk(q, k, v, G, W, A, o, S, b, hh, i_v, T, H, K, V, scale, GATE, DELTA, BT, BK, BV, PREC, True)
+        else:
+            S = _walk(q, kr, v, G, W, A, o, S, b, hh, i_v, T, H, K, V, scale, GATE, DELTA, BT, BK, BV, PREC, False)
+    else:
+        S = _walk(q, k, v, G, W, A, o, S, b, hh, i_v, T, H, K, V, scale, GATE, DELTA, BT, BK, BV, PREC, False)
+    p_st = tl.make_block_ptr(sT + i_bh * K * V, (K, V), (V, 1), (0, i_v * BV), (BK, BV), (1, 0))
+    tl.store(p_st, S, boundary_check=(0, 1))
+
+
+@triton.jit
+def _spans_within(G, b, hh, T, H, BT: tl.constexpr, SPAN: tl.constexpr):
+    """Whether every chunk's scalar log-gates (G chunk-local cumulative) sum to at least −SPAN."""
+    low = tl.full([], 0.0, tl.float32)
+    for c0 in range(0, tl.cdiv(T, BT), 256):
+        c = c0 + tl.arange(0, 256)
+        last = tl.minimum((c + 1) * BT, T) - 1
+        low = tl.minimum(low, tl.min(tl.load(G + (b * T + last) * H + hh, mask=c * BT < T, other=0.0), axis=0))
+    return low >= -SPAN
+
+
+@triton.jit
+def _walk(q, k, v, G, W, A, o, S, b, hh, i_v, T, H, K: tl.constexpr, V: tl.constexpr, scale, GATE: tl.constexpr,
+          DELTA: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, PREC: tl.constexpr,
+          KHAT: tl.constexpr):
+    """``fwd_fused``'s walk over the chunks from state S; the output written, the final state returned."""
+    o_r = tl.arange(0, BT)
+    causal = o_r[:, None] >= o_r[None, :]
     for t0 in range(0, T, BT):
         p_q = tl.make_block_ptr(q + (b * T * H + hh) * K, (T, K), (H * K, 1), (t0, 0), (BT, BK), (1, 0))
         p_kT = tl.make_block_ptr(k + (b * T * H + hh) * K, (K, T), (1, H * K), (0, t0), (BK, BT), (0, 1))
@@ -135,9 +170,13 @@ def fwd_fused(q, k, v, G, W, A, s0, o, sT, T, H, K: tl.constexpr, V: tl.constexp
         if GATE == 1:
             g, g_last = _row_gate(G, b, hh, t0, T, H, BT)
             acc *= tl.exp(g)[:, None]
-            P *= tl.exp(tl.where(causal, g[:, None] - g[None, :], float("-inf")))
             S *= tl.exp(g_last)
-            vs = (vv * tl.exp(g_last - g)[:, None]).to(vv.dtype)
+            if KHAT:  # kT is (k ⊙ e^{G_last − G})ᵀ
+                P *= tl.exp(g - g_last)[:, None]
+                vs = vv
+            else:
+                P *= tl.exp(tl.where(causal, g[:, None] - g[None, :], float("-inf")))
+                vs = (vv * tl.exp(g_last - g)[:, None]).to(vv.dtype)
         else:
             vs = vv
         P = tl.where(causal, P, 0.0)
@@ -145,8 +184,7 @@ def fwd_fused(q, k, v, G, W, A, s0, o, sT, T, H, K: tl.constexpr, V: tl.constexp
         S += tl.dot(kT, vs, input_precision=PREC)
         p_o = tl.make_block_ptr(o + (b * T * H + hh) * V, (T, V), (H * V, 1), (t0, i_v * BV), (BT, BV), (1, 0))
         tl.store(p_o, (acc * scale).to(o.dtype.element_ty), boundary_check=(0, 1))
-    p_st = tl.make_block_ptr(sT + i_bh * K * V, (K, V), (V, 1), (0, i_v * BV), (BK, BV), (1, 0))
-    tl.store(p_st, S, boundary_check=(0, 1))
+    return S
 
 
 @triton.jit

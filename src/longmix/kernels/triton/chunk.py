@@ -135,7 +135,10 @@ CONFIG = {"state_bk": 64, "state_bv": 64, "state_warps": 4, "state_min_programs"
           # per-key gates' walk (FUSED_MODES_KEY): warps and pipeline depth (their fp32 gate tiles and the intra
           # matrix take shared memory beside q, k, v and W: at Triton's default 3 stages GLA's walk needs 265 KiB
           # and KDA's 313 at D = 128, over an H100's 227; 2 fit, tests/hopper_compile.py)
-          "fused_warps_key": 4, "fused_stages_key": 2}
+          "fused_warps_key": 4, "fused_stages_key": 2,
+          # scalar gates with the delta rule (Gated DeltaNet): the walk reads the keys decayed to their chunk's end
+          # (_delta.fwd_prep4 writes them), so it scales no u and no [C, C] intra matrix per element
+          "fused_khat": True, "fused_warps_delta_gated_khat": 4}
 
 
 _tile = _delta._tile
@@ -252,20 +255,22 @@ def _prec(x: torch.Tensor) -> str:
     return "ieee" if torch.get_float32_matmul_precision() == "highest" else "tf32"
 
 
-def _prologue(q, k, v, G, gate, beta, C, prec, chunks, keep_inverse=True):
+def _prologue(q, k, v, G, gate, beta, C, prec, chunks, keep_inverse=True, khat=False):
     """What the state walk needs first, on the two-kernel and the one-pass forward alike: per-key gates'
     intra-chunk matrix A (in one pass with the delta rule's key-key matrix Kp), and the delta rule's WY/UT
-    transform (Tinv, None unless ``keep_inverse``; U; W). Returns (A, Kp, Tinv, U, W): U is v without the
-    delta rule, A None without per-key gates, the others None where they do not apply."""
-    A = Kp = Tinv = W = None
+    transform (Tinv, None unless ``keep_inverse``; U; W; with ``khat``, the keys decayed to their chunk's end
+    where ``_delta.prep`` forms them). Returns (A, Kp, Tinv, U, W, Kh): U is v without the delta rule, A None
+    without per-key gates, the others None where they do not apply."""
+    A = Kp = Tinv = W = Kh = None
     U = v
     if gate == 2:
         A = _gla.fwd_intra(q, k, G, C, prec, with_keys=beta is not None, chunks=chunks)
         if beta is not None:
             A, Kp = A
     if beta is not None:
-        Tinv, U, W = _delta.prep(k, v, beta, G, Kp, gate, C, prec, chunks, keep_inverse=keep_inverse)
-    return A, Kp, Tinv, U, W
+        Tinv, U, W, Kh = _delta.prep(k, v, beta, G, Kp, gate, C, prec, chunks, keep_inverse=keep_inverse,
+                                     khat=khat)
+    return A, Kp, Tinv, U, W, Kh
 
 
 def _forward(q, k, v, G, gate, s0, C, want_state, beta=None, scale=1.0, chunks: Chunks | None = None):
@@ -279,7 +284,7 @@ def _forward(q, k, v, G, gate, s0, C, want_state, beta=None, scale=1.0, chunks: 
     h = q.new_empty(B, H, NT, K, V)
     sT = q.new_empty(chunks.N, H, K, V, dtype=torch.float32) if want_state else None
     Gp = G if G is not None else q
-    A, Kp, Tinv, U, W = _prologue(q, k, v, G, gate, beta, C, prec, chunks)
+    A, Kp, Tinv, U, W, _ = _prologue(q, k, v, G, gate, beta, C, prec, chunks)
     # the delta rule: the state pass writes u = U − W S, which the output reads
     delta = {} if beta is None else {"Kp": Kp, "Tinv": Tinv, "W": W, "u": torch.empty_like(v)}
     W, u = delta.get("W", q), delta.get("u", q)
@@ -495,7 +500,8 @@ def _fused_forward(q, k, v, g, beta, s0, C, scale, chunks):
     gate = _gate_mode(g)
     G = chunk_cumsum(g, C, clamp=True, chunks=chunks) if g is not None else None
     # as on the two-kernel path, in parallel before the walk (the delta rule's inverse is not kept)
-    A, _, _, v, W = _prologue(q, k, v, G, gate, beta, C, prec, chunks, keep_inverse=False)
+    A, _, _, v, W, Kh = _prologue(q, k, v, G, gate, beta, C, prec, chunks, keep_inverse=False,
+                                  khat=CONFIG["fused_khat"])
     o = torch.empty_like(v)
     sT = q.new_empty(B, H, K, V, dtype=torch.float32)
     delta = "_delta" if beta is not None else ""
@@ -504,14 +510,15 @@ def _fused_forward(q, k, v, g, beta, s0, C, scale, chunks):
     if gate == 2:
         opts, stages = {"num_warps": CONFIG["fused_warps_key"]}, CONFIG["fused_stages_key"]
     else:
-        opts = {"num_warps": CONFIG["fused_warps" + delta + ("_gated" if delta and gate else "")]}
+        opts = {"num_warps": CONFIG["fused_warps" + delta + ("_gated" if delta and gate else "")
+                                    + ("_khat" if Kh is not None else "")]}
         stages = CONFIG["fused_stages" + delta]
         if not delta and grid[0] * grid[1] >= CONFIG["fused_wide_programs"] and CONFIG["fused_stages_wide"] is not None:
             stages = CONFIG["fused_stages_wide"]
     if stages is not None:
         opts["num_stages"] = stages
     _output.fwd_fused[grid](
-        q, k, v, G if G is not None else q, W if W is not None else q, A if A is not None else q,
+        q, Kh if Kh is not None else k, k, v, G if G is not None else q, W if W is not None else q, A if A is not None else q,
         s0 if s0 is not None else q, o, sT, T, H, K, V, scale, HAS_S0=s0 is not None, GATE=gate,
-        DELTA=beta is not None, BT=C, BK=_tile(K, 128), BV=bv, PREC=prec, **opts)
+        DELTA=beta is not None, BT=C, BK=_tile(K, 128), BV=bv, PREC=prec, KHAT=Kh is not None, **opts)
     return o, sT
