@@ -133,16 +133,18 @@ def _drive(full: bool) -> None:
             chunk.CONFIG.update(saved[0])
             _delta.CONFIG.update(saved[1])
         # K != V (tiles of two sizes: fwd_uw once bound one name to both, which only the compiler refuses; it
-        # failed on an H100 at chunks of 128), not powers of two, at the default chunk and at the split prep's
-        for C in (64, 128):
+        # failed on an H100 at chunks of 128), not powers of two, at the default chunk and at the split prep's;
+        # then K = 128 with narrow V tiles at chunks of 128 (the delta rule's reverse state pass once needed
+        # 306 KiB of shared memory there, on an H200)
+        for C, Kd, Vd in ((64, 48, 20), (128, 48, 20), (128, 128, 32)):
             for gate in (None, "scalar", "key"):
                 for delta in (False, True):
-                    q, k = (grad(torch.randn(B, T, H, 48, generator=gen).to(dtype)) for _ in range(2))
-                    v = grad(torch.randn(B, T, H, 20, generator=gen).to(dtype))
-                    g = None if gate is None else grad(-torch.rand(*(B, T, H) if gate == "scalar" else (B, T, H, 48),
+                    q, k = (grad(torch.randn(B, T, H, Kd, generator=gen).to(dtype)) for _ in range(2))
+                    v = grad(torch.randn(B, T, H, Vd, generator=gen).to(dtype))
+                    g = None if gate is None else grad(-torch.rand(*(B, T, H) if gate == "scalar" else (B, T, H, Kd),
                                                                    generator=gen))
                     beta = grad(torch.rand(B, T, H, generator=gen).to(dtype)) if delta else None
-                    o, S = chunk.chunk(q, k, v, g, beta, grad(torch.zeros(B, H, 48, 20)), chunk_size=C)
+                    o, S = chunk.chunk(q, k, v, g, beta, grad(torch.zeros(B, H, Kd, Vd)), chunk_size=C)
                     (o.float().sum() + S.sum()).backward()
                     with torch.no_grad():
                         chunk.chunk(q, k, v, g, beta, None, chunk_size=C)

@@ -87,9 +87,9 @@ def fwd_output(q, k, v, G, h, A, o, CH, T, H, K: tl.constexpr, V: tl.constexpr, 
 
 
 @triton.jit
-def fwd_fused(q, k, kr, v, G, W, A, s0, o, sT, T, H, K: tl.constexpr, V: tl.constexpr, scale,
-              HAS_S0: tl.constexpr, GATE: tl.constexpr, DELTA: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr,
-              BV: tl.constexpr, PREC: tl.constexpr, KHAT: tl.constexpr = False, SPAN: tl.constexpr = 60.0):
+def fwd_fused(q, k, v, G, W, A, s0, o, sT, T, H, K: tl.constexpr, V: tl.constexpr, scale, HAS_S0: tl.constexpr,
+              GATE: tl.constexpr, DELTA: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
+              PREC: tl.constexpr, KHAT: tl.constexpr = 0, SPAN: tl.constexpr = 60.0):
     """The forward without gradients, all of K in one tile: one program per (V tile, batch·head) walks
     the chunks in order with its [K, BV] slice of the state in registers,
 
@@ -102,39 +102,40 @@ def fwd_fused(q, k, kr, v, G, W, A, s0, o, sT, T, H, K: tl.constexpr, V: tl.cons
     each chunk's values are first ``u = U − W S`` (the state pass's, not stored). S enters the products
     in the inputs' dtype, as the stored h does on the two-kernel path, and u too, as the stored u does.
 
-    ``KHAT`` (scalar gates with the delta rule): k holds ``k ⊙ e^{G_last − G}`` (``_delta.fwd_prep4``), so
+    ``KHAT`` (scalar gates with the delta rule) 1: k holds ``k ⊙ e^{G_last − G}`` (``_delta.fwd_prep4``), so
     the state update takes u unscaled and the intra-chunk product only its rows' ``e^{G − G_last}``, not
     the per-element ``e^{G_i − G_j}``, whose [BT, BT] exponentials took a third of Gated DeltaNet's walk
     (``benchmarks/ablate_walk.py``). The rows' factor stays below e^SPAN where each chunk's gates sum to at
-    least −SPAN; a sequence with a chunk past that (a strong decay, a reset) is walked as without ``KHAT``,
-    from the raw keys ``kr`` (the choice is made per program, before its walk: a product inside a branch of
-    the walk's loop is more than Triton 3.6's pipeliner takes)."""
+    least −SPAN; a program whose sequence has a chunk past that (a strong decay, a reset) returns at once,
+    and a second launch with ``KHAT`` 2 and the raw keys walks those programs as without ``KHAT`` (its
+    other programs return). Two kernels, not one with both walks, which would share its registers
+    (the two-walk kernel spilled 232 bytes per thread at 4 warps, the decayed-key walk alone none)."""
     i_v, i_bh = tl.program_id(0), tl.program_id(1)
     b, hh = i_bh // H, i_bh % H
+    if KHAT == 1:
+        if _lowest_chunk_gate(G, b, hh, T, H, BT) < -SPAN:
+            return
+    if KHAT == 2:
+        if _lowest_chunk_gate(G, b, hh, T, H, BT) >= -SPAN:
+            return
     S = tl.zeros([BK, BV], dtype=tl.float32)
     if HAS_S0:
         p_s = tl.make_block_ptr(s0 + i_bh * K * V, (K, V), (V, 1), (0, i_v * BV), (BK, BV), (1, 0))
         S += tl.load(p_s, boundary_check=(0, 1)).to(tl.float32)
-    if KHAT:
-        if _spans_within(G, b, hh, T, H, BT, SPAN):
-            S = _walk(q, k, v, G, W, A, o, S, b, hh, i_v, T, H, K, V, scale, GATE, DELTA, BT, BK, BV, PREC, True)
-        else:
-            S = _walk(q, kr, v, G, W, A, o, S, b, hh, i_v, T, H, K, V, scale, GATE, DELTA, BT, BK, BV, PREC, False)
-    else:
-        S = _walk(q, k, v, G, W, A, o, S, b, hh, i_v, T, H, K, V, scale, GATE, DELTA, BT, BK, BV, PREC, False)
+    S = _walk(q, k, v, G, W, A, o, S, b, hh, i_v, T, H, K, V, scale, GATE, DELTA, BT, BK, BV, PREC, KHAT == 1)
     p_st = tl.make_block_ptr(sT + i_bh * K * V, (K, V), (V, 1), (0, i_v * BV), (BK, BV), (1, 0))
     tl.store(p_st, S, boundary_check=(0, 1))
 
 
 @triton.jit
-def _spans_within(G, b, hh, T, H, BT: tl.constexpr, SPAN: tl.constexpr):
-    """Whether every chunk's scalar log-gates (G chunk-local cumulative) sum to at least −SPAN."""
+def _lowest_chunk_gate(G, b, hh, T, H, BT: tl.constexpr):
+    """The lowest sum of a chunk's scalar log-gates over the sequence (G chunk-local cumulative), at most 0."""
     low = tl.full([], 0.0, tl.float32)
     for c0 in range(0, tl.cdiv(T, BT), 256):
         c = c0 + tl.arange(0, 256)
         last = tl.minimum((c + 1) * BT, T) - 1
         low = tl.minimum(low, tl.min(tl.load(G + (b * T + last) * H + hh, mask=c * BT < T, other=0.0), axis=0))
-    return low >= -SPAN
+    return low
 
 
 @triton.jit

@@ -228,6 +228,8 @@ def _stages(gate: int, delta: bool, bv: int, reverse: bool = False, C: int = 64,
     opts = {"num_warps": CONFIG["state_warps"]}
     if CONFIG[key] is not None:  # None: Triton's default depth
         opts["num_stages"] = CONFIG[key]
+    if delta and C > 64:  # chunks of 128 with K = 128: the narrow V tiles' 3 stages take 244-306 KiB (an H200
+        opts["num_stages"] = min(opts.get("num_stages", 3), 2)  # refused them; hopper_compile)
     if delta and reverse and gate == 2 and C > 64:  # chunks of 128: per-key gates' [K, 128] fp32 gate tiles take
         opts["num_stages"] = 1                      # 284 KiB of shared memory at 2 stages (hopper_compile)
     if delta and wide32:  # 237-320 KiB at the depths above (hopper_compile --all): over an H100's 227
@@ -510,15 +512,20 @@ def _fused_forward(q, k, v, g, beta, s0, C, scale, chunks):
     if gate == 2:
         opts, stages = {"num_warps": CONFIG["fused_warps_key"]}, CONFIG["fused_stages_key"]
     else:
-        opts = {"num_warps": CONFIG["fused_warps" + delta + ("_gated" if delta and gate else "")
-                                    + ("_khat" if Kh is not None else "")]}
+        opts = {"num_warps": CONFIG["fused_warps" + delta + ("_gated" if delta and gate else "")]}
         stages = CONFIG["fused_stages" + delta]
         if not delta and grid[0] * grid[1] >= CONFIG["fused_wide_programs"] and CONFIG["fused_stages_wide"] is not None:
             stages = CONFIG["fused_stages_wide"]
     if stages is not None:
         opts["num_stages"] = stages
-    _output.fwd_fused[grid](
-        q, Kh if Kh is not None else k, k, v, G if G is not None else q, W if W is not None else q, A if A is not None else q,
-        s0 if s0 is not None else q, o, sT, T, H, K, V, scale, HAS_S0=s0 is not None, GATE=gate,
-        DELTA=beta is not None, BT=C, BK=_tile(K, 128), BV=bv, PREC=prec, KHAT=Kh is not None, **opts)
+    # with the decayed keys Kh: their walk, then the raw keys' walk for the heads it leaves (a chunk's gates
+    # summing below −SPAN; its other programs return at once)
+    walks = [(k, 0, opts)]
+    if Kh is not None:
+        walks = [(Kh, 1, dict(opts, num_warps=CONFIG["fused_warps_delta_gated_khat"])), (k, 2, opts)]
+    for keys, khat, launch in walks:
+        _output.fwd_fused[grid](
+            q, keys, v, G if G is not None else q, W if W is not None else q, A if A is not None else q,
+            s0 if s0 is not None else q, o, sT, T, H, K, V, scale, HAS_S0=s0 is not None, GATE=gate,
+            DELTA=beta is not None, BT=C, BK=_tile(K, 128), BV=bv, PREC=prec, KHAT=khat, **launch)
     return o, sT
