@@ -1,4 +1,5 @@
-"""Where the one-pass forward's walk spends its time: the forward timed with parts of ``_output.fwd_fused`` cut out.
+"""Where the one-pass forward's walk spends its time: the forward timed with parts of ``_output._walk`` (the loop of
+``fwd_fused``) cut out.
 
     PYTHONPATH=src python benchmarks/ablate_walk.py [B T]   # GPU; default B=16 T=2048; writes $OUT/ablate.jsonl
     TRITON_INTERPRET=1 PYTHONPATH=src python benchmarks/ablate_walk.py --check   # CPU: every cut compiles and runs
@@ -23,7 +24,7 @@ import torch
 
 from longmix.kernels.triton import _output, chunk
 
-# (name, [(statement as in _output.fwd_fused, its replacement)]); each statement must occur in fwd_fused (every
+# (name, [(statement as in _output._walk, its replacement)]); each statement must occur in _walk (every
 # occurrence is cut: the per-element decay is also the scalar-gate delta walk's fallback for strong gates)
 GATE_CUTS = {
     "P gate": ('P *= tl.exp(tl.where(causal, g[:, None] - g[None, :], float("-inf")))', "P = P"),
@@ -41,11 +42,11 @@ def variant_module(cuts, tag):
     """``_output.py`` with ``cuts`` applied, imported from a file of its own (Triton reads a kernel's source)."""
     path = _output.__file__
     src = open(path).read()
-    start = src.index("def fwd_fused(")
+    start = src.index("def _walk(")
     end = src.index("@triton.jit", start)
     body = src[start:end]
     for old, new in cuts:
-        assert body.count(old) >= 1, f"{old!r} does not occur in fwd_fused ({path})"
+        assert body.count(old) >= 1, f"{old!r} does not occur in _walk ({path})"
         body = body.replace(old, new)
     src = src[:start] + body + src[end:]
     src = src.replace("from . import", "from longmix.kernels.triton import").replace(

@@ -89,7 +89,7 @@ def fwd_output(q, k, v, G, h, A, o, CH, T, H, K: tl.constexpr, V: tl.constexpr, 
 @triton.jit
 def fwd_fused(q, k, v, G, W, A, s0, o, sT, T, H, K: tl.constexpr, V: tl.constexpr, scale, HAS_S0: tl.constexpr,
               GATE: tl.constexpr, DELTA: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
-              PREC: tl.constexpr, KHAT: tl.constexpr = 0, SPAN: tl.constexpr = 60.0):
+              PREC: tl.constexpr, KHAT: tl.constexpr = False, SPAN: tl.constexpr = 80.0):
     """The forward without gradients, all of K in one tile: one program per (V tile, batch·head) walks
     the chunks in order with its [K, BV] slice of the state in registers,
 
@@ -102,46 +102,29 @@ def fwd_fused(q, k, v, G, W, A, s0, o, sT, T, H, K: tl.constexpr, V: tl.constexp
     each chunk's values are first ``u = U − W S`` (the state pass's, not stored). S enters the products
     in the inputs' dtype, as the stored h does on the two-kernel path, and u too, as the stored u does.
 
-    ``KHAT`` (scalar gates with the delta rule) 1: k holds ``k ⊙ e^{G_last − G}`` (``_delta.fwd_prep4``), so
-    the state update takes u unscaled and the intra-chunk product only its rows' ``e^{G − G_last}``, not
-    the per-element ``e^{G_i − G_j}``, whose [BT, BT] exponentials took a third of Gated DeltaNet's walk
-    (``benchmarks/ablate_walk.py``). The rows' factor stays below e^SPAN where each chunk's gates sum to at
-    least −SPAN; a program whose sequence has a chunk past that (a strong decay, a reset) returns at once,
-    and a second launch with ``KHAT`` 2 and the raw keys walks those programs as without ``KHAT`` (its
-    other programs return). Two kernels, not one with both walks, which would share its registers
-    (the two-walk kernel spilled 232 bytes per thread at 4 warps, the decayed-key walk alone none)."""
+    ``KHAT`` (scalar gates with the delta rule): k holds ``k ⊙ e^{G_last − G}`` (``_delta.fwd_prep4``), so the
+    state update takes u unscaled and, in each chunk whose gates sum to at least −SPAN, the intra-chunk
+    product only its rows' ``e^{G − G_last}`` (below e^SPAN), not the per-element ``e^{G_i − G_j}``, whose
+    [BT, BT] exponentials took a third of Gated DeltaNet's walk (``benchmarks/ablate_walk.py``). A chunk past
+    that (a strong decay, a reset: its early keys' decay may underflow) reads its intra-chunk matrix from A
+    (``fwd_strong_intra``, formed beforehand in parallel for those chunks only). The choice is a select, not
+    a branch: a branch in the loop is more than Triton 3.6's pipeliner takes, and the walks as two kernels
+    ran one after the other."""
     i_v, i_bh = tl.program_id(0), tl.program_id(1)
     b, hh = i_bh // H, i_bh % H
-    if KHAT == 1:
-        if _lowest_chunk_gate(G, b, hh, T, H, BT) < -SPAN:
-            return
-    if KHAT == 2:
-        if _lowest_chunk_gate(G, b, hh, T, H, BT) >= -SPAN:
-            return
     S = tl.zeros([BK, BV], dtype=tl.float32)
     if HAS_S0:
         p_s = tl.make_block_ptr(s0 + i_bh * K * V, (K, V), (V, 1), (0, i_v * BV), (BK, BV), (1, 0))
         S += tl.load(p_s, boundary_check=(0, 1)).to(tl.float32)
-    S = _walk(q, k, v, G, W, A, o, S, b, hh, i_v, T, H, K, V, scale, GATE, DELTA, BT, BK, BV, PREC, KHAT == 1)
+    S = _walk(q, k, v, G, W, A, o, S, b, hh, i_v, T, H, K, V, scale, GATE, DELTA, BT, BK, BV, PREC, KHAT, SPAN)
     p_st = tl.make_block_ptr(sT + i_bh * K * V, (K, V), (V, 1), (0, i_v * BV), (BK, BV), (1, 0))
     tl.store(p_st, S, boundary_check=(0, 1))
 
 
 @triton.jit
-def _lowest_chunk_gate(G, b, hh, T, H, BT: tl.constexpr):
-    """The lowest sum of a chunk's scalar log-gates over the sequence (G chunk-local cumulative), at most 0."""
-    low = tl.full([], 0.0, tl.float32)
-    for c0 in range(0, tl.cdiv(T, BT), 256):
-        c = c0 + tl.arange(0, 256)
-        last = tl.minimum((c + 1) * BT, T) - 1
-        low = tl.minimum(low, tl.min(tl.load(G + (b * T + last) * H + hh, mask=c * BT < T, other=0.0), axis=0))
-    return low
-
-
-@triton.jit
 def _walk(q, k, v, G, W, A, o, S, b, hh, i_v, T, H, K: tl.constexpr, V: tl.constexpr, scale, GATE: tl.constexpr,
           DELTA: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, PREC: tl.constexpr,
-          KHAT: tl.constexpr):
+          KHAT: tl.constexpr, SPAN: tl.constexpr):
     """``fwd_fused``'s walk over the chunks from state S; the output written, the final state returned."""
     o_r = tl.arange(0, BT)
     causal = o_r[:, None] >= o_r[None, :]
@@ -173,7 +156,9 @@ def _walk(q, k, v, G, W, A, o, S, b, hh, i_v, T, H, K: tl.constexpr, V: tl.const
             acc *= tl.exp(g)[:, None]
             S *= tl.exp(g_last)
             if KHAT:  # kT is (k ⊙ e^{G_last − G})ᵀ
-                P *= tl.exp(g - g_last)[:, None]
+                p_A = tl.make_block_ptr(A + (b * T * H + hh) * BT, (T, BT), (H * BT, 1), (t0, 0), (BT, BT), (1, 0))
+                P = tl.where(g_last >= -SPAN, P * tl.exp(g - g_last)[:, None],
+                             tl.load(p_A, boundary_check=(0, 1)).to(tl.float32))
                 vs = vv
             else:
                 P *= tl.exp(tl.where(causal, g[:, None] - g[None, :], float("-inf")))
@@ -186,6 +171,30 @@ def _walk(q, k, v, G, W, A, o, S, b, hh, i_v, T, H, K: tl.constexpr, V: tl.const
         p_o = tl.make_block_ptr(o + (b * T * H + hh) * V, (T, V), (H * V, 1), (t0, i_v * BV), (BT, BV), (1, 0))
         tl.store(p_o, (acc * scale).to(o.dtype.element_ty), boundary_check=(0, 1))
     return S
+
+
+@triton.jit
+def fwd_strong_intra(q, k, G, A, T, H, K: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, PREC: tl.constexpr,
+                     SPAN: tl.constexpr):
+    """A[n] = (q kᵀ) ⊙ e^{G_i − G_j} (lower triangle, in A's dtype) for each chunk n whose scalar log-gates sum
+    below −SPAN, the chunks ``fwd_fused``'s decayed-key walk cannot take; grid (chunks, B·H), the other
+    programs return at once."""
+    n, i_bh = tl.program_id(0), tl.program_id(1)
+    b, hh = i_bh // H, i_bh % H
+    t0 = n * BT
+    g, g_last = _row_gate(G, b, hh, t0, T, H, BT)
+    if g_last >= -SPAN:
+        return
+    P = tl.zeros([BT, BT], dtype=tl.float32)
+    for i_k in range(tl.cdiv(K, BK)):
+        p_q = tl.make_block_ptr(q + (b * T * H + hh) * K, (T, K), (H * K, 1), (t0, i_k * BK), (BT, BK), (1, 0))
+        p_kT = tl.make_block_ptr(k + (b * T * H + hh) * K, (K, T), (1, H * K), (i_k * BK, t0), (BK, BT), (0, 1))
+        P += tl.dot(tl.load(p_q, boundary_check=(0, 1)), tl.load(p_kT, boundary_check=(0, 1)), input_precision=PREC)
+    o_r = tl.arange(0, BT)
+    causal = o_r[:, None] >= o_r[None, :]
+    P = tl.where(causal, P * tl.exp(tl.where(causal, g[:, None] - g[None, :], float("-inf"))), 0.0)
+    p_A = tl.make_block_ptr(A + (b * T * H + hh) * BT, (T, BT), (H * BT, 1), (t0, 0), (BT, BT), (1, 0))
+    tl.store(p_A, P.to(A.dtype.element_ty), boundary_check=(0, 1))
 
 
 @triton.jit

@@ -476,6 +476,13 @@ def chunk(q, k, v, g=None, beta=None, initial_state=None, *, chunk_size: int = 6
     return _ChunkFn.apply(q, k, v, g, beta, s0, chunk_size, float(scale), chunks)
 
 
+# Gated DeltaNet's one-pass walk (fused_khat) forms a chunk's intra matrix from keys decayed to the chunk's end
+# where its scalar log-gates sum to at least −KHAT_SPAN: the rows' factor e^{G − G_last} then stays below e^80
+# (float32 overflows at e^88.7), and a key element the decay takes below the normal range adds at most
+# e^80 · 2^-133 ≈ 5e-6 of Σ|q| to q kᵀ in bf16; the chunks past it take _output.fwd_strong_intra's matrix
+KHAT_SPAN = 80.0
+
+
 def _fused(q, k, v, g, beta, s0, chunks: Chunks, C: int) -> bool:
     """Whether the one-pass inference forward serves this call: no gradient needed, a mode in
     ``fused_modes`` (by default no gate or a scalar one, with or without the delta rule; per-key gates where
@@ -518,14 +525,14 @@ def _fused_forward(q, k, v, g, beta, s0, C, scale, chunks):
             stages = CONFIG["fused_stages_wide"]
     if stages is not None:
         opts["num_stages"] = stages
-    # with the decayed keys Kh: their walk, then the raw keys' walk for the heads it leaves (a chunk's gates
-    # summing below −SPAN; its other programs return at once)
-    walks = [(k, 0, opts)]
-    if Kh is not None:
-        walks = [(Kh, 1, dict(opts, num_warps=CONFIG["fused_warps_delta_gated_khat"])), (k, 2, opts)]
-    for keys, khat, launch in walks:
-        _output.fwd_fused[grid](
-            q, keys, v, G if G is not None else q, W if W is not None else q, A if A is not None else q,
-            s0 if s0 is not None else q, o, sT, T, H, K, V, scale, HAS_S0=s0 is not None, GATE=gate,
-            DELTA=beta is not None, BT=C, BK=_tile(K, 128), BV=bv, PREC=prec, KHAT=khat, **launch)
+    if Kh is not None:  # the walk with keys decayed to their chunk's end; chunks past KHAT_SPAN read A
+        opts["num_warps"] = CONFIG["fused_warps_delta_gated_khat"]
+        A = torch.empty(B, T, H, C, device=q.device, dtype=q.dtype)
+        _output.fwd_strong_intra[(triton.cdiv(T, C), B * H)](q, k, G, A, T, H, K, BT=C, BK=_tile(K, 64), PREC=prec,
+                                                               SPAN=KHAT_SPAN)
+    _output.fwd_fused[grid](
+        q, Kh if Kh is not None else k, v, G if G is not None else q, W if W is not None else q,
+        A if A is not None else q, s0 if s0 is not None else q, o, sT, T, H, K, V, scale, HAS_S0=s0 is not None,
+        GATE=gate, DELTA=beta is not None, BT=C, BK=_tile(K, 128), BV=bv, PREC=prec, KHAT=Kh is not None,
+        SPAN=KHAT_SPAN, **opts)
     return o, sT
