@@ -10,7 +10,9 @@ gradients (the path that runs the walk). Its outputs are wrong on purpose; only 
 a cut saves is what that statement costs inside the compiled loop (the walk issues its products one after
 another and waits for each, so a cut can also change what overlaps). ``MECHS`` (environment, default
 ``gated_deltanet,retention,deltanet``) and ``WARPS`` (default ``4,8``: the walk's warps for every mode)
-choose what runs; every variant is timed in turn, ``ROUNDS`` times (default 3), keeping the best.
+choose what runs; every variant is timed in turn, ``ROUNDS`` times (default 3), keeping the best. The cuts
+address the per-element walk, so Gated DeltaNet runs it here (``fused_khat`` off: its decayed-key walk has no
+per-element decay and no u scaling to cut).
 """
 from __future__ import annotations
 
@@ -71,7 +73,7 @@ def check():
     """On the CPU (interpreter): every variant runs the walk; the uncut one matches the library's forward."""
     from longmix.bench.speed import _longmix_fns
 
-    chunk.CONFIG["fused_min_programs"] = 0
+    chunk.CONFIG.update(fused_min_programs=0, fused_khat=False)
     for name in ("gated_deltanet", "retention"):
         x = _inputs(name, 2, 200, "cpu", torch.float32)  # 4 chunks: a cut of the state decay shows in o
         fwd = _longmix_fns(name, "triton")[0]
@@ -96,6 +98,7 @@ def main(argv):
     from longmix.bench.speed import _longmix_fns, _time_pass
 
     B, T = (int(argv[0]), int(argv[1])) if len(argv) > 1 else (16, 2048)
+    chunk.CONFIG["fused_khat"] = False
     rounds = int(os.environ.get("ROUNDS", "3"))
     out = open(os.path.join(os.environ.get("OUT", "."), "ablate.jsonl"), "a")
     print(f"{torch.cuda.get_device_name()} · B={B} T={T} H=16 D=128 bf16 · forward without gradients", flush=True)
