@@ -134,10 +134,15 @@ CONFIG = {"state_bk": 64, "state_bv": 64, "state_warps": 4, "state_min_programs"
           "fused_stages_wide": 2, "fused_wide_programs": 256,
           # per-key gates' walk (FUSED_MODES_KEY): warps and pipeline depth (their fp32 gate tiles and the intra
           # matrix take shared memory beside q, k, v and W: at Triton's default 3 stages GLA's walk needs 265 KiB
-          # and KDA's 313 at D = 128, over an H100's 227; 2 fit, tests/hopper_compile.py)
+          # and KDA's 313 at D = 128, over an H100's 227; 2 fit, tests/hopper_compile.py). It passed
+          # test_cuda.py's "key-gates" on an H200 but took 1.13-1.14x the two-kernel forward's time for GLA and
+          # 0.97-1.12x for KDA (16x2K, 4x8K; benchmarks/results/2026-11-26-h200-s19/c1_tune_key.txt): off
           "fused_warps_key": 4, "fused_stages_key": 2,
           # scalar gates with the delta rule (Gated DeltaNet): the walk reads the keys decayed to their chunk's end
-          # (_delta.fwd_prep4 writes them), so it scales no u and no [C, C] intra matrix per element
+          # (_delta.fwd_prep4 writes them), so it scales no u and no [C, C] intra matrix per element (KHAT_SPAN
+          # below). Forward 0.84x / 0.84x the per-element walk's time at 16x2K / 4x8K on an H100 and 0.81x / 0.81x
+          # on an H200, at 4 warps (8: 1.16-1.19x, 2 stages 1.13-1.17x of 4 warps; benchmarks/results/
+          # 2026-11-26-h200-s19/c4_tune_khat.txt, c5_tune_khat.txt)
           "fused_khat": True, "fused_warps_delta_gated_khat": 4}
 
 
