@@ -515,8 +515,8 @@ def prep(k, v, beta, G, Kp, gate, C, prec, chunks=None, keep_inverse=True, khat=
     """Tinv [B, T, H, C] (fp32; in the inputs' 16-bit dtype where ``fwd_prep4`` forms U and W in it),
     U [B, T, H, V] and W [B, T, H, K] in v's / k's dtype (``chunks``: the ``_varlen.Chunks`` of the call),
     and Kh = k ⊙ e^{G_last − G} (``fwd_prep4``'s ``KHAT``) where ``khat`` asks for it and the scalar-gate
-    prep4 path runs on bf16 or float32 inputs, else None. ``keep_inverse=False`` (no backward to come): fwd_prep4 does not store Tinv,
-    and None comes back for it."""
+    prep4 path runs on bf16 or float32 inputs, else None. ``keep_inverse=False`` (no backward to come):
+    fwd_prep4 does not store Tinv, and None comes back for it."""
     B, T, H, K = k.shape
     V = v.shape[-1]
     chunks = chunks or Chunks(triton.cdiv(T, C), B, False)
