@@ -182,9 +182,9 @@ def fwd_strong_intra(q, k, G, A, T, H, K: tl.constexpr, BT: tl.constexpr, BK: tl
     n, i_bh = tl.program_id(0), tl.program_id(1)
     b, hh = i_bh // H, i_bh % H
     t0 = n * BT
-    g, g_last = _row_gate(G, b, hh, t0, T, H, BT)
-    if g_last >= -SPAN:
+    if tl.load(G + (b * T + tl.minimum(t0 + BT, T) - 1) * H + hh) >= -SPAN:  # the chunk's gates' sum
         return
+    g, _ = _row_gate(G, b, hh, t0, T, H, BT)
     P = tl.zeros([BT, BT], dtype=tl.float32)
     for i_k in range(tl.cdiv(K, BK)):
         p_q = tl.make_block_ptr(q + (b * T * H + hh) * K, (T, K), (H * K, 1), (t0, i_k * BK), (BT, BK), (1, 0))

@@ -143,7 +143,9 @@ CONFIG = {"state_bk": 64, "state_bv": 64, "state_warps": 4, "state_min_programs"
           # below). Forward 0.84x / 0.84x the per-element walk's time at 16x2K / 4x8K on an H100 and 0.81x / 0.81x
           # on an H200, at 4 warps (8: 1.16-1.19x, 2 stages 1.13-1.17x of 4 warps; benchmarks/results/
           # 2026-11-26-h200-s19/c4_tune_khat.txt, c5_tune_khat.txt)
-          "fused_khat": True, "fused_warps_delta_gated_khat": 4}
+          "fused_khat": True, "fused_warps_delta_gated_khat": 4,
+          # ... and the kernel that forms the intra matrix of its chunks past KHAT_SPAN (most programs return)
+          "strong_warps": 4}
 
 
 _tile = _delta._tile
@@ -534,7 +536,7 @@ def _fused_forward(q, k, v, g, beta, s0, C, scale, chunks):
         opts["num_warps"] = CONFIG["fused_warps_delta_gated_khat"]
         A = torch.empty(B, T, H, C, device=q.device, dtype=q.dtype)
         _output.fwd_strong_intra[(triton.cdiv(T, C), B * H)](q, k, G, A, T, H, K, BT=C, BK=_tile(K, 64), PREC=prec,
-                                                               SPAN=KHAT_SPAN)
+                                                               SPAN=KHAT_SPAN, num_warps=CONFIG["strong_warps"])
     _output.fwd_fused[grid](
         q, Kh if Kh is not None else k, v, G if G is not None else q, W if W is not None else q,
         A if A is not None else q, s0 if s0 is not None else q, o, sT, T, H, K, V, scale, HAS_S0=s0 is not None,
