@@ -175,31 +175,26 @@ def _walk(q, k, v, G, W, A, o, S, b, hh, i_v, T, H, K: tl.constexpr, V: tl.const
 
 @triton.jit
 def fwd_strong_intra(q, k, G, A, T, H, K: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, PREC: tl.constexpr,
-                     SPAN: tl.constexpr, CPP: tl.constexpr):
-    """A[n] = (q kᵀ) ⊙ e^{G_i − G_j} (lower triangle, in A's dtype) for the chunks ``fwd_fused``'s decayed-key
-    walk cannot take, those whose scalar log-gates sum below −SPAN; grid (groups of CPP chunks, B·H). A program
-    whose chunks all sum to at least −SPAN (most, at a Mixer's gates) returns after one load of their sums;
-    the others form every chunk of their group (no branch in the loop: Triton 3.6's pipeliner takes none;
-    the walk selects A only where a chunk needs it)."""
-    i_c, i_bh = tl.program_id(0), tl.program_id(1)
+                     SPAN: tl.constexpr):
+    """A[n] = (q kᵀ) ⊙ e^{G_i − G_j} (lower triangle, in A's dtype) for each chunk n whose scalar log-gates sum
+    below −SPAN, the chunks ``fwd_fused``'s decayed-key walk cannot take; grid (chunks, B·H), the other
+    programs return at once."""
+    n, i_bh = tl.program_id(0), tl.program_id(1)
     b, hh = i_bh // H, i_bh % H
-    c = i_c * CPP + tl.arange(0, CPP)
-    ends = tl.load(G + (b * T + tl.minimum((c + 1) * BT, T) - 1) * H + hh, mask=c * BT < T, other=0.0)
-    if tl.min(ends, axis=0) >= -SPAN:
+    t0 = n * BT
+    if tl.load(G + (b * T + tl.minimum(t0 + BT, T) - 1) * H + hh) >= -SPAN:  # the chunk's gates' sum
         return
+    g, _ = _row_gate(G, b, hh, t0, T, H, BT)
+    P = tl.zeros([BT, BT], dtype=tl.float32)
+    for i_k in range(tl.cdiv(K, BK)):
+        p_q = tl.make_block_ptr(q + (b * T * H + hh) * K, (T, K), (H * K, 1), (t0, i_k * BK), (BT, BK), (1, 0))
+        p_kT = tl.make_block_ptr(k + (b * T * H + hh) * K, (K, T), (1, H * K), (i_k * BK, t0), (BK, BT), (0, 1))
+        P += tl.dot(tl.load(p_q, boundary_check=(0, 1)), tl.load(p_kT, boundary_check=(0, 1)), input_precision=PREC)
     o_r = tl.arange(0, BT)
     causal = o_r[:, None] >= o_r[None, :]
-    for t0 in range(i_c * CPP * BT, tl.minimum((i_c + 1) * CPP * BT, T), BT):
-        g, _ = _row_gate(G, b, hh, t0, T, H, BT)
-        P = tl.zeros([BT, BT], dtype=tl.float32)
-        for i_k in range(tl.cdiv(K, BK)):
-            p_q = tl.make_block_ptr(q + (b * T * H + hh) * K, (T, K), (H * K, 1), (t0, i_k * BK), (BT, BK), (1, 0))
-            p_kT = tl.make_block_ptr(k + (b * T * H + hh) * K, (K, T), (1, H * K), (i_k * BK, t0), (BK, BT), (0, 1))
-            P += tl.dot(tl.load(p_q, boundary_check=(0, 1)), tl.load(p_kT, boundary_check=(0, 1)),
-                        input_precision=PREC)
-        P = tl.where(causal, P * tl.exp(tl.where(causal, g[:, None] - g[None, :], float("-inf"))), 0.0)
-        p_A = tl.make_block_ptr(A + (b * T * H + hh) * BT, (T, BT), (H * BT, 1), (t0, 0), (BT, BT), (1, 0))
-        tl.store(p_A, P.to(A.dtype.element_ty), boundary_check=(0, 1))
+    P = tl.where(causal, P * tl.exp(tl.where(causal, g[:, None] - g[None, :], float("-inf"))), 0.0)
+    p_A = tl.make_block_ptr(A + (b * T * H + hh) * BT, (T, BT), (H * BT, 1), (t0, 0), (BT, BT), (1, 0))
+    tl.store(p_A, P.to(A.dtype.element_ty), boundary_check=(0, 1))
 
 
 @triton.jit

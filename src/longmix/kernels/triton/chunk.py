@@ -144,10 +144,9 @@ CONFIG = {"state_bk": 64, "state_bv": 64, "state_warps": 4, "state_min_programs"
           # on an H200, at 4 warps (8: 1.16-1.19x, 2 stages 1.13-1.17x of 4 warps; benchmarks/results/
           # 2026-11-26-h200-s19/c4_tune_khat.txt, c5_tune_khat.txt)
           "fused_khat": True, "fused_warps_delta_gated_khat": 4,
-          # ... and the kernel that forms the intra matrix of its chunks past KHAT_SPAN, by groups of strong_chunks
-          # chunks (most groups return at once; one program per chunk took 0.028 ms of the forward at 16x2K on an
-          # H100, c5_profile_gdn_16x2k.txt; 1, 2 and 4 warps took the same time there, c6_tune.txt)
-          "strong_warps": 4, "strong_chunks": 8}
+          # ... and the kernel that forms the intra matrix of its chunks past KHAT_SPAN (most programs return; 1, 2
+          # and 4 warps took the same time, H100, c6_tune.txt in the folder above)
+          "strong_warps": 4}
 
 
 _tile = _delta._tile
@@ -537,10 +536,8 @@ def _fused_forward(q, k, v, g, beta, s0, C, scale, chunks):
     if Kh is not None:  # the walk with keys decayed to their chunk's end; chunks past KHAT_SPAN read A
         opts["num_warps"] = CONFIG["fused_warps_delta_gated_khat"]
         A = torch.empty(B, T, H, C, device=q.device, dtype=q.dtype)
-        cpp = CONFIG["strong_chunks"]
-        _output.fwd_strong_intra[(triton.cdiv(T, C * cpp), B * H)](
-            q, k, G, A, T, H, K, BT=C, BK=_tile(K, 64), PREC=prec, SPAN=KHAT_SPAN, CPP=cpp,
-            num_warps=CONFIG["strong_warps"])
+        _output.fwd_strong_intra[(triton.cdiv(T, C), B * H)](q, k, G, A, T, H, K, BT=C, BK=_tile(K, 64), PREC=prec,
+                                                               SPAN=KHAT_SPAN, num_warps=CONFIG["strong_warps"])
     _output.fwd_fused[grid](
         q, Kh if Kh is not None else k, v, G if G is not None else q, W if W is not None else q,
         A if A is not None else q, s0 if s0 is not None else q, o, sT, T, H, K, V, scale, HAS_S0=s0 is not None,
