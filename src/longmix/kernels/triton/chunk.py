@@ -145,7 +145,8 @@ CONFIG = {"state_bk": 64, "state_bv": 64, "state_warps": 4, "state_min_programs"
           # 2026-11-26-h200-s19/c4_tune_khat.txt, c5_tune_khat.txt)
           "fused_khat": True, "fused_warps_delta_gated_khat": 4,
           # ... and the kernel that forms the intra matrix of its chunks past KHAT_SPAN (most programs return; 1, 2
-          # and 4 warps took the same time, H100, c6_tune.txt in the folder above)
+          # and 4 warps took the same time, H100, c6_tune.txt in the folder above; groups of 4-32 chunks a program
+          # took 1.00-1.09x the forward's time, c7_tune.txt: the strong chunks' work, not the returns, costs)
           "strong_warps": 4}
 
 
