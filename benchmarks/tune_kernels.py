@@ -123,7 +123,6 @@ KNOBS = [
     (chunk.CONFIG, "fused_khat", [True, False, {"fused_khat": True, "fused_warps_delta_gated_khat": 8},
                                   {"fused_khat": True, "fused_stages_delta": 2}], ["gated_deltanet"]),
     (chunk.CONFIG, "strong_warps", [4, 2, 1], ["gated_deltanet"]),
-    (chunk.CONFIG, "khat_mask_a", [True, False], ["gated_deltanet"]),
     (chunk.CONFIG, "fused_bv", [32, 64, 128], ["linear"]),
     (chunk.CONFIG, "fused_warps", [4, 8], ["linear"]),
 ]

@@ -89,8 +89,7 @@ def fwd_output(q, k, v, G, h, A, o, CH, T, H, K: tl.constexpr, V: tl.constexpr, 
 @triton.jit
 def fwd_fused(q, k, v, G, W, A, s0, o, sT, T, H, K: tl.constexpr, V: tl.constexpr, scale, HAS_S0: tl.constexpr,
               GATE: tl.constexpr, DELTA: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
-              PREC: tl.constexpr, KHAT: tl.constexpr = False, SPAN: tl.constexpr = 80.0,
-              MASK_A: tl.constexpr = False):
+              PREC: tl.constexpr, KHAT: tl.constexpr = False, SPAN: tl.constexpr = 80.0):
     """The forward without gradients, all of K in one tile: one program per (V tile, batch·head) walks
     the chunks in order with its [K, BV] slice of the state in registers,
 
@@ -117,8 +116,7 @@ def fwd_fused(q, k, v, G, W, A, s0, o, sT, T, H, K: tl.constexpr, V: tl.constexp
     if HAS_S0:
         p_s = tl.make_block_ptr(s0 + i_bh * K * V, (K, V), (V, 1), (0, i_v * BV), (BK, BV), (1, 0))
         S += tl.load(p_s, boundary_check=(0, 1)).to(tl.float32)
-    S = _walk(q, k, v, G, W, A, o, S, b, hh, i_v, T, H, K, V, scale, GATE, DELTA, BT, BK, BV, PREC, KHAT, SPAN,
-              MASK_A)
+    S = _walk(q, k, v, G, W, A, o, S, b, hh, i_v, T, H, K, V, scale, GATE, DELTA, BT, BK, BV, PREC, KHAT, SPAN)
     p_st = tl.make_block_ptr(sT + i_bh * K * V, (K, V), (V, 1), (0, i_v * BV), (BK, BV), (1, 0))
     tl.store(p_st, S, boundary_check=(0, 1))
 
@@ -126,7 +124,7 @@ def fwd_fused(q, k, v, G, W, A, s0, o, sT, T, H, K: tl.constexpr, V: tl.constexp
 @triton.jit
 def _walk(q, k, v, G, W, A, o, S, b, hh, i_v, T, H, K: tl.constexpr, V: tl.constexpr, scale, GATE: tl.constexpr,
           DELTA: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, PREC: tl.constexpr,
-          KHAT: tl.constexpr, SPAN: tl.constexpr, MASK_A: tl.constexpr):
+          KHAT: tl.constexpr, SPAN: tl.constexpr):
     """``fwd_fused``'s walk over the chunks from state S; the output written, the final state returned."""
     o_r = tl.arange(0, BT)
     causal = o_r[:, None] >= o_r[None, :]
@@ -158,15 +156,9 @@ def _walk(q, k, v, G, W, A, o, S, b, hh, i_v, T, H, K: tl.constexpr, V: tl.const
             acc *= tl.exp(g)[:, None]
             S *= tl.exp(g_last)
             if KHAT:  # kT is (k ⊙ e^{G_last − G})ᵀ
-                if MASK_A:  # A read only for a strong chunk (an ordinary chunk's A is never written)
-                    o_c = tl.arange(0, BT)
-                    end = tl.where(g_last < -SPAN, T, 0)  # rows read: the chunk's if strong, else none
-                    Pa = tl.load(A + ((b * T + t0 + o_c[:, None]) * H + hh) * BT + o_c[None, :],
-                                 mask=t0 + o_c[:, None] < end, other=0.0)
-                else:
-                    p_A = tl.make_block_ptr(A + (b * T * H + hh) * BT, (T, BT), (H * BT, 1), (t0, 0), (BT, BT), (1, 0))
-                    Pa = tl.load(p_A, boundary_check=(0, 1))
-                P = tl.where(g_last >= -SPAN, P * tl.exp(g - g_last)[:, None], Pa.to(tl.float32))
+                p_A = tl.make_block_ptr(A + (b * T * H + hh) * BT, (T, BT), (H * BT, 1), (t0, 0), (BT, BT), (1, 0))
+                P = tl.where(g_last >= -SPAN, P * tl.exp(g - g_last)[:, None],
+                             tl.load(p_A, boundary_check=(0, 1)).to(tl.float32))
                 vs = vv
             else:
                 P *= tl.exp(tl.where(causal, g[:, None] - g[None, :], float("-inf")))

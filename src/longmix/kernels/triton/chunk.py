@@ -147,9 +147,7 @@ CONFIG = {"state_bk": 64, "state_bv": 64, "state_warps": 4, "state_min_programs"
           # ... and the kernel that forms the intra matrix of its chunks past KHAT_SPAN (most programs return; 1, 2
           # and 4 warps took the same time, H100, c6_tune.txt in the folder above; groups of 4-32 chunks a program
           # took 1.00-1.09x the forward's time, c7_tune.txt: the strong chunks' work, not the returns, costs)
-          "strong_warps": 4,
-          # ... and whether the walk reads a chunk's A only where the chunk is strong (a masked load), not always
-          "khat_mask_a": True}
+          "strong_warps": 4}
 
 
 _tile = _delta._tile
@@ -545,5 +543,5 @@ def _fused_forward(q, k, v, g, beta, s0, C, scale, chunks):
         q, Kh if Kh is not None else k, v, G if G is not None else q, W if W is not None else q,
         A if A is not None else q, s0 if s0 is not None else q, o, sT, T, H, K, V, scale, HAS_S0=s0 is not None,
         GATE=gate, DELTA=beta is not None, BT=C, BK=_tile(K, 128), BV=bv, PREC=prec, KHAT=Kh is not None,
-        SPAN=KHAT_SPAN, MASK_A=CONFIG["khat_mask_a"], **opts)
+        SPAN=KHAT_SPAN, **opts)
     return o, sT
