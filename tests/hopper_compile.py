@@ -133,7 +133,7 @@ def _drive(full: bool) -> None:
             chunk.CONFIG.update(saved[0])
             _delta.CONFIG.update(saved[1])
         # K != V (tiles of two sizes: fwd_uw once bound one name to both, which only the compiler refuses; it
-        # failed on an H100 at chunks of 128), not powers of two, at the default chunk and at the split prep's;
+        # failed on an H200 at chunks other than 64), not powers of two, at the default chunk and at the split prep's;
         # then K = 128 with narrow V tiles at chunks of 128 (the delta rule's reverse state pass once needed
         # 306 KiB of shared memory there, on an H200)
         for C, Kd, Vd in ((64, 48, 20), (128, 48, 20), (128, 128, 32)):

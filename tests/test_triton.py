@@ -272,10 +272,11 @@ def test_inference_forward_in_one_pass(mode, T, K, V, C, s0, monkeypatch):
 @pytest.mark.parametrize("delta", [False, True])
 def test_inference_forward_in_one_pass_strong_gates(gate, delta, monkeypatch):
     """The one-pass walk with chunk-summed log-gates far below −88 and a −inf gate (a hard reset) in the
-    middle chunk of one head, between two chunks of ordinary gates, and a head of ordinary gates, β near 0 and 2: finite, and as close to the float64
-    reference as the float32 one (the walk's decays are all ≤ 1; per-key gates' intra matrix comes from
-    _gla.fwd_intra's split products; scalar gates with the delta rule take it, chunk by chunk, from keys
-    decayed to the chunk's end or from ``_output.fwd_strong_intra``, ``fwd_fused``'s ``KHAT``)."""
+    middle chunk of one head, between two chunks of ordinary gates, and a head of ordinary gates, β near 0
+    and 2: finite, and as close to the float64 reference as the float32 one (the walk's decays are all ≤ 1;
+    per-key gates' intra matrix comes from _gla.fwd_intra's split products; scalar gates with the delta rule
+    take it, chunk by chunk, from keys decayed to the chunk's end or from ``_output.fwd_strong_intra``,
+    ``fwd_fused``'s ``KHAT``)."""
     from longmix.kernels.triton import _output, chunk as chunk_mod
 
     monkeypatch.setitem(chunk_mod.CONFIG, "fused_min_programs", 0)
