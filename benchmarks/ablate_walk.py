@@ -26,8 +26,7 @@ import torch
 
 from longmix.kernels.triton import _output, chunk
 
-# (name, [(statement as in _output._walk, its replacement)]); each statement must occur in _walk (every
-# occurrence is cut: the per-element decay is also the scalar-gate delta walk's fallback for strong gates)
+# (name, [(statement as in _output._walk, its replacement)]); each statement must occur once in _walk
 GATE_CUTS = {
     "P gate": ('P *= tl.exp(tl.where(causal, g[:, None] - g[None, :], float("-inf")))', "P = P"),
     "o scale": ("acc *= tl.exp(g)[:, None]", "acc = acc"),
@@ -48,7 +47,7 @@ def variant_module(cuts, tag):
     end = src.index("@triton.jit", start)
     body = src[start:end]
     for old, new in cuts:
-        assert body.count(old) >= 1, f"{old!r} does not occur in _walk ({path})"
+        assert body.count(old) == 1, f"{old!r} occurs {body.count(old)} times in _walk ({path})"
         body = body.replace(old, new)
     src = src[:start] + body + src[end:]
     src = src.replace("from . import", "from longmix.kernels.triton import").replace(

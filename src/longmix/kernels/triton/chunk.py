@@ -52,7 +52,7 @@ _interp.apply()
 # every (gate, delta rule) mode the one-pass forward can serve: gate 0 (none) or 1 (scalar), with or without β
 FUSED_MODES_ALL = ((0, False), (1, False), (0, True), (1, True))
 # ... and per-key gates (GLA, KDA), which read their intra-chunk matrix from _gla.fwd_intra: not in the default
-# fused_modes until they have passed tests/test_cuda.py on a GPU and been timed against the two-kernel path
+# fused_modes (they passed tests/test_cuda.py on a GPU but were slower than the two-kernel path; CONFIG below)
 FUSED_MODES_KEY = ((2, False), (2, True))
 
 # Tile sizes and warps; benchmarks may edit this table.
