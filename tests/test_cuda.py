@@ -376,7 +376,7 @@ def test_decoder_steps_match_reference_and_replay_as_a_cuda_graph(name, prec):
     torch.testing.assert_close(dec.state, results["triton"][1], rtol=0, atol=0)
 
 
-@pytest.mark.parametrize("modes", ["default", "none", "triton-depth", "key-gates"])
+@pytest.mark.parametrize("modes", ["default", "none", "triton-depth", "key-gates", "khat-walk"])
 @pytest.mark.parametrize("D", [64, 128])
 @pytest.mark.parametrize("prec", ["bf16", "fp32"])
 @pytest.mark.parametrize("name", [n for n in TRITON_MECHS if longmix.describe(n).family != "dense"])
@@ -387,8 +387,14 @@ def test_inference_forward_matches_reference(name, prec, D, modes, monkeypatch):
     others (per-key gates; ``none``: every mechanism) run their two-kernel path without saving anything.
     ``default`` runs the walk at the depth ``fused_stages_wide`` gives many programs (2; as ``two-stages`` it passed
     on an H200 before it became the default), ``triton-depth`` at Triton's default depth (3); ``key-gates``: the
-    walk for per-key gates too (``FUSED_MODES_KEY``, GLA and KDA; not in the default modes until this passes)."""
+    walk for per-key gates too (``FUSED_MODES_KEY``, GLA and KDA; not in the default modes until this passes);
+    ``khat-walk``: Gated DeltaNet's walk decaying its keys itself (``khat_walk``) instead of reading the prep's."""
     from longmix.kernels.triton import chunk as tchunk
+
+    if modes == "khat-walk":
+        if name != "gated_deltanet":
+            pytest.skip("khat_walk serves scalar gates with the delta rule only")
+        monkeypatch.setitem(tchunk.CONFIG, "khat_walk", True)
 
     if modes == "key-gates":
         if name not in ("gla", "kda"):

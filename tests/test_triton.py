@@ -267,20 +267,25 @@ def test_inference_forward_in_one_pass(mode, T, K, V, C, s0, monkeypatch):
     assert len(calls) == 1  # gradients wanted: the stored-state path
 
 
-@pytest.mark.parametrize("gate", ["scalar", "key"])
-@pytest.mark.parametrize("delta", [False, True])
-def test_inference_forward_in_one_pass_strong_gates(gate, delta, monkeypatch):
+@pytest.mark.parametrize("gate,delta,khat_walk", [("scalar", False, False), ("key", False, False),
+                                                   ("scalar", True, False), ("scalar", True, True),
+                                                   ("key", True, False)])
+def test_inference_forward_in_one_pass_strong_gates(gate, delta, khat_walk, monkeypatch):
     """The one-pass walk with chunk-summed log-gates far below −88 and a −inf gate (a hard reset) in the
     middle chunk of one head, between two chunks of ordinary gates, and a head of ordinary gates, β near 0
     and 2: finite, and as close to the float64 reference as the float32 one (the walk's decays are all ≤ 1;
     per-key gates' intra matrix comes from _gla.fwd_intra's split products; scalar gates with the delta rule
     take it, chunk by chunk, from keys decayed to the chunk's end or from ``_output.fwd_strong_intra``,
-    ``fwd_fused``'s ``KHAT``)."""
-    from longmix.kernels.triton import _output, chunk as chunk_mod
+    ``fwd_fused``'s ``KHAT``; ``khat_walk``: the walk decays the keys itself, the prep stores none)."""
+    from longmix.kernels.triton import _delta, _output, chunk as chunk_mod
 
     monkeypatch.setitem(chunk_mod.CONFIG, "fused_min_programs", 0)
     monkeypatch.setitem(chunk_mod.CONFIG, "fused_modes", chunk_mod.FUSED_MODES_ALL + chunk_mod.FUSED_MODES_KEY)
+    monkeypatch.setitem(chunk_mod.CONFIG, "khat_walk", khat_walk)
     calls = _count_launches(monkeypatch, _output, "fwd_fused")
+    stored = []  # whether the prep stored decayed keys, per call
+    real_prep = _delta.prep
+    monkeypatch.setattr(_delta, "prep", lambda *a, **kw: stored.append(kw["khat"]) or real_prep(*a, **kw))
     q, k, v, g, S, beta = _inputs(1, 150, 2, 24, 20, gate, s0=True, strength=30.0,
                                   beta=(0.0, 2.0) if delta else None, knorm=1.0 if delta else None, seed=7)
     g = g.clone()
@@ -291,6 +296,7 @@ def test_inference_forward_in_one_pass_strong_gates(gate, delta, monkeypatch):
     with torch.no_grad():
         o, ST = tri_chunk(q, k, v, g, beta, S, chunk_size=64)
     assert len(calls) == 1
+    assert stored == ([gate == "scalar" and not khat_walk] if delta else [])
     gr = g.clamp_min(-1e4)  # the references take −inf as the mechanisms hand it to them (api clamps at −1e4)
     floor = FLOOR + _cumsum_floor(g.clamp_min(-200), 64)  # the kernel clamps each log-gate at −200
     _compare_forward((o, ST), (q, k, v, gr, beta, S), 64, floor)
@@ -402,6 +408,55 @@ def test_delta_four_block_prep_split_from_its_products(gate, monkeypatch):
     xs = _inputs(1, 150, 1, 16, 16, gate, s0=False, beta=(0.0, 2.0), knorm=1.0, seed=6)
     xs[4] = torch.randn(3, 1, 16, 16, generator=torch.Generator().manual_seed(7)).to(DEVICE)
     _compare(xs, C=64, bounds=[0, 70, 71, 150])
+
+
+@pytest.mark.parametrize("gate", [None, "scalar", "key"])
+def test_delta_four_block_prep_whole_chunk_products(gate, monkeypatch):
+    """``uw_whole``: fwd_prep4 joins the inverse's blocks into one [64, 64] tile and forms U and W (and the
+    decayed keys) with whole-chunk products. The same Tinv, bit for bit; U and W as accurate against the
+    float64 solve as the 16-row block products, with IEEE fp32 and with fp16 inputs; then the forward and
+    every gradient against the reference (a ragged last chunk, K and V over one tile, packed documents) and
+    the one-pass forward."""
+    q, k, v, g, _, beta = _inputs(1, 150, 2, 32, 16, gate, s0=False, beta=(0.0, 2.0), knorm=1.0, seed=5)
+    for inputs, prec in (((k, v), "ieee"), ((k.half(), v.half()), "tf32")):
+        errs = _prep_errors(*inputs, g, beta, gate, "uw_whole", (False, True), prec, monkeypatch)
+        assert errs[True][0] == errs[False][0], errs
+        for e_whole, e_blocks in zip(errs[True][1:], errs[False][1:]):
+            # fp32: both near 1e-7; fp16: both the outputs' rounding (2e-4 to 5e-4), summed in another order
+            assert e_whole <= 1.5 * e_blocks + 1e-6, errs
+    monkeypatch.setitem(_delta_config(), "uw_whole", True)
+    _compare(_inputs(1, 150, 1, 80, 72, gate, s0=True, beta=(0.0, 2.0), knorm=1.0, seed=3), C=64)
+    xs = _inputs(1, 150, 1, 16, 16, gate, s0=False, beta=(0.0, 2.0), knorm=1.0, seed=6)
+    xs[4] = torch.randn(3, 1, 16, 16, generator=torch.Generator().manual_seed(7)).to(DEVICE)
+    _compare(xs, C=64, bounds=[0, 70, 71, 150])
+    if gate != "key":  # the one-pass forward (scalar gates: from the decayed keys the prep stores)
+        from longmix.kernels.triton import chunk as chunk_mod
+
+        monkeypatch.setitem(chunk_mod.CONFIG, "fused_min_programs", 0)
+        q, k, v, g, S, beta = _inputs(2, 150, 3, 32, 16, "scalar", s0=True, beta=(0.0, 2.0), knorm=1.0, seed=8)
+        g = g if gate else None
+        with torch.no_grad():
+            o, ST = tri_chunk(q, k, v, g, beta, S, chunk_size=64)
+        _compare_forward((o, ST), (q, k, v, g, beta, S), 64, FLOOR + _cumsum_floor(g, 64))
+
+
+@pytest.mark.parametrize("gate", [None, "scalar", "key"])
+def test_delta_four_block_prep_tf32_inverse(gate, monkeypatch):
+    """``inv_tf32``: fwd_prep4's inverse for 16-bit inputs with TF32 block products (1: the off-diagonal
+    blocks', 2: all), whose 11 significant bits exceed the 8 of the bf16 the inverse is rounded to. On
+    ordinary systems and on badly conditioned ones (nearly aligned keys, β near 2), against the float64
+    solve: within a quarter of the IEEE products' error plus 1e-4. (The interpreter computes TF32 as float32,
+    so this test tells only on a GPU, in bf16 there.)"""
+    dtype = torch.bfloat16 if DEVICE == "cuda" else torch.float16
+    q, k, v, g, _, beta = _inputs(1, 150, 2, 32, 16, gate, s0=False, beta=(0.0, 2.0), knorm=1.0, seed=5)
+    _, ka, va, ga, _, ba = _inputs(1, 100, 2, 32, 16, gate, s0=False, beta=(1.9, 2.0), seed=9)
+    ka = F.normalize(ka[:, :1] + 0.05 * ka, dim=-1)  # nearly aligned keys
+    for xs in ((k, v, g, beta), (ka, va, ga, ba)):
+        errs = _prep_errors(xs[0].to(dtype), xs[1].to(dtype), *xs[2:], gate, "inv_tf32", (0, 1, 2), "tf32",
+                            monkeypatch)
+        for val in (1, 2):
+            for e, e_ieee in zip(errs[val], errs[0]):
+                assert e <= 1.25 * e_ieee + 1e-4, errs
 
 
 def _prep_errors(k, v, g, beta, gate, knob, values, prec, monkeypatch):

@@ -50,7 +50,15 @@ CONFIG = {"prep_warps": 2, "bwd_warps": 4, "bk": 64, "bv": 64, "prep4": True, "u
           "inverse": "doubling",
           # prep_split: fwd_prep4 stores Tinv only and fwd_uw (tiles uw_bk / uw_bv, uw_warps) forms U and W with
           # whole-chunk products, as the general (non-64) chunk always does
-          "prep_split": False, "uw_bk": 64, "uw_bv": 64, "uw_warps": 4}
+          "prep_split": False, "uw_bk": 64, "uw_bv": 64, "uw_warps": 4,
+          # fwd_prep4's pipeline depth for its K and V loops (None: Triton's default, 3)
+          "prep_stages": None,
+          # fwd_prep4 for 16-bit inputs: the inverse's off-diagonal block products (1) or all its products (2)
+          # in TF32, not IEEE float32 (0)
+          "inv_tf32": 0,
+          # fwd_prep4's U and W: by whole-chunk products from Tinv joined into one tile (True), or by its
+          # 16-row blocks (False)
+          "uw_whole": False}
 
 
 @triton.jit
@@ -201,7 +209,7 @@ def _pair(ki, kj, gi, gj, Kp, b, hh, ti, j, T, H, BT: tl.constexpr, BC: tl.const
 
 
 @triton.jit
-def _unit_lower_inverse(a, BC: tl.constexpr, DOUBLING: tl.constexpr = False):
+def _unit_lower_inverse(a, BC: tl.constexpr, DOUBLING: tl.constexpr = False, IPREC: tl.constexpr = "ieee"):
     """(I + a)⁻¹ for a strictly lower [BC, BC] block in registers (fp32).
 
     By forward substitution: row r of the inverse minus I is −a_r − Σ_j a_rj (row j of it), BC − 2
@@ -219,7 +227,7 @@ def _unit_lower_inverse(a, BC: tl.constexpr, DOUBLING: tl.constexpr = False):
         for lvl in tl.static_range(1, 4):  # blocks of 2s from blocks of s = 1 << lvl: s = 2, 4, 8
             e = tl.where((r // (2 << lvl) == c // (2 << lvl)) & (r % (2 << lvl) >= (1 << lvl)) &
                          (c % (2 << lvl) < (1 << lvl)), a, 0.0)
-            x = x - _dot(x, _dot(e, x))
+            x = x - _dot(x, _dot(e, x, IPREC), IPREC)
     else:
         x = -a
         for i in range(2, BC):
@@ -231,8 +239,20 @@ def _unit_lower_inverse(a, BC: tl.constexpr, DOUBLING: tl.constexpr = False):
 
 
 @triton.jit
-def _dot(a, b):
-    return tl.dot(a, b, input_precision="ieee")
+def _dot(a, b, IPREC: tl.constexpr = "ieee"):
+    return tl.dot(a, b, input_precision=IPREC)
+
+
+@triton.jit
+def _cat_cols(a, b):
+    """[a | b]: two [R, C] tiles side by side, [R, 2C]."""
+    return tl.reshape(tl.permute(tl.join(a, b), (0, 2, 1)), (a.shape[0], 2 * a.shape[1]))
+
+
+@triton.jit
+def _cat_rows(a, b):
+    """[a; b]: two [R, C] tiles one above the other, [2R, C]."""
+    return tl.reshape(tl.permute(tl.join(a, b), (2, 0, 1)), (2 * a.shape[0], a.shape[1]))
 
 
 @triton.jit
@@ -249,7 +269,7 @@ def fwd_prep4(k, v, beta, G, Kp, Tinv, U, W, Kh, CH, T, H, K: tl.constexpr, V: t
               GATE: tl.constexpr, BT: tl.constexpr, BC: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
               PREC: tl.constexpr, VARLEN: tl.constexpr, LOWP: tl.constexpr = False,
               DOUBLING: tl.constexpr = False, UW: tl.constexpr = True, STORE_T: tl.constexpr = True,
-              KHAT: tl.constexpr = False):
+              KHAT: tl.constexpr = False, INV_TF32: tl.constexpr = 0, UW_WHOLE: tl.constexpr = False):
     """``fwd_prep`` for chunks of four BC-row blocks (BT = 4·BC, the default 64), all in registers:
     the ten key-key blocks, the four diagonal inverses (``_unit_lower_inverse``; independent, so they
     interleave), the six off-diagonal blocks of Tinv by block substitution with BC×BC products,
@@ -317,16 +337,20 @@ def fwd_prep4(k, v, beta, G, Kp, Tinv, U, W, Kh, CH, T, H, K: tl.constexpr, V: t
     a31 = _pair(a31, a31, g3, g1, Kp, b, hh, t3, 1, T, H, BT, BC, GATE, False) * b3[:, None]
     a32 = _pair(a32, a32, g3, g2, Kp, b, hh, t3, 2, T, H, BT, BC, GATE, False) * b3[:, None]
     a33 = _pair(a33, a33, g3, g3, Kp, b, hh, t3, 3, T, H, BT, BC, GATE, True) * b3[:, None]
-    d0 = _unit_lower_inverse(a00, BC, DOUBLING)
-    d1 = _unit_lower_inverse(a11, BC, DOUBLING)
-    d2 = _unit_lower_inverse(a22, BC, DOUBLING)
-    d3 = _unit_lower_inverse(a33, BC, DOUBLING)
-    t10 = -_dot(d1, _dot(a10, d0))
-    t21 = -_dot(d2, _dot(a21, d1))
-    t32 = -_dot(d3, _dot(a32, d2))
-    t20 = -_dot(d2, _dot(a20, d0) + _dot(a21, t10))
-    t31 = -_dot(d3, _dot(a31, d1) + _dot(a32, t21))
-    t30 = -_dot(d3, _dot(a30, d0) + _dot(a31, t10) + _dot(a32, t20))
+    # the products' precision: IEEE float32, or TF32 for 16-bit inputs (LOWP), whose inverse is rounded to
+    # their dtype afterwards (TF32's 11 significant bits against bf16's 8); DPREC for the diagonal blocks' own
+    DPREC: tl.constexpr = "tf32" if LOWP and INV_TF32 == 2 else "ieee"
+    MPREC: tl.constexpr = "tf32" if LOWP and INV_TF32 >= 1 else "ieee"
+    d0 = _unit_lower_inverse(a00, BC, DOUBLING, DPREC)
+    d1 = _unit_lower_inverse(a11, BC, DOUBLING, DPREC)
+    d2 = _unit_lower_inverse(a22, BC, DOUBLING, DPREC)
+    d3 = _unit_lower_inverse(a33, BC, DOUBLING, DPREC)
+    t10 = -_dot(d1, _dot(a10, d0, MPREC), MPREC)
+    t21 = -_dot(d2, _dot(a21, d1, MPREC), MPREC)
+    t32 = -_dot(d3, _dot(a32, d2, MPREC), MPREC)
+    t20 = -_dot(d2, _dot(a20, d0, MPREC) + _dot(a21, t10, MPREC), MPREC)
+    t31 = -_dot(d3, _dot(a31, d1, MPREC) + _dot(a32, t21, MPREC), MPREC)
+    t30 = -_dot(d3, _dot(a30, d0, MPREC) + _dot(a31, t10, MPREC) + _dot(a32, t20, MPREC), MPREC)
     # Tinv (for the backward, in Tinv's dtype), upper blocks zero
     if STORE_T:
         _store_blk(Tinv, d0, b, hh, t0, 0, T, H, BT, BC, BC, BT)
@@ -346,6 +370,18 @@ def fwd_prep4(k, v, beta, G, Kp, Tinv, U, W, Kh, CH, T, H, K: tl.constexpr, V: t
         _store_blk(Tinv, t32, b, hh, t3, 2 * BC, T, H, BT, BC, BC, BT)
         _store_blk(Tinv, d3, b, hh, t3, 3 * BC, T, H, BT, BC, BC, BT)
     if not UW:
+        return
+    if UW_WHOLE:  # Tinv as one [BT, BT] tile, then U and W by whole-chunk products
+        if LOWP:
+            z = z.to(v.dtype.element_ty)
+            d0, d1, d2, d3 = d0.to(z.dtype), d1.to(z.dtype), d2.to(z.dtype), d3.to(z.dtype)
+            t10, t20, t21 = t10.to(z.dtype), t20.to(z.dtype), t21.to(z.dtype)
+            t30, t31, t32 = t30.to(z.dtype), t31.to(z.dtype), t32.to(z.dtype)
+        tm = _cat_rows(_cat_rows(_cat_cols(_cat_cols(d0, z), _cat_cols(z, z)),
+                                 _cat_cols(_cat_cols(t10, d1), _cat_cols(z, z))),
+                       _cat_rows(_cat_cols(_cat_cols(t20, t21), _cat_cols(d2, z)),
+                                 _cat_cols(_cat_cols(t30, t31), _cat_cols(t32, d3))))
+        _uw_whole(tm, k, v, beta, G, U, W, Kh, b, hh, t0, last, T, H, K, V, GATE, BT, BK, BV, PREC, KHAT)
         return
     # U = Tinv (β v), W = Tinv (β k e^G), by blocks of rows
     if LOWP:  # 16-bit products (the inverse's blocks rounded once)
@@ -388,6 +424,37 @@ def fwd_prep4(k, v, beta, G, Kp, Tinv, U, W, Kh, CH, T, H, K: tl.constexpr, V: t
             x3 *= _gate_rows(G, b, hh, t3, last, i_k, T, H, K, GATE, BC, BK)
         _tinv_times(d0, d1, d2, d3, t10, t20, t21, t30, t31, t32, x0, x1, x2, x3, W, b, hh, t0, i_k * BK, T, H,
                     K, BC, BK, PREC)
+
+
+@triton.jit
+def _uw_whole(tm, k, v, beta, G, U, W, Kh, b, hh, t0, last, T, H, K: tl.constexpr, V: tl.constexpr,
+              GATE: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, PREC: tl.constexpr,
+              KHAT: tl.constexpr):
+    """``fwd_prep4``'s U = Tinv (β v) and W = Tinv (β k ⊙ e^G) (and ``KHAT``'s Kh) from Tinv as one [BT, BT]
+    tile ``tm``, by whole-chunk products over V's and K's tiles (operands in tm's dtype)."""
+    rows = t0 + tl.arange(0, BT)
+    bt = tl.load(beta + (b * T + rows) * H + hh, mask=rows < T, other=0.0).to(tl.float32)
+    for i_v in range(tl.cdiv(V, BV)):
+        p_v = tl.make_block_ptr(v + (b * T * H + hh) * V, (T, V), (H * V, 1), (t0, i_v * BV), (BT, BV), (1, 0))
+        xv = tl.load(p_v, boundary_check=(0, 1)).to(tl.float32) * bt[:, None]
+        p_u = tl.make_block_ptr(U + (b * T * H + hh) * V, (T, V), (H * V, 1), (t0, i_v * BV), (BT, BV), (1, 0))
+        tl.store(p_u, tl.dot(tm, xv.to(tm.dtype), input_precision=PREC).to(U.dtype.element_ty),
+                 boundary_check=(0, 1))
+    if KHAT:
+        gr = tl.load(G + (b * T + tl.minimum(rows, last)) * H + hh)
+        dk = tl.exp(tl.load(G + (b * T + last) * H + hh) - gr)
+    for i_k in range(tl.cdiv(K, BK)):
+        p_k = tl.make_block_ptr(k + (b * T * H + hh) * K, (T, K), (H * K, 1), (t0, i_k * BK), (BT, BK), (1, 0))
+        xk = tl.load(p_k, boundary_check=(0, 1)).to(tl.float32)
+        if KHAT:
+            p_h = tl.make_block_ptr(Kh + (b * T * H + hh) * K, (T, K), (H * K, 1), (t0, i_k * BK), (BT, BK), (1, 0))
+            tl.store(p_h, (xk * dk[:, None]).to(Kh.dtype.element_ty), boundary_check=(0, 1))
+        xk *= bt[:, None]
+        if GATE != 0:
+            xk *= _gate_k(G, b, hh, t0, i_k, T, H, K, GATE, BT, BK)
+        p_w = tl.make_block_ptr(W + (b * T * H + hh) * K, (T, K), (H * K, 1), (t0, i_k * BK), (BT, BK), (1, 0))
+        tl.store(p_w, tl.dot(tm, xk.to(tm.dtype), input_precision=PREC).to(W.dtype.element_ty),
+                 boundary_check=(0, 1))
 
 
 @triton.jit
@@ -511,6 +578,18 @@ def _bk(K: int) -> int:
     return max(16, triton.next_power_of_2(K))
 
 
+def _four(C: int) -> bool:
+    """Whether ``fwd_prep4`` (the inverse, U and W in registers) takes chunks of C."""
+    return C == 4 * BC and CONFIG["prep4"]
+
+
+def khat_ok(k, gate: int, C: int) -> bool:
+    """Whether the decayed keys ``Kh`` (``fwd_prep4``'s ``KHAT``) can serve this call: scalar gates, the
+    fused prep (not ``prep_split``), and not fp16, whose exponent range (normal from 6e-5 = e^-9.7) would lose
+    keys decayed further than that."""
+    return gate == 1 and _four(C) and not CONFIG["prep_split"] and k.dtype != torch.float16
+
+
 def prep(k, v, beta, G, Kp, gate, C, prec, chunks=None, keep_inverse=True, khat=False):
     """Tinv [B, T, H, C] (fp32; in the inputs' 16-bit dtype where ``fwd_prep4`` forms U and W in it),
     U [B, T, H, V] and W [B, T, H, K] in v's / k's dtype (``chunks``: the ``_varlen.Chunks`` of the call),
@@ -520,12 +599,11 @@ def prep(k, v, beta, G, Kp, gate, C, prec, chunks=None, keep_inverse=True, khat=
     B, T, H, K = k.shape
     V = v.shape[-1]
     chunks = chunks or Chunks(triton.cdiv(T, C), B, False)
-    four = C == 4 * BC and CONFIG["prep4"]  # the default chunk: the inverse in registers
+    four = _four(C)  # the default chunk: the inverse in registers
     lowp = four and CONFIG["uw_lowp"] and k.dtype != torch.float32
     split = not four or CONFIG["prep_split"]  # Tinv first, then U and W by fwd_uw
     keep_inverse = keep_inverse or split
-    # not fp16: its exponent range (normal from 6e-5 = e^-9.7) would lose keys decayed further than that
-    khat = khat and gate == 1 and not split and k.dtype != torch.float16
+    khat = khat and khat_ok(k, gate, C)
     Kh = torch.empty_like(k) if khat else None
     # stored for the backward in the dtype U and W were formed with (the general kernel also works in it: fp32)
     Tinv = torch.empty(B, T, H, C, device=k.device, dtype=k.dtype if lowp else torch.float32) if keep_inverse else k
@@ -538,7 +616,8 @@ def prep(k, v, beta, G, Kp, gate, C, prec, chunks=None, keep_inverse=True, khat=
         fwd_prep4[(chunks.NT, B * H)](
             k, v, beta, G_, Kp_, Tinv, U, W, Kh if khat else k, ch, T, H, K, V, GATE=gate, BT=C, BC=BC, BK=bk,
             BV=bv, PREC=prec, VARLEN=chunks.varlen, LOWP=lowp, DOUBLING=doubling, UW=not split, STORE_T=keep_inverse,
-            KHAT=khat, num_warps=CONFIG["prep_warps"])
+            KHAT=khat, INV_TF32=CONFIG["inv_tf32"], UW_WHOLE=CONFIG["uw_whole"], num_warps=CONFIG["prep_warps"],
+            **({"num_stages": CONFIG["prep_stages"]} if CONFIG["prep_stages"] else {}))
     else:
         fwd_prep[(chunks.NT, B * H)](
             k, beta, G_, Kp_, Tinv, ch, T, H, K, GATE=gate, BT=C, BC=BC, BK=bk, PREC=prec, VARLEN=chunks.varlen,

@@ -89,7 +89,8 @@ def fwd_output(q, k, v, G, h, A, o, CH, T, H, K: tl.constexpr, V: tl.constexpr, 
 @triton.jit
 def fwd_fused(q, k, v, G, W, A, s0, o, sT, T, H, K: tl.constexpr, V: tl.constexpr, scale, HAS_S0: tl.constexpr,
               GATE: tl.constexpr, DELTA: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
-              PREC: tl.constexpr, KHAT: tl.constexpr = False, SPAN: tl.constexpr = 80.0):
+              PREC: tl.constexpr, KHAT: tl.constexpr = False, SPAN: tl.constexpr = 80.0,
+              KSCALE: tl.constexpr = False):
     """The forward without gradients, all of K in one tile: one program per (V tile, batch·head) walks
     the chunks in order with its [K, BV] slice of the state in registers,
 
@@ -109,14 +110,16 @@ def fwd_fused(q, k, v, G, W, A, s0, o, sT, T, H, K: tl.constexpr, V: tl.constexp
     that (a strong decay, a reset: its early keys' decay may underflow) reads its intra-chunk matrix from A
     (``fwd_strong_intra``, formed beforehand in parallel for those chunks only). The choice is a select, not
     a branch: a branch in the loop is more than Triton 3.6's pipeliner takes, and the walks as two kernels
-    ran one after the other."""
+    ran one after the other. ``KSCALE`` (with ``KHAT``): k holds the raw keys, and the walk decays them itself
+    (the prep then stores no Kh)."""
     i_v, i_bh = tl.program_id(0), tl.program_id(1)
     b, hh = i_bh // H, i_bh % H
     S = tl.zeros([BK, BV], dtype=tl.float32)
     if HAS_S0:
         p_s = tl.make_block_ptr(s0 + i_bh * K * V, (K, V), (V, 1), (0, i_v * BV), (BK, BV), (1, 0))
         S += tl.load(p_s, boundary_check=(0, 1)).to(tl.float32)
-    S = _walk(q, k, v, G, W, A, o, S, b, hh, i_v, T, H, K, V, scale, GATE, DELTA, BT, BK, BV, PREC, KHAT, SPAN)
+    S = _walk(q, k, v, G, W, A, o, S, b, hh, i_v, T, H, K, V, scale, GATE, DELTA, BT, BK, BV, PREC, KHAT, SPAN,
+              KSCALE)
     p_st = tl.make_block_ptr(sT + i_bh * K * V, (K, V), (V, 1), (0, i_v * BV), (BK, BV), (1, 0))
     tl.store(p_st, S, boundary_check=(0, 1))
 
@@ -124,7 +127,7 @@ def fwd_fused(q, k, v, G, W, A, s0, o, sT, T, H, K: tl.constexpr, V: tl.constexp
 @triton.jit
 def _walk(q, k, v, G, W, A, o, S, b, hh, i_v, T, H, K: tl.constexpr, V: tl.constexpr, scale, GATE: tl.constexpr,
           DELTA: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, PREC: tl.constexpr,
-          KHAT: tl.constexpr, SPAN: tl.constexpr):
+          KHAT: tl.constexpr, SPAN: tl.constexpr, KSCALE: tl.constexpr):
     """``fwd_fused``'s walk over the chunks from state S; the output written, the final state returned."""
     o_r = tl.arange(0, BT)
     causal = o_r[:, None] >= o_r[None, :]
@@ -135,6 +138,10 @@ def _walk(q, k, v, G, W, A, o, S, b, hh, i_v, T, H, K: tl.constexpr, V: tl.const
         qq = tl.load(p_q, boundary_check=(0, 1))
         kT = tl.load(p_kT, boundary_check=(0, 1))
         vv = tl.load(p_v, boundary_check=(0, 1))
+        if GATE == 1:
+            g, g_last = _row_gate(G, b, hh, t0, T, H, BT)
+            if KSCALE:  # the keys decayed to the chunk's end here, as fwd_prep4's Kh would hold them
+                kT = (kT * tl.exp(g_last - g)[None, :]).to(kT.dtype)
         Sq = S.to(qq.dtype)
         if DELTA:
             p_w = tl.make_block_ptr(W + (b * T * H + hh) * K, (T, K), (H * K, 1), (t0, 0), (BT, BK), (1, 0))
@@ -152,7 +159,6 @@ def _walk(q, k, v, G, W, A, o, S, b, hh, i_v, T, H, K: tl.constexpr, V: tl.const
             acc = tl.dot(qq, Sq, input_precision=PREC)
             P = tl.dot(qq, kT, input_precision=PREC)
         if GATE == 1:
-            g, g_last = _row_gate(G, b, hh, t0, T, H, BT)
             acc *= tl.exp(g)[:, None]
             S *= tl.exp(g_last)
             if KHAT:  # kT is (k ⊙ e^{G_last − G})ᵀ

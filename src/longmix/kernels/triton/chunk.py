@@ -144,6 +144,8 @@ CONFIG = {"state_bk": 64, "state_bv": 64, "state_warps": 4, "state_min_programs"
           # on an H200, at 4 warps (8: 1.16-1.19x, 2 stages 1.13-1.17x of 4 warps; benchmarks/results/
           # 2026-11-26-h200-s19/c4_tune_khat.txt, c5_tune_khat.txt)
           "fused_khat": True, "fused_warps_delta_gated_khat": 4,
+          # ... the walk decaying the keys itself (True) instead of reading them from the prep (False)
+          "khat_walk": False,
           # ... and the kernel that forms the intra matrix of its chunks past KHAT_SPAN (most programs return; 1, 2
           # and 4 warps took the same time, H100, c6_tune.txt in the folder above; groups of 4-32 chunks a program
           # took 1.00-1.09x the forward's time, c7_tune.txt: the strong chunks' work, not the returns, costs)
@@ -518,8 +520,9 @@ def _fused_forward(q, k, v, g, beta, s0, C, scale, chunks):
     gate = _gate_mode(g)
     G = chunk_cumsum(g, C, clamp=True, chunks=chunks) if g is not None else None
     # as on the two-kernel path, in parallel before the walk (the delta rule's inverse is not kept)
+    khat = beta is not None and CONFIG["fused_khat"] and _delta.khat_ok(k, gate, C)
     A, _, _, v, W, Kh = _prologue(q, k, v, G, gate, beta, C, prec, chunks, keep_inverse=False,
-                                  khat=CONFIG["fused_khat"])
+                                  khat=khat and not CONFIG["khat_walk"])
     o = torch.empty_like(v)
     sT = q.new_empty(B, H, K, V, dtype=torch.float32)
     delta = "_delta" if beta is not None else ""
@@ -534,7 +537,7 @@ def _fused_forward(q, k, v, g, beta, s0, C, scale, chunks):
             stages = CONFIG["fused_stages_wide"]
     if stages is not None:
         opts["num_stages"] = stages
-    if Kh is not None:  # the walk with keys decayed to their chunk's end; chunks past KHAT_SPAN read A
+    if khat:  # the walk with keys decayed to their chunk's end; chunks past KHAT_SPAN read A
         opts["num_warps"] = CONFIG["fused_warps_delta_gated_khat"]
         A = torch.empty(B, T, H, C, device=q.device, dtype=q.dtype)
         _output.fwd_strong_intra[(triton.cdiv(T, C), B * H)](q, k, G, A, T, H, K, BT=C, BK=_tile(K, 64), PREC=prec,
@@ -542,6 +545,6 @@ def _fused_forward(q, k, v, g, beta, s0, C, scale, chunks):
     _output.fwd_fused[grid](
         q, Kh if Kh is not None else k, v, G if G is not None else q, W if W is not None else q,
         A if A is not None else q, s0 if s0 is not None else q, o, sT, T, H, K, V, scale, HAS_S0=s0 is not None,
-        GATE=gate, DELTA=beta is not None, BT=C, BK=_tile(K, 128), BV=bv, PREC=prec, KHAT=Kh is not None,
-        SPAN=KHAT_SPAN, **opts)
+        GATE=gate, DELTA=beta is not None, BT=C, BK=_tile(K, 128), BV=bv, PREC=prec, KHAT=khat,
+        SPAN=KHAT_SPAN, KSCALE=khat and Kh is None, **opts)
     return o, sT
