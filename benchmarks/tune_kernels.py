@@ -130,10 +130,9 @@ KNOBS = [
     # fwd_prep4's U and W by whole-chunk products (no spills at 2 warps, against 356-460 bytes per thread), and
     # its inverse's products in TF32 for 16-bit inputs (its IEEE float32 products were 40% of its time on an H100,
     # ncu: benchmarks/results/2026-11-26-h100-s20/)
-    (_delta.CONFIG, "uw_whole", [False, True, {"uw_whole": True, "prep_warps": 4}], ["deltanet", "gated_deltanet", "kda"]),
-    (_delta.CONFIG, "inv_tf32", [0, 1, 2, {"inv_tf32": 1, "uw_whole": True}, {"inv_tf32": 2, "uw_whole": True},
-                                 {"inv_tf32": 2, "uw_whole": True, "prep_warps": 4}],
+    (_delta.CONFIG, "uw_whole", [(), (0, 1), (0, 1, 2), {"uw_whole": (0, 1, 2), "prep_warps": 4}],
      ["deltanet", "gated_deltanet", "kda"]),
+    (_delta.CONFIG, "inv_tf32", [0, 1, 2], ["deltanet", "gated_deltanet", "kda"]),
     (chunk.CONFIG, "fused_bv", [32, 64, 128], ["linear"]),
     (chunk.CONFIG, "fused_warps", [4, 8], ["linear"]),
 ]

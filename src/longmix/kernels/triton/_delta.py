@@ -54,11 +54,15 @@ CONFIG = {"prep_warps": 2, "bwd_warps": 4, "bk": 64, "bv": 64, "prep4": True, "u
           # fwd_prep4's pipeline depth for its K and V loops (None: Triton's default, 3)
           "prep_stages": None,
           # fwd_prep4 for 16-bit inputs: the inverse's off-diagonal block products (1) or all its products (2)
-          # in TF32, not IEEE float32 (0)
-          "inv_tf32": 0,
-          # fwd_prep4's U and W: by whole-chunk products from Tinv joined into one tile (True), or by its
-          # 16-row blocks (False)
-          "uw_whole": False}
+          # in TF32, not IEEE float32 (0). 2: the forward of DeltaNet 0.72x, Gated DeltaNet 0.73x, KDA 0.96x,
+          # forward+backward 0.93 / 0.93 / 0.99x (1: 0.86-0.89x, 0.96-0.97x; H100, bf16, 16x2K and 4x8K,
+          # benchmarks/results/2026-11-26-h100-s20/c2_tune.txt). Its error: test_delta_four_block_prep_tf32_inverse
+          "inv_tf32": 2,
+          # the gates (0 none, 1 scalar, 2 per key) for which fwd_prep4 forms U and W by whole-chunk products
+          # from Tinv joined into one tile, not by its 16-row blocks: no spills at 2 warps (356-460 bytes per
+          # thread before). Gated DeltaNet's forward 0.93x / 0.90x at 16x2K / 4x8K, DeltaNet's 1.00-1.01x, KDA's
+          # 1.03x (with inv_tf32 2: 0.97-0.99x, 1.00x, 1.01x; same call)
+          "uw_whole": (0, 1)}
 
 
 @triton.jit
@@ -166,7 +170,7 @@ def fwd_prep(k, beta, G, Kp, Tinv, CH, T, H, K: tl.constexpr, GATE: tl.constexpr
         p_Ti = Tinv + ((b * T + o_r[:, None]) * H + hh) * BT + o_c[None, :]
         a = tl.load(p_Ti, mask=rmask & (o_c[None, :] < i * BC), other=0.0)  # A_{i, <i}
         dinv = _unit_lower_inverse(tl.load(Tinv + ((b * T + o_r[:, None]) * H + hh) * BT + i * BC + o_s[None, :],
-                                           mask=rmask, other=0.0), BC, DOUBLING)
+                                           mask=rmask, other=0.0), BC, DOUBLING, "ieee")
         # block row i of the inverse: Dinv_i (E_i − A_{i,<i} Tinv_{<i, :})
         prev = tl.load(p_T, mask=(o_c[:, None] < i * BC) & (rows_c[:, None] < T), other=0.0)
         e = ((i * BC + o_s)[:, None] == o_c[None, :]).to(tl.float32)
@@ -209,7 +213,7 @@ def _pair(ki, kj, gi, gj, Kp, b, hh, ti, j, T, H, BT: tl.constexpr, BC: tl.const
 
 
 @triton.jit
-def _unit_lower_inverse(a, BC: tl.constexpr, DOUBLING: tl.constexpr = False, IPREC: tl.constexpr = "ieee"):
+def _unit_lower_inverse(a, BC: tl.constexpr, DOUBLING: tl.constexpr, IPREC: tl.constexpr):
     """(I + a)⁻¹ for a strictly lower [BC, BC] block in registers (fp32).
 
     By forward substitution: row r of the inverse minus I is −a_r − Σ_j a_rj (row j of it), BC − 2
@@ -239,7 +243,7 @@ def _unit_lower_inverse(a, BC: tl.constexpr, DOUBLING: tl.constexpr = False, IPR
 
 
 @triton.jit
-def _dot(a, b, IPREC: tl.constexpr = "ieee"):
+def _dot(a, b, IPREC: tl.constexpr):
     return tl.dot(a, b, input_precision=IPREC)
 
 
@@ -616,7 +620,7 @@ def prep(k, v, beta, G, Kp, gate, C, prec, chunks=None, keep_inverse=True, khat=
         fwd_prep4[(chunks.NT, B * H)](
             k, v, beta, G_, Kp_, Tinv, U, W, Kh if khat else k, ch, T, H, K, V, GATE=gate, BT=C, BC=BC, BK=bk,
             BV=bv, PREC=prec, VARLEN=chunks.varlen, LOWP=lowp, DOUBLING=doubling, UW=not split, STORE_T=keep_inverse,
-            KHAT=khat, INV_TF32=CONFIG["inv_tf32"], UW_WHOLE=CONFIG["uw_whole"], num_warps=CONFIG["prep_warps"],
+            KHAT=khat, INV_TF32=CONFIG["inv_tf32"], UW_WHOLE=gate in CONFIG["uw_whole"], num_warps=CONFIG["prep_warps"],
             **({"num_stages": CONFIG["prep_stages"]} if CONFIG["prep_stages"] else {}))
     else:
         fwd_prep[(chunks.NT, B * H)](
