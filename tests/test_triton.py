@@ -380,6 +380,7 @@ def test_delta_four_block_prep_16_bit_products(gate, monkeypatch):
     """``uw_lowp``: U and W from the inverse's blocks rounded to the inputs' 16-bit dtype (fp16 here; the
     interpreter has no bf16). Against the float64 solve: no worse than the fp16 inputs allow."""
     q, k, v, g, _, beta = _inputs(1, 150, 2, 32, 16, gate, s0=False, beta=(0.0, 2.0), knorm=1.0, seed=4)
+    monkeypatch.setitem(_delta_config(), "inv_tf32", 0)  # the same IEEE inverse both ways (TF32's: the test below)
     errs = _prep_errors(k.half(), v.half(), g, beta, gate, "uw_lowp", (False, True), "tf32", monkeypatch)
     # Tinv: the same fp32 solve, stored rounded to fp16 (relative rounding ≤ 2^-11 per entry)
     assert errs[True][0] <= errs[False][0] + 2 ** -11, errs
@@ -442,22 +443,22 @@ def test_delta_four_block_prep_whole_chunk_products(gate, monkeypatch):
 
 @pytest.mark.parametrize("gate", [None, "scalar", "key"])
 def test_delta_four_block_prep_tf32_inverse(gate, monkeypatch):
-    """``inv_tf32``: fwd_prep4's inverse for 16-bit inputs with TF32 block products (1: the off-diagonal
-    blocks', 2: all), whose 11 significant bits exceed the 8 of the bf16 the inverse is rounded to. On
-    ordinary systems and on badly conditioned ones (nearly aligned keys, β near 2), against the float64
-    solve: at most twice the IEEE products' error (the 16-bit roundings') plus 1e-4. (The interpreter computes TF32 as float32,
-    so this test tells only on a GPU, in bf16 there.)"""
+    """``inv_tf32``: fwd_prep4's inverse for 16-bit inputs with TF32 block products. One TF32 product (2)
+    loses digits where the system is badly conditioned (nearly aligned keys, β near 2: Tinv's error 8e-3
+    against IEEE float32's 1.5e-3 on an H100), so the default is three (3, ``tf32x3``: about float32's
+    accuracy). On ordinary and on badly conditioned systems, against the float64 solve: within a quarter
+    of the IEEE products' error (the 16-bit roundings') plus 1e-5. (The interpreter computes TF32 as
+    float32, so this test tells only on a GPU, in bf16 there.)"""
     dtype = torch.bfloat16 if DEVICE == "cuda" else torch.float16
     q, k, v, g, _, beta = _inputs(1, 150, 2, 32, 16, gate, s0=False, beta=(0.0, 2.0), knorm=1.0, seed=5)
     _, ka, va, ga, _, ba = _inputs(1, 100, 2, 32, 16, gate, s0=False, beta=(1.9, 2.0), seed=9)
     ka = F.normalize(ka[:, :1] + 0.05 * ka, dim=-1)  # nearly aligned keys
     for xs in ((k, v, g, beta), (ka, va, ga, ba)):
-        errs = _prep_errors(xs[0].to(dtype), xs[1].to(dtype), *xs[2:], gate, "inv_tf32", (0, 1, 2), "tf32",
+        errs = _prep_errors(xs[0].to(dtype), xs[1].to(dtype), *xs[2:], gate, "inv_tf32", (0, 2, 3), "tf32",
                             monkeypatch)
         print(gate, {val: [f"{e:.1e}" for e in es] for val, es in errs.items()})
-        for val in (1, 2):
-            for e, e_ieee in zip(errs[val], errs[0]):
-                assert e <= 2 * e_ieee + 1e-4, errs
+        for e, e_ieee in zip(errs[3], errs[0]):
+            assert e <= 1.25 * e_ieee + 1e-5, errs
 
 
 def _prep_errors(k, v, g, beta, gate, knob, values, prec, monkeypatch):
@@ -480,7 +481,8 @@ def _prep_errors(k, v, g, beta, gate, knob, values, prec, monkeypatch):
             last = torch.minimum(torch.arange(k.shape[1]) // 64 * 64 + 63, torch.tensor(k.shape[1] - 1))
             Gd = G.double().cpu()
             want = k.double().cpu() * torch.exp(Gd[:, last] - Gd)[..., None]
-            assert _rel(Kh.double().cpu(), want) < 1e-6, (knob, val)  # float32 here
+            # float32 here, or on a GPU bf16 (each key rounded once: relative 2^-9 at most)
+            assert _rel(Kh.double().cpu(), want) < (1e-6 if k.dtype == torch.float32 else 2 ** -9), (knob, val)
         else:
             assert Kh is None, (knob, val)
         errs[val] = [_rel(a.float().cpu(), e) for a, e in zip(got, exact)]

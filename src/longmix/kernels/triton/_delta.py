@@ -53,11 +53,12 @@ CONFIG = {"prep_warps": 2, "bwd_warps": 4, "bk": 64, "bv": 64, "prep4": True, "u
           "prep_split": False, "uw_bk": 64, "uw_bv": 64, "uw_warps": 4,
           # fwd_prep4's pipeline depth for its K and V loops (None: Triton's default, 3)
           "prep_stages": None,
-          # fwd_prep4 for 16-bit inputs: the inverse's off-diagonal block products (1) or all its products (2)
-          # in TF32, not IEEE float32 (0). 2: the forward of DeltaNet 0.72x, Gated DeltaNet 0.73x, KDA 0.96x,
-          # forward+backward 0.93 / 0.93 / 0.99x (1: 0.86-0.89x, 0.96-0.97x; H100, bf16, 16x2K and 4x8K,
-          # benchmarks/results/2026-11-26-h100-s20/c2_tune.txt). Its error: test_delta_four_block_prep_tf32_inverse
-          "inv_tf32": 2,
+          # fwd_prep4 for 16-bit inputs: the inverse's off-diagonal block products (1) or all its products in
+          # TF32 (2) or in three TF32 products each (3, tf32x3), not IEEE float32 (0). 2: the forward of DeltaNet
+          # 0.72x, Gated DeltaNet 0.73x, KDA 0.96x, forward+backward 0.93 / 0.93 / 0.99x (1: 0.86-0.89x,
+          # 0.96-0.97x; H100, bf16, 16x2K and 4x8K, benchmarks/results/2026-11-26-h100-s20/c2_tune.txt), but 1 and
+          # 2 lose digits on badly conditioned systems: test_delta_four_block_prep_tf32_inverse
+          "inv_tf32": 3,
           # the gates (0 none, 1 scalar, 2 per key) for which fwd_prep4 forms U and W by whole-chunk products
           # from Tinv joined into one tile, not by its 16-row blocks: no spills at 2 warps (356-460 bytes per
           # thread before). Gated DeltaNet's forward 0.93x / 0.90x at 16x2K / 4x8K, DeltaNet's 1.00-1.01x, KDA's
@@ -343,8 +344,8 @@ def fwd_prep4(k, v, beta, G, Kp, Tinv, U, W, Kh, CH, T, H, K: tl.constexpr, V: t
     a33 = _pair(a33, a33, g3, g3, Kp, b, hh, t3, 3, T, H, BT, BC, GATE, True) * b3[:, None]
     # the products' precision: IEEE float32, or TF32 for 16-bit inputs (LOWP), whose inverse is rounded to
     # their dtype afterwards (TF32's 11 significant bits against bf16's 8); DPREC for the diagonal blocks' own
-    DPREC: tl.constexpr = "tf32" if LOWP and INV_TF32 == 2 else "ieee"
-    MPREC: tl.constexpr = "tf32" if LOWP and INV_TF32 >= 1 else "ieee"
+    DPREC: tl.constexpr = ("tf32x3" if INV_TF32 == 3 else "tf32" if INV_TF32 == 2 else "ieee") if LOWP else "ieee"
+    MPREC: tl.constexpr = ("tf32x3" if INV_TF32 == 3 else "tf32" if INV_TF32 >= 1 else "ieee") if LOWP else "ieee"
     d0 = _unit_lower_inverse(a00, BC, DOUBLING, DPREC)
     d1 = _unit_lower_inverse(a11, BC, DOUBLING, DPREC)
     d2 = _unit_lower_inverse(a22, BC, DOUBLING, DPREC)
