@@ -54,15 +54,17 @@ CONFIG = {"prep_warps": 2, "bwd_warps": 4, "bk": 64, "bv": 64, "prep4": True, "u
           # fwd_prep4's pipeline depth for its K and V loops (None: Triton's default, 3)
           "prep_stages": None,
           # fwd_prep4 for 16-bit inputs: the inverse's off-diagonal block products (1) or all its products in
-          # TF32 (2) or in three TF32 products each (3, tf32x3), not IEEE float32 (0). 2: the forward of DeltaNet
-          # 0.72x, Gated DeltaNet 0.73x, KDA 0.96x, forward+backward 0.93 / 0.93 / 0.99x (1: 0.86-0.89x,
-          # 0.96-0.97x; H100, bf16, 16x2K and 4x8K, benchmarks/results/2026-11-26-h100-s20/c2_tune.txt), but 1 and
-          # 2 lose digits on badly conditioned systems: test_delta_four_block_prep_tf32_inverse
-          "inv_tf32": 3,
+          # TF32 (2) or in three TF32 products each (3, tf32x3), not IEEE float32 (0). 2 (fla's choice for its
+          # merges): the forward of DeltaNet 0.72x, Gated DeltaNet 0.73x, KDA 0.96x, forward+backward 0.93 / 0.93 /
+          # 0.99x (1: 0.86-0.89x, 0.96-0.97x; H100, bf16, 16x2K and 4x8K, benchmarks/results/2026-11-26-h100-s20/
+          # c2_tune.txt), but 1 and 2 lose digits on badly conditioned systems (Tinv's error 8e-3 against 1.5e-3,
+          # test_delta_four_block_prep_tf32_inverse on an H100); 3 is as accurate as 0 but took 0.93x DeltaNet's
+          # forward time and 1.67x / 1.22x Gated DeltaNet's / KDA's (c4_tune.txt). So 0, IEEE, stays
+          "inv_tf32": 0,
           # the gates (0 none, 1 scalar, 2 per key) for which fwd_prep4 forms U and W by whole-chunk products
           # from Tinv joined into one tile, not by its 16-row blocks: no spills at 2 warps (356-460 bytes per
           # thread before). Gated DeltaNet's forward 0.93x / 0.90x at 16x2K / 4x8K, DeltaNet's 1.00-1.01x, KDA's
-          # 1.03x (with inv_tf32 2: 0.97-0.99x, 1.00x, 1.01x; same call)
+          # 1.03x (H100, bf16, c2_tune.txt)
           "uw_whole": (0, 1)}
 
 
