@@ -10,7 +10,7 @@ nvidia-smi --query-gpu=name --format=csv,noheader | tee $L/gpu.txt
 LONGMIX_OUT_NAME=speed_delta bash $B speed benchmarks/results/none 150 --backends triton --mechanisms deltanet,gated_deltanet --anchors fla,sdpa_cudnn --lengths 2048,8192 --patterns causal_self --passes fwd,fwdbwd --max-ms 300 2>&1 | tail -2
 echo "speed at $((SECONDS-S)) s"
 rm -f $OUT/speed_delta/*.png
-py() { bash $B exec $(( 340 - (SECONDS-S) )) python3 -m pytest -v -rP --tb=short -p no:cacheprovider -n 3 $2 -k "$3" > $L/c5_$1.log 2>&1; }
+py() { bash $B exec $(( 315 - (SECONDS-S) )) python3 -m pytest -v -rP --tb=short -p no:cacheprovider -n 3 $2 -k "$3" > $L/c5_$1.log 2>&1; }
 py cuda tests/test_cuda.py "(backend_matches and deltanet and (bf16 or fp32)) or (inference_forward and deltanet and bf16 and 128 and default)" &
 py triton tests/test_triton.py "whole_chunk or (four_block_prep_at and scalar)" &
 wait
