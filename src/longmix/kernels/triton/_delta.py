@@ -13,7 +13,8 @@ and the state pass (``_state``, ``DELTA``) writes ``u = U − W S`` instead of v
   finished rows back from global memory; then ``U = Tinv β v``, ``W = Tinv β (k ⊙ e^G)``.
   All in fp32 (``Tinv`` is stored fp32 for the backward). ``fwd_prep4`` does the same for the
   default 64-token chunk (four blocks) without the global round trips: the ten 16×16 key-key
-  blocks, the four diagonal inverses and the six off-diagonal blocks of ``Tinv`` stay in registers.
+  blocks, the four diagonal inverses and the six off-diagonal blocks of ``Tinv`` stay in registers
+  (for no gate and scalar gates then joined into one tile for whole-chunk U and W products).
   For 16-bit inputs it rounds the inverse's blocks to the inputs' dtype once (as fla does) and
   forms U and W with 16-bit products; ``Tinv`` is then stored in that dtype too (the backward
   reads the inverse the forward applied, in half the memory).
@@ -224,7 +225,8 @@ def _unit_lower_inverse(a, BC: tl.constexpr, DOUBLING: tl.constexpr, IPREC: tl.c
     the inverse of (I + a)'s diagonal blocks of size s and E a's entries in the lower-left s×s
     quarter of each diagonal block of size 2s, X − X E X inverts the blocks of size 2s (from s = 1,
     where X = I and X − E is the first step). Six 16×16 products for BC = 16 (two a level, three
-    levels), exact block algebra (no cancelling power series, so as accurate as the substitution)."""
+    levels), exact block algebra (no cancelling power series, so as accurate as the substitution).
+    ``IPREC``: those products' ``input_precision``."""
     o_s = tl.arange(0, BC)
     r = o_s[:, None]
     c = o_s[None, :]
@@ -284,7 +286,10 @@ def fwd_prep4(k, v, beta, G, Kp, Tinv, U, W, Kh, CH, T, H, K: tl.constexpr, V: t
     general kernel writes each block row of Tinv and reads it back). ``UW`` False: Tinv only (``fwd_uw``
     then forms U and W with whole-chunk products). ``STORE_T`` False: Tinv is not stored (no backward).
     ``KHAT`` (scalar gates, with ``UW``): also ``Kh = k ⊙ e^{G_last − G}`` (each key decayed to its chunk's
-    end, ≤ |k|), which the one-pass walk (``_output.fwd_fused``) reads in place of k."""
+    end, ≤ |k|), which the one-pass walk (``_output.fwd_fused``) reads in place of k. ``UW_WHOLE``: U, W (and Kh)
+    by whole-chunk products from Tinv joined into one [BT, BT] tile (``_uw_whole``; the 16-row blocks'
+    products held ~250 registers and spilled). ``INV_TF32`` (16-bit inputs only): the inverse's block
+    products in TF32 (1: the off-diagonal ones, 2: all) or tf32x3 (3), not IEEE float32 (``CONFIG``)."""
     n, i_bh = tl.program_id(0), tl.program_id(1)
     b, hh = i_bh // H, i_bh % H
     t0, T = span(CH, n, T, BT, VARLEN)  # with documents: T is the end of this chunk's document
