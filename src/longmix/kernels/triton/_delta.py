@@ -52,7 +52,8 @@ CONFIG = {"prep_warps": 2, "bwd_warps": 4, "bk": 64, "bv": 64, "prep4": True, "u
           # prep_split: fwd_prep4 stores Tinv only and fwd_uw (tiles uw_bk / uw_bv, uw_warps) forms U and W with
           # whole-chunk products, as the general (non-64) chunk always does
           "prep_split": False, "uw_bk": 64, "uw_bv": 64, "uw_warps": 4,
-          # fwd_prep4's pipeline depth for its K and V loops (None: Triton's default, 3)
+          # fwd_prep4's pipeline depth for its K and V loops (None: Triton's default, 3; 1 or 2 stages took 1.05-1.23x
+          # the forward's time, H100, benchmarks/results/2026-11-26-h100-s20/c1_tune.txt)
           "prep_stages": None,
           # fwd_prep4 for 16-bit inputs: the inverse's off-diagonal block products (1) or all its products in
           # TF32 (2) or in three TF32 products each (3, tf32x3), not IEEE float32 (0). 2 (fla's choice for its

@@ -89,8 +89,7 @@ def fwd_output(q, k, v, G, h, A, o, CH, T, H, K: tl.constexpr, V: tl.constexpr, 
 @triton.jit
 def fwd_fused(q, k, v, G, W, A, s0, o, sT, T, H, K: tl.constexpr, V: tl.constexpr, scale, HAS_S0: tl.constexpr,
               GATE: tl.constexpr, DELTA: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
-              PREC: tl.constexpr, KHAT: tl.constexpr = False, SPAN: tl.constexpr = 80.0,
-              KSCALE: tl.constexpr = False):
+              PREC: tl.constexpr, KHAT: tl.constexpr, SPAN: tl.constexpr, KSCALE: tl.constexpr):
     """The forward without gradients, all of K in one tile: one program per (V tile, batch·head) walks
     the chunks in order with its [K, BV] slice of the state in registers,
 

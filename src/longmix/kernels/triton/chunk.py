@@ -144,7 +144,8 @@ CONFIG = {"state_bk": 64, "state_bv": 64, "state_warps": 4, "state_min_programs"
           # on an H200, at 4 warps (8: 1.16-1.19x, 2 stages 1.13-1.17x of 4 warps; benchmarks/results/
           # 2026-11-26-h200-s19/c4_tune_khat.txt, c5_tune_khat.txt)
           "fused_khat": True, "fused_warps_delta_gated_khat": 4,
-          # ... the walk decaying the keys itself (True) instead of reading them from the prep (False)
+          # ... the walk decaying the keys itself (True) instead of reading them from the prep (False): 1.02x / 1.00x
+          # the forward's time at 16x2K / 4x8K (H100, benchmarks/results/2026-11-26-h100-s20/c1_tune.txt)
           "khat_walk": False,
           # ... and the kernel that forms the intra matrix of its chunks past KHAT_SPAN (most programs return; 1, 2
           # and 4 warps took the same time, H100, c6_tune.txt in the folder above; groups of 4-32 chunks a program
