@@ -132,7 +132,7 @@ KNOBS = [
     # ncu: benchmarks/results/2026-11-26-h100-s20/)
     (_delta.CONFIG, "uw_whole", [(), (0, 1), (0, 1, 2), {"uw_whole": (0, 1, 2), "prep_warps": 4}],
      ["deltanet", "gated_deltanet", "kda"]),
-    (_delta.CONFIG, "inv_tf32", [0, 2, 3], ["deltanet", "gated_deltanet", "kda"]),
+    (_delta.CONFIG, "inv_tf32", [0, 2, 3, 4], ["deltanet", "gated_deltanet", "kda"]),
     (chunk.CONFIG, "fused_bv", [32, 64, 128], ["linear"]),
     (chunk.CONFIG, "fused_warps", [4, 8], ["linear"]),
 ]

@@ -61,7 +61,8 @@ CONFIG = {"prep_warps": 2, "bwd_warps": 4, "bk": 64, "bv": 64, "prep4": True, "u
           # 0.99x (1: 0.86-0.89x, 0.96-0.97x; H100, bf16, 16x2K and 4x8K, benchmarks/results/2026-11-26-h100-s20/
           # c2_tune.txt), but 1 and 2 lose digits on badly conditioned systems (Tinv's error 8e-3 against 1.5e-3,
           # test_delta_four_block_prep_tf32_inverse on an H100); 3 is as accurate as 0 but took 0.93x DeltaNet's
-          # forward time and 1.67x / 1.22x Gated DeltaNet's / KDA's (c4_tune.txt). So 0, IEEE, stays
+          # forward time and 1.67x / 1.22x Gated DeltaNet's / KDA's (c4_tune.txt). So 0, IEEE, stays. 4 (not yet
+          # timed on a GPU): the diagonal blocks in TF32, then one IEEE Newton step each; the merges IEEE
           "inv_tf32": 0,
           # the gates (0 none, 1 scalar, 2 per key) for which fwd_prep4 forms U and W by whole-chunk products
           # from Tinv joined into one tile, not by its 16-row blocks: no spills at 2 warps (356-460 bytes per
@@ -218,7 +219,8 @@ def _pair(ki, kj, gi, gj, Kp, b, hh, ti, j, T, H, BT: tl.constexpr, BC: tl.const
 
 
 @triton.jit
-def _unit_lower_inverse(a, BC: tl.constexpr, DOUBLING: tl.constexpr, IPREC: tl.constexpr):
+def _unit_lower_inverse(a, BC: tl.constexpr, DOUBLING: tl.constexpr, IPREC: tl.constexpr,
+                        REFINE: tl.constexpr = False):
     """(I + a)⁻¹ for a strictly lower [BC, BC] block in registers (fp32).
 
     By forward substitution: row r of the inverse minus I is −a_r − Σ_j a_rj (row j of it), BC − 2
@@ -227,7 +229,8 @@ def _unit_lower_inverse(a, BC: tl.constexpr, DOUBLING: tl.constexpr, IPREC: tl.c
     quarter of each diagonal block of size 2s, X − X E X inverts the blocks of size 2s (from s = 1,
     where X = I and X − E is the first step). Six 16×16 products for BC = 16 (two a level, three
     levels), exact block algebra (no cancelling power series, so as accurate as the substitution).
-    ``IPREC``: those products' ``input_precision``."""
+    ``IPREC``: those products' ``input_precision``. ``REFINE``: then one Newton step in IEEE float32,
+    X ← X + X (I − (I + a) X), which squares X's residual (for an inverse formed with TF32 products)."""
     o_s = tl.arange(0, BC)
     r = o_s[:, None]
     c = o_s[None, :]
@@ -245,6 +248,8 @@ def _unit_lower_inverse(a, BC: tl.constexpr, DOUBLING: tl.constexpr, IPREC: tl.c
             xr += tl.sum(xr[:, None] * x, 0)
             x = tl.where(r == i, xr[None, :], x)
         x += (r == c).to(tl.float32)
+    if REFINE:
+        x = x + _dot(x, (r == c).to(tl.float32) - x - _dot(a, x, "ieee"), "ieee")
     return x
 
 
@@ -352,12 +357,16 @@ def fwd_prep4(k, v, beta, G, Kp, Tinv, U, W, Kh, CH, T, H, K: tl.constexpr, V: t
     a33 = _pair(a33, a33, g3, g3, Kp, b, hh, t3, 3, T, H, BT, BC, GATE, True) * b3[:, None]
     # the products' precision: IEEE float32, or TF32 for 16-bit inputs (LOWP), whose inverse is rounded to
     # their dtype afterwards (TF32's 11 significant bits against bf16's 8); DPREC for the diagonal blocks' own
-    DPREC: tl.constexpr = ("tf32x3" if INV_TF32 == 3 else "tf32" if INV_TF32 == 2 else "ieee") if LOWP else "ieee"
-    MPREC: tl.constexpr = ("tf32x3" if INV_TF32 == 3 else "tf32" if INV_TF32 >= 1 else "ieee") if LOWP else "ieee"
-    d0 = _unit_lower_inverse(a00, BC, DOUBLING, DPREC)
-    d1 = _unit_lower_inverse(a11, BC, DOUBLING, DPREC)
-    d2 = _unit_lower_inverse(a22, BC, DOUBLING, DPREC)
-    d3 = _unit_lower_inverse(a33, BC, DOUBLING, DPREC)
+    # (4: the diagonal blocks in TF32, then one IEEE Newton step each; the rest IEEE)
+    DPREC: tl.constexpr = ("tf32x3" if INV_TF32 == 3 else "tf32" if INV_TF32 == 2 or INV_TF32 == 4 else "ieee") \
+        if LOWP else "ieee"
+    MPREC: tl.constexpr = ("tf32x3" if INV_TF32 == 3 else "tf32" if INV_TF32 == 1 or INV_TF32 == 2 else "ieee") \
+        if LOWP else "ieee"
+    REFINE: tl.constexpr = LOWP and INV_TF32 == 4
+    d0 = _unit_lower_inverse(a00, BC, DOUBLING, DPREC, REFINE)
+    d1 = _unit_lower_inverse(a11, BC, DOUBLING, DPREC, REFINE)
+    d2 = _unit_lower_inverse(a22, BC, DOUBLING, DPREC, REFINE)
+    d3 = _unit_lower_inverse(a33, BC, DOUBLING, DPREC, REFINE)
     t10 = -_dot(d1, _dot(a10, d0, MPREC), MPREC)
     t21 = -_dot(d2, _dot(a21, d1, MPREC), MPREC)
     t32 = -_dot(d3, _dot(a32, d2, MPREC), MPREC)
