@@ -109,13 +109,18 @@ def _drive(full: bool) -> None:
         # 128 (the largest chunk_size the backend takes: larger tiles, more shared memory) at the full tiles
         # (the narrow ones at 128 passed test_cuda.py on an H100 for the additive, scalar-gate and GLA paths);
         # then the one-pass forward without gradients in every mode it can serve (these few heads would not
-        # reach fused_min_programs), at the default depth and at the one for many programs
+        # reach fused_min_programs), at the default depth and at the one for many programs; then the delta
+        # rule's prep variants (below)
         saved = dict(chunk.CONFIG), dict(_delta.CONFIG)
         one_pass = {"fused_min_programs": 0, "fused_modes": chunk.FUSED_MODES_ALL + chunk.FUSED_MODES_KEY}
         alternatives = (({"state_seg_programs": 1 << 20, "state_seg_min_chunks": 1, "state_seg_gates": (0, 1, 2),
                           "state_seg_below": 1 << 20}, {"inverse": "substitution"}, 64),
                         ({"state_min_programs": 1}, {}, 64), ({"state_min_programs": 1}, {}, 128),
-                        (one_pass, {}, 64), ({**one_pass, "fused_wide_programs": 0, "fused_stages_wide": 2}, {}, 64))
+                        (one_pass, {}, 64), ({**one_pass, "fused_wide_programs": 0, "fused_stages_wide": 2}, {}, 64),
+                        # the delta rule's prep: whole-chunk U and W for every gate, the inverse's TF32 forms
+                        # (a Newton step after TF32 blocks; TF32 with 16-row-block U and W), the walk decaying keys
+                        ({**one_pass, "khat_walk": True}, {"uw_whole": (0, 1, 2), "inv_tf32": 4}, 64),
+                        ({}, {"uw_whole": (), "inv_tf32": 2}, 64))
         for chunk_config, delta_config, C in alternatives:
             chunk.CONFIG.update(chunk_config)
             _delta.CONFIG.update(delta_config)
