@@ -137,7 +137,7 @@ def _walk(q, k, v, G, W, A, o, S, b, hh, i_v, T, H, K: tl.constexpr, V: tl.const
         qq = tl.load(p_q, boundary_check=(0, 1))
         kT = tl.load(p_kT, boundary_check=(0, 1))
         vv = tl.load(p_v, boundary_check=(0, 1))
-        if GATE == 1:
+        if KHAT:  # the decayed-key walk reads its gates first (as it was timed and GPU-tested)
             g, g_last = _row_gate(G, b, hh, t0, T, H, BT)
             if KSCALE:  # the keys decayed to the chunk's end here, as fwd_prep4's Kh would hold them
                 kT = (kT * tl.exp(g_last - g)[None, :]).to(kT.dtype)
@@ -158,6 +158,8 @@ def _walk(q, k, v, G, W, A, o, S, b, hh, i_v, T, H, K: tl.constexpr, V: tl.const
             acc = tl.dot(qq, Sq, input_precision=PREC)
             P = tl.dot(qq, kT, input_precision=PREC)
         if GATE == 1:
+            if not KHAT:
+                g, g_last = _row_gate(G, b, hh, t0, T, H, BT)
             acc *= tl.exp(g)[:, None]
             S *= tl.exp(g_last)
             if KHAT:  # kT is (k ⊙ e^{G_last − G})ᵀ
