@@ -36,7 +36,7 @@ if [ "$what" = pack ]; then
     du -ch "$out_root"/cache.tgz.* | tail -1
     exit 0
 fi
-export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD/src:/tmp/site
+export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD/src:/tmp/site${PYTHONPATH:+:$PYTHONPATH}  # the caller's path kept, after ours
 (
     flock 9
     if [ ! -e /tmp/site/.installed ] && compgen -G ".whl/*.whl" >/dev/null; then

@@ -8,3 +8,31 @@ import torch
 def _seed():
     torch.manual_seed(0)
     yield
+
+
+def pytest_configure(config):
+    """``LONGMIX_TEST_CONFIG`` (JSON, e.g. ``{"_delta": {"inv_tf32": 4}, "chunk": {"khat_walk": true}}``): run the
+    tests with those kernel settings (``longmix.kernels.triton``'s ``chunk``, ``_delta`` and ``_gla`` ``CONFIG``
+    tables) in place of the defaults, to test a setting on a GPU before it becomes one. Lists become tuples.
+    (It imports Triton here: on a machine without CUDA set TRITON_INTERPRET=1 as well.)"""
+    import json
+    import os
+
+    wanted = json.loads(os.environ.get("LONGMIX_TEST_CONFIG") or "{}")
+    if not wanted:
+        return
+    from longmix.kernels.triton import _delta, _gla, chunk
+
+    tables = {"chunk": chunk.CONFIG, "_delta": _delta.CONFIG, "_gla": _gla.CONFIG}
+    for name, values in wanted.items():
+        if name not in tables or not set(values) <= set(tables[name]):
+            raise pytest.UsageError(f"LONGMIX_TEST_CONFIG: no setting {name}.{sorted(set(values) - set(tables.get(name, {})))}"
+                                    f" (tables: {sorted(tables)})")
+        tables[name].update({k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+
+
+def pytest_report_header(config):
+    import os
+
+    if os.environ.get("LONGMIX_TEST_CONFIG"):
+        return f"kernel settings changed for this run: LONGMIX_TEST_CONFIG={os.environ['LONGMIX_TEST_CONFIG']}"
