@@ -414,10 +414,10 @@ def test_delta_four_block_prep_split_from_its_products(gate, monkeypatch):
 @pytest.mark.parametrize("gate", [None, "scalar", "key"])
 def test_delta_four_block_prep_whole_chunk_products(gate, monkeypatch):
     """``uw_whole`` (the gates it serves; all here, against none): fwd_prep4 joins the inverse's blocks into
-    one [64, 64] tile and forms U and W (and the decayed keys) with whole-chunk products. The same Tinv, bit for bit; U and W as accurate against the
-    float64 solve as the 16-row block products, with IEEE fp32 and with fp16 inputs; then the forward and
-    every gradient against the reference (a ragged last chunk, K and V over one tile, packed documents) and
-    the one-pass forward."""
+    one [64, 64] tile and forms U and W (and the decayed keys) with whole-chunk products. The same Tinv (bit
+    for bit in the interpreter); U and W as accurate against the float64 solve as the 16-row block products,
+    with IEEE fp32 and with fp16 inputs; then the forward and every gradient against the reference (a ragged
+    last chunk, K and V over one tile, packed documents) and the one-pass forward."""
     q, k, v, g, _, beta = _inputs(1, 150, 2, 32, 16, gate, s0=False, beta=(0.0, 2.0), knorm=1.0, seed=5)
     for inputs, prec in (((k, v), "ieee"), ((k.half(), v.half()), "tf32")):
         errs = _prep_errors(*inputs, g, beta, gate, "uw_whole", ((), (0, 1, 2)), prec, monkeypatch)
@@ -451,8 +451,8 @@ def test_delta_four_block_prep_tf32_inverse(gate, monkeypatch):
     than IEEE float32 for Gated DeltaNet and KDA, so 0, IEEE, is the default. On ordinary and on badly
     conditioned systems, against the float64 solve, 3 and 4 (the diagonal blocks in TF32, then one IEEE
     Newton step) within a quarter of the IEEE products' error (the 16-bit roundings') plus 1e-5; 2's errors
-    printed. (The interpreter computes TF32 as float32, so this
-    test tells only on a GPU, in bf16 there.)"""
+    printed. (The interpreter computes TF32 as float32, so this test tells only on a GPU, in bf16 there; in
+    the interpreter it still checks the Newton step's algebra.)"""
     dtype = torch.bfloat16 if DEVICE == "cuda" else torch.float16
     q, k, v, g, _, beta = _inputs(1, 150, 2, 32, 16, gate, s0=False, beta=(0.0, 2.0), knorm=1.0, seed=5)
     _, ka, va, ga, _, ba = _inputs(1, 100, 2, 32, 16, gate, s0=False, beta=(1.9, 2.0), seed=9)
