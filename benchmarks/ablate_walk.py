@@ -19,6 +19,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import sys
 import tempfile
 
@@ -28,7 +29,7 @@ from longmix.kernels.triton import _output, chunk
 
 # (name, [(statement as in _output._walk, its replacement)]); each statement must occur once in _walk
 GATE_CUTS = {
-    "P gate": ('P *= tl.exp(tl.where(causal, g[:, None] - g[None, :], float("-inf")))', "P = P"),
+    "P gate": ("P *= pair_decay(g, g, causal)", "P = P"),
     "o scale": ("acc *= tl.exp(g)[:, None]", "acc = acc"),
     "u scale": ("vs = (vv * tl.exp(g_last - g)[:, None]).to(vv.dtype)", "vs = vv"),
     "S scale": ("S *= tl.exp(g_last)", "S = S"),
@@ -50,8 +51,9 @@ def variant_module(cuts, tag):
         assert body.count(old) == 1, f"{old!r} occurs {body.count(old)} times in _walk ({path})"
         body = body.replace(old, new)
     src = src[:start] + body + src[end:]
-    src = src.replace("from . import", "from longmix.kernels.triton import").replace(
-        "from ._varlen import", "from longmix.kernels.triton._varlen import")
+    # the module's relative imports made absolute (it is loaded from a file outside the package)
+    src = re.sub(r"^from \.(\w*) import", lambda m: f"from longmix.kernels.triton{'.' + m[1] if m[1] else ''} import",
+                 src, flags=re.M)
     folder = tempfile.mkdtemp(prefix="ablate_")
     file = os.path.join(folder, f"walk_{tag}.py")
     open(file, "w").write(src)

@@ -12,6 +12,13 @@ from ._varlen import Chunks, empty, span
 
 
 @triton.jit
+def pair_decay(gi, gj, mask):
+    """A scalar log-gate's decay between positions, ``e^{gi_r − gj_u}`` where ``mask`` [R, U] holds (each
+    kernel's causal or strictly lower pairs, gi and gj chunk-local cumsums) and 0 elsewhere."""
+    return tl.exp(tl.where(mask, gi[:, None] - gj[None, :], float("-inf")))
+
+
+@triton.jit
 def chunk_cumsum_kernel(x, y, CH, T, D, BT: tl.constexpr, BD: tl.constexpr, REVERSE: tl.constexpr,
                         CLAMP: tl.constexpr, VARLEN: tl.constexpr):
     i_d, n, b = tl.program_id(0), tl.program_id(1), tl.program_id(2)

@@ -33,6 +33,7 @@ import torch
 import triton
 import triton.language as tl
 
+from ._cumsum import pair_decay
 from ._varlen import Chunks, empty, span
 
 BC = 16  # diagonal block of the triangular inverse
@@ -87,16 +88,16 @@ def _kpair(k, G, Kp, b, hh, t0, T, H, K, GATE: tl.constexpr, BT: tl.constexpr, B
             kk = tl.load(p_k, boundary_check=(0, 1))
             kp += tl.dot(kk, tl.trans(kk), input_precision=PREC)
         if GATE == 1:
-            kp *= _pair_decay(G, b, hh, o_c, T, H, strict)
+            kp *= _loaded_pair_decay(G, b, hh, o_c, T, H, strict)
         kp = tl.where(strict, kp, 0.0)
     return kp
 
 
 @triton.jit
-def _pair_decay(G, b, hh, rows, T, H, strict):
+def _loaded_pair_decay(G, b, hh, rows, T, H, strict):
     """A scalar gate's decay e^{G_r − G_u} on the chunk's pairs ``strict`` (0 elsewhere); rows absolute."""
     g = tl.load(G + (b * T + rows) * H + hh, mask=rows < T, other=0.0)
-    return tl.exp(tl.where(strict, g[:, None] - g[None, :], float("-inf")))
+    return pair_decay(g, g, strict)
 
 
 @triton.jit
@@ -210,7 +211,7 @@ def _pair(ki, kj, gi, gj, Kp, b, hh, ti, j, T, H, BT: tl.constexpr, BC: tl.const
     a = ki
     if GATE == 1:
         if DIAG:
-            a *= tl.exp(tl.where(o_s[:, None] > o_s[None, :], gi[:, None] - gj[None, :], float("-inf")))
+            a *= pair_decay(gi, gj, o_s[:, None] > o_s[None, :])
         else:
             a *= tl.exp(gi[:, None] - gj[None, :])  # u before r: G_r − G_u ≤ 0
     if DIAG:
@@ -548,7 +549,7 @@ def bwd_delta(k, v, beta, G, dW, du, Tinv, Kp, dk, dG, dKp, dv, dbeta, CH, T, H,
         kp = _kpair(k, G, Kp, b, hh, t0, T, H, K, GATE, BT, BK, PREC)
     else:  # the key-key products were formed in the pass above (reading k once): mask and decay them here
         if GATE == 1:
-            dec = _pair_decay(G, b, hh, rows, T, H, strict)
+            dec = _loaded_pair_decay(G, b, hh, rows, T, H, strict)
             kp *= dec
         kp = tl.where(strict, kp, 0.0)
     db += tl.sum(dA * kp, 1)

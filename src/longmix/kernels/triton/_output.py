@@ -23,6 +23,7 @@ import triton
 import triton.language as tl
 
 from . import _state
+from ._cumsum import pair_decay
 from ._varlen import empty, span
 
 
@@ -77,7 +78,7 @@ def fwd_output(q, k, v, G, h, A, o, CH, T, H, K: tl.constexpr, V: tl.constexpr, 
     if GATE == 1:
         g, _ = _row_gate(G, b, hh, t0, T, H, BT)
         acc *= tl.exp(g)[:, None]
-        P *= tl.exp(tl.where(causal, g[:, None] - g[None, :], float("-inf")))
+        P *= pair_decay(g, g, causal)
     P = tl.where(causal, P, 0.0)
     p_v = tl.make_block_ptr(v + (b * T * H + hh) * V, (T, V), (H * V, 1), (t0, i_v * BV), (BT, BV), (1, 0))
     vv = tl.load(p_v, boundary_check=(0, 1))
@@ -168,7 +169,7 @@ def _walk(q, k, v, G, W, A, o, S, b, hh, i_v, T, H, K: tl.constexpr, V: tl.const
                              tl.load(p_A, boundary_check=(0, 1)).to(tl.float32))
                 vs = vv
             else:
-                P *= tl.exp(tl.where(causal, g[:, None] - g[None, :], float("-inf")))
+                P *= pair_decay(g, g, causal)
                 vs = (vv * tl.exp(g_last - g)[:, None]).to(vv.dtype)
         else:
             vs = vv
@@ -199,7 +200,7 @@ def fwd_strong_intra(q, k, G, A, T, H, K: tl.constexpr, BT: tl.constexpr, BK: tl
         P += tl.dot(tl.load(p_q, boundary_check=(0, 1)), tl.load(p_kT, boundary_check=(0, 1)), input_precision=PREC)
     o_r = tl.arange(0, BT)
     causal = o_r[:, None] >= o_r[None, :]
-    P = tl.where(causal, P * tl.exp(tl.where(causal, g[:, None] - g[None, :], float("-inf"))), 0.0)
+    P = tl.where(causal, P * pair_decay(g, g, causal), 0.0)
     p_A = tl.make_block_ptr(A + (b * T * H + hh) * BT, (T, BT), (H * BT, 1), (t0, 0), (BT, BT), (1, 0))
     tl.store(p_A, P.to(A.dtype.element_ty), boundary_check=(0, 1))
 
@@ -323,7 +324,7 @@ def bwd_dqk(q, k, v, G, h, do, dh, dq, dk, dG, dA, du, dW, CH, T, H, K: tl.const
             dqa *= tl.exp(g)[:, None]
             dka *= tl.exp(g_last - g)[:, None]
             tail = tl.sum(tl.sum(kk.to(tl.float32) * dka, 1), 0) + tl.exp(g_last) * tl.sum(hdh, 0)
-            dP *= tl.exp(tl.where(causal, g[:, None] - g[None, :], float("-inf")))
+            dP *= pair_decay(g, g, causal)
         dP = tl.where(causal, dP, 0.0).to(qq.dtype)
         dqa += tl.dot(dP, kk, input_precision=PREC)
         dka += tl.dot(tl.trans(dP), qq, input_precision=PREC)
