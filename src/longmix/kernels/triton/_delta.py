@@ -135,22 +135,34 @@ def fwd_uw(k, v, beta, G, Tinv, U, W, CH, T, H, K: tl.constexpr, V: tl.constexpr
                   mask=rows_c[:, None] < T, other=0.0)
     NV = tl.cdiv(V, BV)
     if i_x < NV:
-        p_v = tl.make_block_ptr(v + (b * T * H + hh) * V, (T, V), (H * V, 1), (t0, i_x * BV), (BT, BV), (1, 0))
-        # a name of its own in each branch: Triton's compiler refuses one name bound to two tile shapes (K's and
-        # V's tiles differ where K != V), which the interpreter accepts
-        xv = tl.load(p_v, boundary_check=(0, 1)).to(tl.float32) * bt[:, None]
-        p_u = tl.make_block_ptr(U + (b * T * H + hh) * V, (T, V), (H * V, 1), (t0, i_x * BV), (BT, BV), (1, 0))
-        tl.store(p_u, tl.dot(ti_, xv.to(ti_.dtype), input_precision=PREC).to(U.dtype.element_ty),
-                 boundary_check=(0, 1))
+        _u_tile(ti_, v, bt, U, b, hh, t0, i_x, T, H, V, BT, BV, PREC)
     else:
         i_k = i_x - NV
         p_k = tl.make_block_ptr(k + (b * T * H + hh) * K, (T, K), (H * K, 1), (t0, i_k * BK), (BT, BK), (1, 0))
-        xk = tl.load(p_k, boundary_check=(0, 1)).to(tl.float32) * bt[:, None]
-        if GATE != 0:
-            xk *= _gate_k(G, b, hh, t0, i_k, T, H, K, GATE, BT, BK)
-        p_w = tl.make_block_ptr(W + (b * T * H + hh) * K, (T, K), (H * K, 1), (t0, i_k * BK), (BT, BK), (1, 0))
-        tl.store(p_w, tl.dot(ti_, xk.to(ti_.dtype), input_precision=PREC).to(W.dtype.element_ty),
-                 boundary_check=(0, 1))
+        _w_tile(ti_, tl.load(p_k, boundary_check=(0, 1)).to(tl.float32), bt, G, W, b, hh, t0, i_k, T, H, K, GATE,
+                BT, BK, PREC)
+
+
+@triton.jit
+def _u_tile(tm, v, bt, U, b, hh, t0, i_v, T, H, V: tl.constexpr, BT: tl.constexpr, BV: tl.constexpr,
+            PREC: tl.constexpr):
+    """U's V tile i_v of the chunk at t0: Tinv (β v), Tinv as one [BT, BT] tile ``tm`` (operands in its dtype)."""
+    p_v = tl.make_block_ptr(v + (b * T * H + hh) * V, (T, V), (H * V, 1), (t0, i_v * BV), (BT, BV), (1, 0))
+    xv = tl.load(p_v, boundary_check=(0, 1)).to(tl.float32) * bt[:, None]
+    p_u = tl.make_block_ptr(U + (b * T * H + hh) * V, (T, V), (H * V, 1), (t0, i_v * BV), (BT, BV), (1, 0))
+    tl.store(p_u, tl.dot(tm, xv.to(tm.dtype), input_precision=PREC).to(U.dtype.element_ty), boundary_check=(0, 1))
+
+
+@triton.jit
+def _w_tile(tm, xk, bt, G, W, b, hh, t0, i_k, T, H, K: tl.constexpr, GATE: tl.constexpr, BT: tl.constexpr,
+            BK: tl.constexpr, PREC: tl.constexpr):
+    """W's K tile i_k of the chunk at t0: Tinv (β k ⊙ e^G), from the keys' tile ``xk`` (float32) and Tinv as
+    one [BT, BT] tile ``tm``."""
+    xk *= bt[:, None]
+    if GATE != 0:
+        xk *= _gate_k(G, b, hh, t0, i_k, T, H, K, GATE, BT, BK)
+    p_w = tl.make_block_ptr(W + (b * T * H + hh) * K, (T, K), (H * K, 1), (t0, i_k * BK), (BT, BK), (1, 0))
+    tl.store(p_w, tl.dot(tm, xk.to(tm.dtype), input_precision=PREC).to(W.dtype.element_ty), boundary_check=(0, 1))
 
 
 @triton.jit
@@ -458,11 +470,7 @@ def _uw_whole(tm, k, v, beta, G, U, W, Kh, b, hh, t0, last, T, H, K: tl.constexp
     rows = t0 + tl.arange(0, BT)
     bt = tl.load(beta + (b * T + rows) * H + hh, mask=rows < T, other=0.0).to(tl.float32)
     for i_v in range(tl.cdiv(V, BV)):
-        p_v = tl.make_block_ptr(v + (b * T * H + hh) * V, (T, V), (H * V, 1), (t0, i_v * BV), (BT, BV), (1, 0))
-        xv = tl.load(p_v, boundary_check=(0, 1)).to(tl.float32) * bt[:, None]
-        p_u = tl.make_block_ptr(U + (b * T * H + hh) * V, (T, V), (H * V, 1), (t0, i_v * BV), (BT, BV), (1, 0))
-        tl.store(p_u, tl.dot(tm, xv.to(tm.dtype), input_precision=PREC).to(U.dtype.element_ty),
-                 boundary_check=(0, 1))
+        _u_tile(tm, v, bt, U, b, hh, t0, i_v, T, H, V, BT, BV, PREC)
     if KHAT:
         gr = tl.load(G + (b * T + tl.minimum(rows, last)) * H + hh)
         dk = tl.exp(tl.load(G + (b * T + last) * H + hh) - gr)
@@ -472,12 +480,7 @@ def _uw_whole(tm, k, v, beta, G, U, W, Kh, b, hh, t0, last, T, H, K: tl.constexp
         if KHAT:
             p_h = tl.make_block_ptr(Kh + (b * T * H + hh) * K, (T, K), (H * K, 1), (t0, i_k * BK), (BT, BK), (1, 0))
             tl.store(p_h, (xk * dk[:, None]).to(Kh.dtype.element_ty), boundary_check=(0, 1))
-        xk *= bt[:, None]
-        if GATE != 0:
-            xk *= _gate_k(G, b, hh, t0, i_k, T, H, K, GATE, BT, BK)
-        p_w = tl.make_block_ptr(W + (b * T * H + hh) * K, (T, K), (H * K, 1), (t0, i_k * BK), (BT, BK), (1, 0))
-        tl.store(p_w, tl.dot(tm, xk.to(tm.dtype), input_precision=PREC).to(W.dtype.element_ty),
-                 boundary_check=(0, 1))
+        _w_tile(tm, xk, bt, G, W, b, hh, t0, i_k, T, H, K, GATE, BT, BK, PREC)
 
 
 @triton.jit
