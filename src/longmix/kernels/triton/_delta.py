@@ -64,12 +64,17 @@ CONFIG = {"prep_warps": 2, "bwd_warps": 4, "bk": 64, "bv": 64, "prep4": True, "u
           # test_delta_four_block_prep_tf32_inverse on an H100); 3 is as accurate as 0 but took 0.93x DeltaNet's
           # forward time and 1.67x / 1.22x Gated DeltaNet's / KDA's (c4_tune.txt). So 0, IEEE, stays. 4 (not yet
           # timed on a GPU): the diagonal blocks in TF32, then one IEEE Newton step each; the merges IEEE
-          "inv_tf32": 0,
+          "inv_tf32": 0,  # (INVERSE_PRECISION below)
           # the gates (0 none, 1 scalar, 2 per key) for which fwd_prep4 forms U and W by whole-chunk products
           # from Tinv joined into one tile, not by its 16-row blocks: no spills at 2 warps (356-460 bytes per
           # thread before). Gated DeltaNet's forward 0.93x / 0.90x at 16x2K / 4x8K, DeltaNet's 1.00-1.01x, KDA's
           # 1.03x (H100, bf16, c2_tune.txt)
           "uw_whole": (0, 1)}
+
+# inv_tf32 -> (the diagonal blocks' products, the merges' products, a Newton step after each diagonal block), for
+# 16-bit inputs (float32 inputs keep IEEE float32); 4: the diagonal blocks in TF32, then one IEEE Newton step each
+INVERSE_PRECISION = {0: ("ieee", "ieee", False), 1: ("ieee", "tf32", False), 2: ("tf32", "tf32", False),
+                     3: ("tf32x3", "tf32x3", False), 4: ("tf32", "ieee", True)}
 
 
 @triton.jit
@@ -297,7 +302,8 @@ def fwd_prep4(k, v, beta, G, Kp, Tinv, U, W, Kh, CH, T, H, K: tl.constexpr, V: t
               GATE: tl.constexpr, BT: tl.constexpr, BC: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
               PREC: tl.constexpr, VARLEN: tl.constexpr, LOWP: tl.constexpr = False,
               DOUBLING: tl.constexpr = False, UW: tl.constexpr = True, STORE_T: tl.constexpr = True,
-              KHAT: tl.constexpr = False, INV_TF32: tl.constexpr = 0, UW_WHOLE: tl.constexpr = False):
+              KHAT: tl.constexpr = False, DPREC: tl.constexpr = "ieee", MPREC: tl.constexpr = "ieee",
+              REFINE: tl.constexpr = False, UW_WHOLE: tl.constexpr = False):
     """``fwd_prep`` for chunks of four BC-row blocks (BT = 4·BC, the default 64), all in registers:
     the ten key-key blocks, the four diagonal inverses (``_unit_lower_inverse``; independent, so they
     interleave), the six off-diagonal blocks of Tinv by block substitution with BC×BC products,
@@ -307,8 +313,9 @@ def fwd_prep4(k, v, beta, G, Kp, Tinv, U, W, Kh, CH, T, H, K: tl.constexpr, V: t
     ``KHAT`` (scalar gates, with ``UW``): also ``Kh = k ⊙ e^{G_last − G}`` (each key decayed to its chunk's
     end, ≤ |k|), which the one-pass walk (``_output.fwd_fused``) reads in place of k. ``UW_WHOLE``: U, W (and Kh)
     by whole-chunk products from Tinv joined into one [BT, BT] tile (``_uw_whole``; the 16-row blocks'
-    products held ~250 registers and spilled). ``INV_TF32`` (16-bit inputs only): the inverse's block
-    products in TF32 (1: the off-diagonal ones, 2: all) or tf32x3 (3), not IEEE float32 (``CONFIG``)."""
+    products held ~250 registers and spilled). ``DPREC`` / ``MPREC``: the ``input_precision`` of the
+    diagonal blocks' inverse products and of the off-diagonal (merge) products; ``REFINE``: one IEEE Newton
+    step after each diagonal block (``INVERSE_PRECISION``)."""
     n, i_bh = tl.program_id(0), tl.program_id(1)
     b, hh = i_bh // H, i_bh % H
     t0, T = span(CH, n, T, BT, VARLEN)  # with documents: T is the end of this chunk's document
@@ -368,14 +375,6 @@ def fwd_prep4(k, v, beta, G, Kp, Tinv, U, W, Kh, CH, T, H, K: tl.constexpr, V: t
     a31 = _pair(a31, a31, g3, g1, Kp, b, hh, t3, 1, T, H, BT, BC, GATE, False) * b3[:, None]
     a32 = _pair(a32, a32, g3, g2, Kp, b, hh, t3, 2, T, H, BT, BC, GATE, False) * b3[:, None]
     a33 = _pair(a33, a33, g3, g3, Kp, b, hh, t3, 3, T, H, BT, BC, GATE, True) * b3[:, None]
-    # the products' precision: IEEE float32, or TF32 for 16-bit inputs (LOWP), whose inverse is rounded to
-    # their dtype afterwards (TF32's 11 significant bits against bf16's 8); DPREC for the diagonal blocks' own
-    # (4: the diagonal blocks in TF32, then one IEEE Newton step each; the rest IEEE)
-    DPREC: tl.constexpr = ("tf32x3" if INV_TF32 == 3 else "tf32" if INV_TF32 == 2 or INV_TF32 == 4 else "ieee") \
-        if LOWP else "ieee"
-    MPREC: tl.constexpr = ("tf32x3" if INV_TF32 == 3 else "tf32" if INV_TF32 == 1 or INV_TF32 == 2 else "ieee") \
-        if LOWP else "ieee"
-    REFINE: tl.constexpr = LOWP and INV_TF32 == 4
     d0 = _unit_lower_inverse(a00, BC, DOUBLING, DPREC, REFINE)
     d1 = _unit_lower_inverse(a11, BC, DOUBLING, DPREC, REFINE)
     d2 = _unit_lower_inverse(a22, BC, DOUBLING, DPREC, REFINE)
@@ -638,11 +637,13 @@ def prep(k, v, beta, G, Kp, gate, C, prec, chunks=None, keep_inverse=True, khat=
     bk, bv = _tile(K, CONFIG["bk"]), _tile(V, CONFIG["bv"])
     G_, Kp_ = G if G is not None else k, Kp if Kp is not None else k
     doubling = CONFIG["inverse"] == "doubling"
+    dprec, mprec, refine = INVERSE_PRECISION[CONFIG["inv_tf32"] if lowp else 0]
     if four:
         fwd_prep4[(chunks.NT, B * H)](
             k, v, beta, G_, Kp_, Tinv, U, W, Kh if khat else k, ch, T, H, K, V, GATE=gate, BT=C, BC=BC, BK=bk,
             BV=bv, PREC=prec, VARLEN=chunks.varlen, LOWP=lowp, DOUBLING=doubling, UW=not split, STORE_T=keep_inverse,
-            KHAT=khat, INV_TF32=CONFIG["inv_tf32"], UW_WHOLE=gate in CONFIG["uw_whole"], num_warps=CONFIG["prep_warps"],
+            KHAT=khat, DPREC=dprec, MPREC=mprec, REFINE=refine, UW_WHOLE=gate in CONFIG["uw_whole"],
+            num_warps=CONFIG["prep_warps"],
             **({"num_stages": CONFIG["prep_stages"]} if CONFIG["prep_stages"] else {}))
     else:
         fwd_prep[(chunks.NT, B * H)](
