@@ -390,49 +390,34 @@ def test_delta_four_block_prep_16_bit_products(gate, monkeypatch):
         assert e <= 4 * e_full, (name, errs)
 
 
-@pytest.mark.parametrize("gate", [None, "scalar", "key"])
-def test_delta_four_block_prep_split_from_its_products(gate, monkeypatch):
-    """``prep_split``: fwd_prep4 stores Tinv only, and fwd_uw forms U and W with whole-chunk products (as
-    the general chunk always does). The same Tinv, bit for bit; U and W as accurate against the float64
-    solve as the fused block products, with IEEE fp32 and with fp16 inputs (16-bit products); then the
-    forward and every gradient against the reference, with a ragged last chunk, K and V over one tile,
-    and packed documents."""
-    q, k, v, g, _, beta = _inputs(1, 150, 2, 32, 16, gate, s0=False, beta=(0.0, 2.0), knorm=1.0, seed=5)
-    for inputs, prec in (((k, v), "ieee"), ((k.half(), v.half()), "tf32")):
-        errs = _prep_errors(*inputs, g, beta, gate, "prep_split", (False, True), prec, monkeypatch)
-        assert errs[True][0] == errs[False][0], errs
-        for e_split, e_fused in zip(errs[True][1:], errs[False][1:]):
-            # fp32: both near 1e-7; fp16: both the outputs' rounding (2e-4 to 5e-4), summed in another order
-            assert e_split <= 1.5 * e_fused + 1e-6, errs
-    monkeypatch.setitem(_delta_config(), "prep_split", True)
-    _compare(_inputs(1, 150, 1, 80, 72, gate, s0=True, beta=(0.0, 2.0), knorm=1.0, seed=3), C=64)
-    xs = _inputs(1, 150, 1, 16, 16, gate, s0=False, beta=(0.0, 2.0), knorm=1.0, seed=6)
-    xs[4] = torch.randn(3, 1, 16, 16, generator=torch.Generator().manual_seed(7)).to(DEVICE)
-    _compare(xs, C=64, bounds=[0, 70, 71, 150])
+# fwd_prep4's two other ways to U and W, each against its 16-row block products: (knob, off, on, how far Tinv
+# may move; the same solve: bit for bit in the interpreter, and on an H100 uw_whole's compiled code moved
+# Tinv's error by 1e-9 of itself through the compiler's order of roundings)
+PREP_PRODUCTS = [("prep_split", False, True, 0.0), ("uw_whole", (), (0, 1, 2), 1e-6)]
 
 
 @pytest.mark.parametrize("gate", [None, "scalar", "key"])
-def test_delta_four_block_prep_whole_chunk_products(gate, monkeypatch):
-    """``uw_whole`` (the gates it serves; all here, against none): fwd_prep4 joins the inverse's blocks into
-    one [64, 64] tile and forms U and W (and the decayed keys) with whole-chunk products. The same Tinv (bit
-    for bit in the interpreter); U and W as accurate against the float64 solve as the 16-row block products,
-    with IEEE fp32 and with fp16 inputs; then the forward and every gradient against the reference (a ragged
-    last chunk, K and V over one tile, packed documents) and the one-pass forward."""
+@pytest.mark.parametrize("knob,off,on,tinv_tol", PREP_PRODUCTS, ids=[p[0] for p in PREP_PRODUCTS])
+def test_delta_four_block_prep_whole_chunk_products(gate, knob, off, on, tinv_tol, monkeypatch):
+    """U and W by whole-chunk products: ``prep_split`` (fwd_prep4 stores Tinv only, and fwd_uw forms U and W,
+    as the general chunk always does) and ``uw_whole`` (fwd_prep4 joins the inverse's blocks into one
+    [64, 64] tile and forms U, W and the decayed keys itself; the gates it serves: all here, against none).
+    The same Tinv; U and W as accurate against the float64 solve as the 16-row block products, with IEEE
+    fp32 and with fp16 inputs (16-bit products); then the forward and every gradient against the reference
+    (a ragged last chunk, K and V over one tile, packed documents) and the one-pass forward."""
     q, k, v, g, _, beta = _inputs(1, 150, 2, 32, 16, gate, s0=False, beta=(0.0, 2.0), knorm=1.0, seed=5)
     for inputs, prec in (((k, v), "ieee"), ((k.half(), v.half()), "tf32")):
-        errs = _prep_errors(*inputs, g, beta, gate, "uw_whole", ((), (0, 1, 2)), prec, monkeypatch)
-        # the same solve (bit for bit in the interpreter; on an H100 the compiler's order of roundings moved
-        # Tinv's error by 1e-9 of itself)
-        assert abs(errs[(0, 1, 2)][0] - errs[()][0]) <= 1e-6 * errs[()][0], errs
-        for e_whole, e_blocks in zip(errs[(0, 1, 2)][1:], errs[()][1:]):
+        errs = _prep_errors(*inputs, g, beta, gate, knob, (off, on), prec, monkeypatch)
+        assert abs(errs[on][0] - errs[off][0]) <= tinv_tol * errs[off][0], errs
+        for e_whole, e_blocks in zip(errs[on][1:], errs[off][1:]):
             # fp32: both near 1e-7; fp16: both the outputs' rounding (2e-4 to 5e-4), summed in another order
             assert e_whole <= 1.5 * e_blocks + 1e-6, errs
-    monkeypatch.setitem(_delta_config(), "uw_whole", (0, 1, 2))
+    monkeypatch.setitem(_delta_config(), knob, on)
     _compare(_inputs(1, 150, 1, 80, 72, gate, s0=True, beta=(0.0, 2.0), knorm=1.0, seed=3), C=64)
     xs = _inputs(1, 150, 1, 16, 16, gate, s0=False, beta=(0.0, 2.0), knorm=1.0, seed=6)
     xs[4] = torch.randn(3, 1, 16, 16, generator=torch.Generator().manual_seed(7)).to(DEVICE)
     _compare(xs, C=64, bounds=[0, 70, 71, 150])
-    if gate != "key":  # the one-pass forward (scalar gates: from the decayed keys the prep stores)
+    if gate != "key":  # the one-pass forward (uw_whole with scalar gates: from the decayed keys the prep stores)
         from longmix.kernels.triton import chunk as chunk_mod
 
         monkeypatch.setitem(chunk_mod.CONFIG, "fused_min_programs", 0)
