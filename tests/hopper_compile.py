@@ -1,6 +1,7 @@
 """Compile, for Hopper (sm_90) and on the CPU, every Triton kernel launch that longmix's GPU calls make.
 
     python tests/hopper_compile.py [--all]   # run by tests/test_hopper_compile.py (no TRITON_INTERPRET)
+    python tests/hopper_compile.py --ptx DIR # also write each launch's PTX to DIR (see below)
 
 The interpreter tests (test_triton.py) run each kernel's Python body, which accepts code that Triton's
 compiler refuses (a reassigned constexpr, a loop-carried value that changes type, an unsupported
@@ -17,11 +18,16 @@ pointers' 16-byte alignment, without which no tile load is pipelined and shared 
 status 1 and the compiler's message on any failure, or where a kernel needs more shared memory than
 Hopper gives a block (a launch there would fail). It checks compilation only: whether the
 compiled code computes the right thing is for the GPU tests (tests/test_cuda.py).
+
+``--ptx DIR`` writes each launch's PTX, without its debug lines, to DIR/<index>_<kernel>.ptx (the launches
+in the order they were recorded). Two trees whose files are identical (``diff -r``) compile to the same code,
+so a refactor that leaves them so keeps the GPU verification of the kernels it touches.
 """
 from __future__ import annotations
 
 import multiprocessing
 import os
+import re
 import sys
 import time
 
@@ -42,6 +48,7 @@ OPTIONS = ("num_warps", "num_stages", "num_ctas", "maxnreg")
 DTYPES = {torch.bfloat16: "bf16", torch.float16: "fp16", torch.float32: "fp32", torch.float64: "fp64",
           torch.int32: "i32", torch.int64: "i64", torch.bool: "i1", torch.uint8: "u8", torch.int8: "i8"}
 launches: dict = {}
+PTX_DIR = sys.argv[sys.argv.index("--ptx") + 1] if "--ptx" in sys.argv else None
 
 
 def _record(self, *args, grid, warmup, **kwargs):
@@ -180,6 +187,8 @@ def main() -> int:
     finally:
         del os.environ["TRITON_INTERPRET"]
     start = time.time()
+    if PTX_DIR:
+        os.makedirs(PTX_DIR, exist_ok=True)
     items = list(launches.values())
     with multiprocessing.get_context("fork").Pool(min(len(items), os.cpu_count() or 1)) as pool:
         errors = pool.map(_compile, range(len(items)), chunksize=1)
@@ -203,6 +212,11 @@ def _compile(i: int) -> str:
                    if signature.get(n, "").startswith("*")}
         compiled = triton.compile(ASTSource(fn=fn, signature=signature, constexprs=constexprs, attrs=aligned),
                                   target=TARGET, options=opts)
+        if PTX_DIR:  # without the debug sections and line markers, which name source lines
+            ptx = re.sub(r"\.section\s+\.debug.*", "", compiled.asm["ptx"], flags=re.S)
+            with open(os.path.join(PTX_DIR, f"{i:03d}_{fn.fn.__name__}.ptx"), "w") as fh:
+                fh.write("".join(line + "\n" for line in ptx.splitlines()
+                                 if not re.match(r"\s*(\.loc|\.file|//|\$L__)", line)))
         if compiled.metadata.shared > SHARED_MAX:  # the launch would fail with OutOfResources
             raise RuntimeError(f"needs {compiled.metadata.shared} bytes of shared memory, Hopper has {SHARED_MAX}")
     except Exception as e:  # the compiler's message, with its root cause
