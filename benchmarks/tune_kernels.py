@@ -90,6 +90,8 @@ KNOBS = [
                              {"bwd_bk": 64, "bwd_warps": 4}], ["gla", "kda"]),
     (_gla.CONFIG, "bwd_warps", [1, 2, 4], ["gla", "kda"]),
     (_gla.CONFIG, "span_max", [40.0, -1.0], ["gla", "kda"]),
+    # the forward's per-key gate cumsum in its own kernel (False) or at fwd_A's start (True: one read of G less)
+    (_gla.CONFIG, "fwd_cumsum", [False, True], ["gla", "kda"]),
     (chunk.CONFIG, "out_warps", [4, 8], ["retention", "gla", "kda"]),
     # the per-key output kernel (GLA, KDA) was never swept with KDA: 0.37 ms of its 1.9 ms forward at B=16, T=2K
     (chunk.CONFIG, "out_stages", [None, 2, 3, 4], ["gla", "kda"]),
@@ -132,7 +134,7 @@ KNOBS = [
     # ncu: benchmarks/results/2026-11-26-h100-s20/)
     (_delta.CONFIG, "uw_whole", [(), (0, 1), (0, 1, 2), {"uw_whole": (0, 1, 2), "prep_warps": 4}],
      ["deltanet", "gated_deltanet", "kda"]),
-    (_delta.CONFIG, "inv_tf32", [0, 2, 3, 4], ["deltanet", "gated_deltanet", "kda"]),
+    (_delta.CONFIG, "inv_tf32", [0, 2, 4], ["deltanet", "gated_deltanet", "kda"]),
     (chunk.CONFIG, "fused_bv", [32, 64, 128], ["linear"]),
     (chunk.CONFIG, "fused_warps", [4, 8], ["linear"]),
 ]
