@@ -90,8 +90,6 @@ KNOBS = [
                              {"bwd_bk": 64, "bwd_warps": 4}], ["gla", "kda"]),
     (_gla.CONFIG, "bwd_warps", [1, 2, 4], ["gla", "kda"]),
     (_gla.CONFIG, "span_max", [40.0, -1.0], ["gla", "kda"]),
-    # the forward's per-key gate cumsum in its own kernel (False) or at fwd_A's start (True: one read of G less)
-    (_gla.CONFIG, "fwd_cumsum", [False, True], ["gla", "kda"]),
     (chunk.CONFIG, "out_warps", [4, 8], ["retention", "gla", "kda"]),
     # the per-key output kernel (GLA, KDA) was never swept with KDA: 0.37 ms of its 1.9 ms forward at B=16, T=2K
     (chunk.CONFIG, "out_stages", [None, 2, 3, 4], ["gla", "kda"]),

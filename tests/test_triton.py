@@ -625,43 +625,6 @@ def test_per_key_intra_matrix_exact_across_gate_spans(dtype):
             assert _rel(have, want) < 1e-5, (t0, _rel(have, want))
 
 
-@pytest.mark.parametrize("docs", [None, [0, 1, 1, 70, 150]], ids=["rows", "documents"])
-def test_per_key_gate_cumsum_inside_the_intra_kernel(docs):
-    """``fwd_intra(g=...)`` (the forward's default for per-key gates, ``_gla.CONFIG["fwd_cumsum"]``) writes
-    G, g's clamped chunk-local cumsum, at its start and reads it back: G, P and the key-key matrix as
-    ``chunk_cumsum`` then ``fwd_intra`` give them, to float32 sums in another order (4 eps of max |G|), on
-    gates with −inf entries and with packed documents (the sums restart at each; B = 1 then)."""
-    from longmix.kernels.triton import _gla
-    from longmix.kernels.triton._cumsum import chunk_cumsum
-    from longmix.kernels.triton._varlen import chunks, documents
-
-    gen = torch.Generator().manual_seed(5)
-    B, T, H, K, C = (2, 150, 2, 40, 64) if docs is None else (1, docs[-1], 2, 40, 64)
-    q, k = (torch.randn(B, T, H, K, generator=gen).to(DEVICE) for _ in range(2))
-    g = F.logsigmoid(torch.randn(B, T, H, K, generator=gen)) * 8
-    g[0, 5, 0, :3] = float("-inf")  # a hard reset: clamped to −200 in the sum
-    g = g.to(DEVICE)
-    m = None if docs is None else chunks(1, T, C, documents(torch.tensor(docs), T, 1, DEVICE))
-    want_G = chunk_cumsum(g, C, clamp=True, chunks=m)
-    want = _gla.fwd_intra(q, k, want_G, C, "ieee", with_keys=True, chunks=m)
-    G = torch.full_like(want_G, float("nan"))  # every entry must be written
-    got = _gla.fwd_intra(q, k, G, C, "ieee", with_keys=True, chunks=m, g=g)
-    tol = 4 * EPS32 * want_G.abs().max().item()
-    assert torch.isfinite(G).all() and (G - want_G).abs().max().item() <= tol
-    if docs is not None:  # each document's first row is its own gate: the sums restart there
-        for s, e in zip(docs, docs[1:]):
-            if e > s:
-                assert torch.equal(G[0, s], g[0, s].clamp_min(-200.0))
-    for name, a, w in zip(["P", "key-key"], got, want):
-        causal = (torch.arange(C)[None, :] <= torch.arange(T)[:, None] % C).to(DEVICE)  # written entries
-        if docs is not None:  # within each document, chunks start at its first token
-            pos = torch.cat([torch.arange(e - s) for s, e in zip(docs, docs[1:])])
-            causal = (torch.arange(C)[None, :] <= (pos % C)[:, None]).to(DEVICE)
-        a, w = (torch.where(causal[None, :, None, :], x, 0.0) for x in (a, w))
-        assert torch.isfinite(a).all(), name
-        assert _rel(a, w) <= tol, (name, _rel(a, w))
-
-
 # ----------------------------------------------------------------------------- packed documents
 
 # documents of 1, 0, 17, 32 and 33 tokens: a one-token document, an empty one, lengths on and off

@@ -19,27 +19,20 @@ def pair_decay(gi, gj, mask):
 
 
 @triton.jit
-def cumsum_tile(x, y, b, t0, T, D, o_d, d_ok, BT: tl.constexpr, REVERSE: tl.constexpr, CLAMP: tl.constexpr):
-    """y = the cumsum of x [B, T, D] over the chunk's rows t0..t0+BT (those before T), at columns ``o_d``
-    where ``d_ok``, in fp32 (``CLAMP``: each term first clamped at −200)."""
-    o_t = t0 + tl.arange(0, BT)
-    m = (o_t[:, None] < T) & d_ok[None, :]
-    off = (b * T + o_t[:, None]) * D + o_d[None, :]
-    v = tl.load(x + off, mask=m, other=0.0).to(tl.float32)
-    if CLAMP:  # exp of anything below −104 is exactly 0 in fp32; −inf would make G_r − G_u NaN
-        v = tl.maximum(v, -200.0)
-    tl.store(y + off, tl.cumsum(v, axis=0, reverse=REVERSE), mask=m)
-
-
-@triton.jit
 def chunk_cumsum_kernel(x, y, CH, T, D, BT: tl.constexpr, BD: tl.constexpr, REVERSE: tl.constexpr,
                         CLAMP: tl.constexpr, VARLEN: tl.constexpr):
     i_d, n, b = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     t0, T = span(CH, n, T, BT, VARLEN)  # with documents (B = 1): T is the end of this chunk's document
     if empty(t0, T):  # a chunk slot past the last document's chunks
         return
+    o_t = t0 + tl.arange(0, BT)
     o_d = i_d * BD + tl.arange(0, BD)
-    cumsum_tile(x, y, b, t0, T, D, o_d, o_d < D, BT, REVERSE, CLAMP)
+    m = (o_t[:, None] < T) & (o_d[None, :] < D)
+    off = (b * T + o_t[:, None]) * D + o_d[None, :]
+    v = tl.load(x + off, mask=m, other=0.0).to(tl.float32)
+    if CLAMP:  # exp of anything below −104 is exactly 0 in fp32; −inf would make G_r − G_u NaN
+        v = tl.maximum(v, -200.0)
+    tl.store(y + off, tl.cumsum(v, axis=0, reverse=REVERSE), mask=m)
 
 
 def chunk_cumsum(g: torch.Tensor, C: int, reverse: bool = False, clamp: bool = False,

@@ -35,7 +35,6 @@ import torch
 import triton
 import triton.language as tl
 
-from ._cumsum import cumsum_tile
 from ._varlen import Chunks, empty, span
 
 BC = 16  # rows of a block (and of the diagonal tiles)
@@ -48,9 +47,8 @@ BC = 16  # rows of a block (and of the diagonal tiles)
 # product, for the intra matrix alone (GLA) / with the key-key matrix (KDA); on an H200 (B=16, T=2K,
 # every tile 3-D then) the loop ran GLA's forward 1.10x slower and KDA's 0.84x faster
 # (benchmarks/results/2026-11-25-h200-kernel-tune.jsonl).
-# fwd_cumsum: the forward's gate cumsum inside fwd_A (``fwd_intra(g=...)``), not a kernel of its own
 CONFIG = {"fwd_bk": 32, "fwd_warps": 4, "bwd_bk": 32, "bwd_warps": 2, "span_max": 60.0,
-          "diag_loop": False, "diag_loop_keys": True, "fwd_cumsum": True}
+          "diag_loop": False, "diag_loop_keys": True}
 
 
 @triton.jit
@@ -102,23 +100,17 @@ def _chunk_span(G, b, hh, t0, i_k, T, H, K, BT: tl.constexpr, BK: tl.constexpr):
 
 
 @triton.jit
-def fwd_A(q, k, g, G, A, A2, CH, T, H, K: tl.constexpr, BT: tl.constexpr, BC: tl.constexpr, BK: tl.constexpr,
+def fwd_A(q, k, G, A, A2, CH, T, H, K: tl.constexpr, BT: tl.constexpr, BC: tl.constexpr, BK: tl.constexpr,
           BKA: tl.constexpr, LIM, PREC: tl.constexpr, TWO: tl.constexpr, DIAG_LOOP: tl.constexpr,
-          VARLEN: tl.constexpr, CUMSUM: tl.constexpr):
+          VARLEN: tl.constexpr):
     """One chunk's intra matrix (and with ``TWO`` its key-key matrix into A2): the whole chunk as one
     [BT, BT] product split at its middle row when neither half's gates span more than ``LIM``, else block
-    by block (``_A_rows``). ``CUMSUM``: first G itself, the chunk's cumsum of the raw log-gate g (clamped
-    as ``chunk_cumsum`` does), which the rest then reads back (from L2: written by this program)."""
+    by block (``_A_rows``)."""
     n, i_bh = tl.program_id(0), tl.program_id(1)
     b, hh = i_bh // H, i_bh % H
     t0, T = span(CH, n, T, BT, VARLEN)
     if empty(t0, T):  # a chunk slot past the last document's chunks
         return
-    if CUMSUM:
-        for i_k in range(tl.cdiv(K, BK)):
-            o_k = i_k * BK + tl.arange(0, BK)
-            cumsum_tile(g, G, b, t0, T, H * K, hh * K + o_k, o_k < K, BT, False, True)
-        tl.debug_barrier()  # the other threads' stores of G are visible past this barrier
     if _chunk_span(G, b, hh, t0, 0, T, H, K, BT, BKA) <= LIM:
         _A_rows(q, k, G, A, A2, b, hh, t0, 0, T, H, K, BT, BT, BK, BKA, LIM, PREC, TWO, False, DIAG_LOOP)
     else:
@@ -294,22 +286,20 @@ def _dqk_rows(q, k, G, dA, dqi, dki, dG, dq, dk, b, hh, t0, i, i_k, T, H, K: tl.
             tl.store(dk + off, acc_k.to(dk.dtype.element_ty), mask=m)
 
 
-def fwd_intra(q, k, G, C, prec, with_keys=False, chunks: Chunks | None = None, g=None):
+def fwd_intra(q, k, G, C, prec, with_keys=False, chunks: Chunks | None = None):
     """The intra-chunk matrix P as [B, T, H, C] fp32 (row t of chunk n holds P[t − n₀, :], n₀ the chunk's
     first token; entries past the diagonal are not written). ``with_keys``: (P, the key-key matrix
-    fwd_intra(k, k)) from one pass (KDA needs both). ``chunks``: the call's ``_varlen.Chunks``. ``g``: the raw
-    log-gate [B, T, H, K] (contiguous, fp32), whose clamped chunk-local cumsum the kernel writes into G (an
-    empty buffer of g's shape) before it uses it: ``_cumsum.chunk_cumsum`` and this in one launch."""
+    fwd_intra(k, k)) from one pass (KDA needs both). ``chunks``: the call's ``_varlen.Chunks``."""
     B, T, H, K = k.shape
     chunks = chunks or Chunks(triton.cdiv(T, C), B, False)
     ch = chunks.args(k)[0]
     A = torch.empty(B, T, H, C, device=q.device, dtype=torch.float32)
     A2 = torch.empty_like(A) if with_keys else None
     fwd_A[(chunks.NT, B * H)](
-        q, k, g if g is not None else G, G, A, A2 if with_keys else A, ch, T, H, K, BT=C, BC=BC,
-        BK=CONFIG["fwd_bk"], BKA=max(16, triton.next_power_of_2(K)), LIM=float(CONFIG["span_max"]), PREC=prec,
-        TWO=with_keys, DIAG_LOOP=CONFIG["diag_loop_keys" if with_keys else "diag_loop"], VARLEN=chunks.varlen,
-        CUMSUM=g is not None, num_warps=CONFIG["fwd_warps"])
+        q, k, G, A, A2 if with_keys else A, ch, T, H, K, BT=C, BC=BC, BK=CONFIG["fwd_bk"],
+        BKA=max(16, triton.next_power_of_2(K)), LIM=float(CONFIG["span_max"]), PREC=prec, TWO=with_keys,
+        DIAG_LOOP=CONFIG["diag_loop_keys" if with_keys else "diag_loop"], VARLEN=chunks.varlen,
+        num_warps=CONFIG["fwd_warps"])
     return (A, A2) if with_keys else A
 
 

@@ -5,7 +5,7 @@
 Same signature and results as ``longmix.kernels.reference.chunk.chunk`` (its
 docstring derives the chunkwise math). Pipeline, for ``beta=None``:
 
-1. chunk-local cumulative log-gate ``G`` (fp32, ``_cumsum``; per-key gates: at the start of step 3's kernel);
+1. chunk-local cumulative log-gate ``G`` (fp32, ``_cumsum``);
 2. ``_state.fwd_states``: states entering each chunk ``h[n]`` and the final state
    (fp32 accumulation, sequential over chunks, parallel over B·H and K/V tiles; where few sequences
    leave the GPU idle, per-key gates walk segments of each sequence in parallel, ``_state_plan``);
@@ -269,28 +269,16 @@ def _prec(x: torch.Tensor) -> str:
     return "ieee" if torch.get_float32_matmul_precision() == "highest" else "tf32"
 
 
-def _gates(g, gate, C, chunks):
-    """(G, the gate still to be summed): G is g's clamped chunk-local cumsum (fp32). Per-key gates (where
-    ``_gla.CONFIG["fwd_cumsum"]``) get an empty G and their raw g back: ``_prologue``'s intra kernel sums g
-    into G as it starts, which saves a kernel and one read of G (fp32, 4 bytes a key per token)."""
-    if g is None:
-        return None, None
-    if gate == 2 and _gla.CONFIG["fwd_cumsum"]:
-        return torch.empty(g.shape, device=g.device, dtype=torch.float32), g
-    return chunk_cumsum(g, C, clamp=True, chunks=chunks), None
-
-
-def _prologue(q, k, v, G, gate, beta, C, prec, chunks, keep_inverse=True, khat=False, g_raw=None):
+def _prologue(q, k, v, G, gate, beta, C, prec, chunks, keep_inverse=True, khat=False):
     """What the state walk needs first, on the two-kernel and the one-pass forward alike: per-key gates'
     intra-chunk matrix A (in one pass with the delta rule's key-key matrix Kp), and the delta rule's WY/UT
     transform (Tinv, None unless ``keep_inverse``; U; W; with ``khat``, the keys decayed to their chunk's end
     where ``_delta.prep`` forms them). Returns (A, Kp, Tinv, U, W, Kh): U is v without the delta rule, A None
-    without per-key gates, the others None where they do not apply. ``g_raw`` (per-key gates, from ``_gates``):
-    G is filled here, from it, before anything reads G."""
+    without per-key gates, the others None where they do not apply."""
     A = Kp = Tinv = W = Kh = None
     U = v
     if gate == 2:
-        A = _gla.fwd_intra(q, k, G, C, prec, with_keys=beta is not None, chunks=chunks, g=g_raw)
+        A = _gla.fwd_intra(q, k, G, C, prec, with_keys=beta is not None, chunks=chunks)
         if beta is not None:
             A, Kp = A
     if beta is not None:
@@ -299,10 +287,8 @@ def _prologue(q, k, v, G, gate, beta, C, prec, chunks, keep_inverse=True, khat=F
     return A, Kp, Tinv, U, W, Kh
 
 
-def _forward(q, k, v, G, gate, s0, C, want_state, beta=None, scale=1.0, chunks: Chunks | None = None,
-             g_raw=None):
-    """o, final state, and what the backward needs (entering states h, intra matrices, delta-rule parts).
-    G and ``g_raw`` as ``_gates`` returns them."""
+def _forward(q, k, v, G, gate, s0, C, want_state, beta=None, scale=1.0, chunks: Chunks | None = None):
+    """o, final state, and what the backward needs (entering states h, intra matrices, delta-rule parts)."""
     B, T, H, K = k.shape
     V = v.shape[-1]
     chunks = chunks or Chunks(triton.cdiv(T, C), B, False)
@@ -312,7 +298,7 @@ def _forward(q, k, v, G, gate, s0, C, want_state, beta=None, scale=1.0, chunks: 
     h = q.new_empty(B, H, NT, K, V)
     sT = q.new_empty(chunks.N, H, K, V, dtype=torch.float32) if want_state else None
     Gp = G if G is not None else q
-    A, Kp, Tinv, U, W, _ = _prologue(q, k, v, G, gate, beta, C, prec, chunks, g_raw=g_raw)
+    A, Kp, Tinv, U, W, _ = _prologue(q, k, v, G, gate, beta, C, prec, chunks)
     # the delta rule: the state pass writes u = U − W S, which the output reads
     delta = {} if beta is None else {"Kp": Kp, "Tinv": Tinv, "W": W, "u": torch.empty_like(v)}
     W, u = delta.get("W", q), delta.get("u", q)
@@ -411,8 +397,8 @@ class _ChunkFn(torch.autograd.Function):
     @staticmethod
     def forward(ctx, q, k, v, g, beta, s0, C, scale, chunks):
         gate = _gate_mode(g)
-        G, g_raw = _gates(g, gate, C, chunks)
-        o, sT, h, A, delta = _forward(q, k, v, G, gate, s0, C, True, beta, scale, chunks, g_raw)
+        G = chunk_cumsum(g, C, clamp=True, chunks=chunks) if g is not None else None
+        o, sT, h, A, delta = _forward(q, k, v, G, gate, s0, C, True, beta, scale, chunks)
         ctx.save_for_backward(q, k, v, G, h, A, beta, *(delta.get(n) for n in _DELTA_SAVED))
         ctx.gate, ctx.C, ctx.has_s0, ctx.scale, ctx.chunks = gate, C, s0 is not None, scale, chunks
         ctx.g_dtype = None if g is None else g.dtype
@@ -533,11 +519,11 @@ def _fused_forward(q, k, v, g, beta, s0, C, scale, chunks):
     V = v.shape[-1]
     prec = _prec(q)
     gate = _gate_mode(g)
-    G, g_raw = _gates(g, gate, C, chunks)
+    G = chunk_cumsum(g, C, clamp=True, chunks=chunks) if g is not None else None
     # as on the two-kernel path, in parallel before the walk (the delta rule's inverse is not kept)
     khat = beta is not None and CONFIG["fused_khat"] and _delta.khat_ok(k, gate, C)
     A, _, _, v, W, Kh = _prologue(q, k, v, G, gate, beta, C, prec, chunks, keep_inverse=False,
-                                  khat=khat and not CONFIG["khat_walk"], g_raw=g_raw)
+                                  khat=khat and not CONFIG["khat_walk"])
     o = torch.empty_like(v)
     sT = q.new_empty(B, H, K, V, dtype=torch.float32)
     delta = "_delta" if beta is not None else ""
