@@ -121,13 +121,13 @@ def _drive(full: bool) -> None:
         saved = dict(chunk.CONFIG), dict(_delta.CONFIG)
         one_pass = {"fused_min_programs": 0, "fused_modes": chunk.FUSED_MODES_ALL + chunk.FUSED_MODES_KEY}
         alternatives = (({"state_seg_programs": 1 << 20, "state_seg_min_chunks": 1, "state_seg_gates": (0, 1, 2),
-                          "state_seg_below": 1 << 20}, {"inverse": "substitution"}, 64),
+                          "state_seg_below": 1 << 20}, {"inverse": "substitution", "inv_tf32": 0}, 64),
                         ({"state_min_programs": 1}, {}, 64), ({"state_min_programs": 1}, {}, 128),
                         (one_pass, {}, 64), ({**one_pass, "fused_wide_programs": 0, "fused_stages_wide": 2}, {}, 64),
-                        # the delta rule's prep: whole-chunk U and W for every gate, the inverse's TF32 forms
-                        # (a Newton step after TF32 blocks; TF32 with 16-row-block U and W), the walk decaying keys
-                        ({**one_pass, "khat_walk": True}, {"uw_whole": (0, 1, 2), "inv_tf32": 4}, 64),
-                        ({}, {"uw_whole": (), "inv_tf32": 2}, 64))
+                        # the delta rule's prep: whole-chunk U and W and the inverse's forms for every gate (TF32
+                        # blocks with a Newton step; TF32 with 16-row-block U and W; IEEE above), the walk decaying keys
+                        ({**one_pass, "khat_walk": True}, {"uw_whole": (0, 1, 2), "inv_tf32_gates": (0, 1, 2)}, 64),
+                        ({}, {"uw_whole": (), "inv_tf32": 2, "inv_tf32_gates": (0, 1, 2)}, 64))
         for chunk_config, delta_config, C in alternatives:
             chunk.CONFIG.update(chunk_config)
             _delta.CONFIG.update(delta_config)

@@ -433,11 +433,13 @@ def test_delta_four_block_prep_tf32_inverse(gate, monkeypatch):
     """``inv_tf32``: fwd_prep4's inverse for 16-bit inputs with TF32 block products. One TF32 product (2)
     loses digits where the system is badly conditioned (nearly aligned keys, β near 2: Tinv's error 8e-3
     against IEEE float32's 1.5e-3 on an H100); three (3, ``tf32x3``) keep float32's accuracy, but were slower
-    than IEEE float32 for Gated DeltaNet and KDA, so 0, IEEE, is the default. On ordinary and on badly
-    conditioned systems, against the float64 solve, 3 and 4 (the diagonal blocks in TF32, then one IEEE
-    Newton step) within a quarter of the IEEE products' error (the 16-bit roundings') plus 1e-5; 2's errors
-    printed. (The interpreter computes TF32 as float32, so this test tells only on a GPU, in bf16 there; in
-    the interpreter it still checks the Newton step's algebra.)"""
+    than IEEE float32 for Gated DeltaNet and KDA; 4 (the diagonal blocks in TF32, then one IEEE Newton step),
+    the default where ``inv_tf32_gates`` holds the gate, is the fast one that keeps it. On ordinary and on
+    badly conditioned systems, against the float64 solve, 3 and 4 within a quarter of the IEEE products' (0)
+    error (the 16-bit roundings') plus 1e-5, every gate here; 2's errors printed. (The interpreter computes
+    TF32 as float32, so this test tells only on a GPU, in bf16 there; in the interpreter it still checks the
+    Newton step's algebra.)"""
+    monkeypatch.setitem(_delta_config(), "inv_tf32_gates", (0, 1, 2))
     dtype = torch.bfloat16 if DEVICE == "cuda" else torch.float16
     q, k, v, g, _, beta = _inputs(1, 150, 2, 32, 16, gate, s0=False, beta=(0.0, 2.0), knorm=1.0, seed=5)
     _, ka, va, ga, _, ba = _inputs(1, 100, 2, 32, 16, gate, s0=False, beta=(1.9, 2.0), seed=9)

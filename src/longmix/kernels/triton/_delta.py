@@ -62,9 +62,13 @@ CONFIG = {"prep_warps": 2, "bwd_warps": 4, "bk": 64, "bv": 64, "prep4": True, "u
           # 0.99x (1: 0.86-0.89x, 0.96-0.97x; H100, bf16, 16x2K and 4x8K, benchmarks/results/2026-11-26-h100-s20/
           # c2_tune.txt), but 1 and 2 lose digits on badly conditioned systems (Tinv's error 8e-3 against 1.5e-3,
           # test_delta_four_block_prep_tf32_inverse on an H100); 3 is as accurate as 0 but took 0.93x DeltaNet's
-          # forward time and 1.67x / 1.22x Gated DeltaNet's / KDA's (c4_tune.txt). So 0, IEEE, stays. 4 (not yet
-          # timed on a GPU): the diagonal blocks in TF32, then one IEEE Newton step each; the merges IEEE
-          "inv_tf32": 0,  # (INVERSE_PRECISION below)
+          # forward time and 1.67x / 1.22x Gated DeltaNet's / KDA's (c4_tune.txt). 4, the default: the diagonal
+          # blocks in TF32, then one IEEE Newton step each, the merges IEEE: as accurate as 0 on both kinds of
+          # system on an H100, and the forward of DeltaNet 0.85x / 0.87x, Gated DeltaNet 0.91x / 0.90x at 16x2K /
+          # 4x8K (forward+backward 0.97x / 0.98x at 16x2K), but KDA's 1.01x / 1.00x (2026-11-27-h100-s21/
+          # c1_tune.txt, c1_triton.log), so for the gates in inv_tf32_gates only (0 none, 1 scalar, 2 per key)
+          "inv_tf32": 4,  # (INVERSE_PRECISION below)
+          "inv_tf32_gates": (0, 1),
           # the gates (0 none, 1 scalar, 2 per key) for which fwd_prep4 forms U and W by whole-chunk products
           # from Tinv joined into one tile, not by its 16-row blocks: no spills at 2 warps (356-460 bytes per
           # thread before). Gated DeltaNet's forward 0.93x / 0.90x at 16x2K / 4x8K, DeltaNet's 1.00-1.01x, KDA's
@@ -637,7 +641,7 @@ def prep(k, v, beta, G, Kp, gate, C, prec, chunks=None, keep_inverse=True, khat=
     bk, bv = _tile(K, CONFIG["bk"]), _tile(V, CONFIG["bv"])
     G_, Kp_ = G if G is not None else k, Kp if Kp is not None else k
     doubling = CONFIG["inverse"] == "doubling"
-    dprec, mprec, refine = INVERSE_PRECISION[CONFIG["inv_tf32"] if lowp else 0]
+    dprec, mprec, refine = INVERSE_PRECISION[CONFIG["inv_tf32"] if lowp and gate in CONFIG["inv_tf32_gates"] else 0]
     if four:
         fwd_prep4[(chunks.NT, B * H)](
             k, v, beta, G_, Kp_, Tinv, U, W, Kh if khat else k, ch, T, H, K, V, GATE=gate, BT=C, BC=BC, BK=bk,
