@@ -7,7 +7,8 @@ timed through ``longmix.attention`` (forward and forward+backward, the speed swe
 H = 16, D = 128) with ``triton.testing.do_bench``; the default setting is timed in the same run,
 the values in turn, ``ROUNDS`` times (each keeps its best), so a drifting clock favours none.
 ``KNOBS`` (environment): a comma list of the knobs to sweep, by key or as module.key (``_gla.bwd_warps``;
-three modules have a ``bwd_warps``), default all; ``PASSES``: which of fwd, fwdbwd to time (default both).
+three modules have a ``bwd_warps``), default all; ``PASSES``: which of fwd, fwdbwd to time (default both);
+``MECHS``: a comma list of the mechanisms to time (default each knob's own).
 The table printed at the end gives, per knob, each value's time relative to the default.
 """
 from __future__ import annotations
@@ -44,6 +45,8 @@ KNOBS = [
     (chunk.CONFIG, "state_stages", [None, 2, 3, 4, 5], ["retention", "mamba2", "linear"]),
     (chunk.CONFIG, "state_stages_key", [None, 2, 3, 4], ["gla"]),
     (chunk.CONFIG, "state_bv_delta", [32, 64], ["deltanet"]),
+    # the delta rule's state tiles where B·H is 64 (B=4, T=8K): V tiles of 64 (128 programs) or 32 (256, default)
+    (chunk.CONFIG, "state_min_programs", [128, 256], ["deltanet"]),
     # the delta rule's reverse state pass alone (fla's dhu kernel took 0.67x the time of ours at B=16, T=2K on an
     # H100, benchmarks/results/2026-11-26-h100-s17/c1_profile_16x2k.txt)
     (chunk.CONFIG, "state_bv_delta_bwd", [16, 32, 64, {"state_bv_delta_bwd": 32, "state_stages_delta": 3},
@@ -90,6 +93,8 @@ KNOBS = [
                              {"bwd_bk": 64, "bwd_warps": 4}], ["gla", "kda"]),
     (_gla.CONFIG, "bwd_warps", [1, 2, 4], ["gla", "kda"]),
     (_gla.CONFIG, "span_max", [40.0, -1.0], ["gla", "kda"]),
+    # the forward's intra matrix P stored in fp32 (False) or in the inputs' dtype (True: half its bytes)
+    (_gla.CONFIG, "p_lowp", [False, True], ["gla", "kda"]),
     (chunk.CONFIG, "out_warps", [4, 8], ["retention", "gla", "kda"]),
     # the per-key output kernel (GLA, KDA) was never swept with KDA: 0.37 ms of its 1.9 ms forward at B=16, T=2K
     (chunk.CONFIG, "out_stages", [None, 2, 3, 4], ["gla", "kda"]),
@@ -160,6 +165,8 @@ def main(argv):
         if default not in values:  # the ratios are to the default: time it too
             values = [default] + values
         for name in mechs:
+            if os.environ.get("MECHS") and name not in os.environ["MECHS"].split(","):
+                continue
             if name not in inputs:
                 inputs[name] = make_inputs(name, B=B, Tq=T, Tk=T, H=16, D=128, device="cuda", dtype=torch.bfloat16)
             x = inputs[name]

@@ -47,8 +47,9 @@ BC = 16  # rows of a block (and of the diagonal tiles)
 # product, for the intra matrix alone (GLA) / with the key-key matrix (KDA); on an H200 (B=16, T=2K,
 # every tile 3-D then) the loop ran GLA's forward 1.10x slower and KDA's 0.84x faster
 # (benchmarks/results/2026-11-25-h200-kernel-tune.jsonl).
+# p_lowp: the forward stores P (not the key-key matrix) in the inputs' 16-bit dtype, not fp32 (chunk._prologue)
 CONFIG = {"fwd_bk": 32, "fwd_warps": 4, "bwd_bk": 32, "bwd_warps": 2, "span_max": 60.0,
-          "diag_loop": False, "diag_loop_keys": True}
+          "diag_loop": False, "diag_loop_keys": True, "p_lowp": True}
 
 
 @triton.jit
@@ -286,15 +287,16 @@ def _dqk_rows(q, k, G, dA, dqi, dki, dG, dq, dk, b, hh, t0, i, i_k, T, H, K: tl.
             tl.store(dk + off, acc_k.to(dk.dtype.element_ty), mask=m)
 
 
-def fwd_intra(q, k, G, C, prec, with_keys=False, chunks: Chunks | None = None):
-    """The intra-chunk matrix P as [B, T, H, C] fp32 (row t of chunk n holds P[t − n₀, :], n₀ the chunk's
-    first token; entries past the diagonal are not written). ``with_keys``: (P, the key-key matrix
-    fwd_intra(k, k)) from one pass (KDA needs both). ``chunks``: the call's ``_varlen.Chunks``."""
+def fwd_intra(q, k, G, C, prec, with_keys=False, chunks: Chunks | None = None, dtype=torch.float32):
+    """The intra-chunk matrix P as [B, T, H, C] (row t of chunk n holds P[t − n₀, :], n₀ the chunk's first
+    token; entries past the diagonal are not written), summed in fp32 and stored in ``dtype``. ``with_keys``:
+    (P, the key-key matrix fwd_intra(k, k), always fp32: the delta rule's triangular system) from one pass
+    (KDA needs both). ``chunks``: the call's ``_varlen.Chunks``."""
     B, T, H, K = k.shape
     chunks = chunks or Chunks(triton.cdiv(T, C), B, False)
     ch = chunks.args(k)[0]
-    A = torch.empty(B, T, H, C, device=q.device, dtype=torch.float32)
-    A2 = torch.empty_like(A) if with_keys else None
+    A = torch.empty(B, T, H, C, device=q.device, dtype=dtype)
+    A2 = torch.empty(B, T, H, C, device=q.device, dtype=torch.float32) if with_keys else None
     fwd_A[(chunks.NT, B * H)](
         q, k, G, A, A2 if with_keys else A, ch, T, H, K, BT=C, BC=BC, BK=CONFIG["fwd_bk"],
         BKA=max(16, triton.next_power_of_2(K)), LIM=float(CONFIG["span_max"]), PREC=prec, TWO=with_keys,

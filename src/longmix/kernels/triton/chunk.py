@@ -278,7 +278,10 @@ def _prologue(q, k, v, G, gate, beta, C, prec, chunks, keep_inverse=True, khat=F
     A = Kp = Tinv = W = Kh = None
     U = v
     if gate == 2:
-        A = _gla.fwd_intra(q, k, G, C, prec, with_keys=beta is not None, chunks=chunks)
+        # P in the inputs' dtype: its readers (the output kernel and the walk, bwd_dv) round it to that dtype for
+        # their products, so storing it rounded changes no result and halves its traffic for 16-bit inputs
+        A = _gla.fwd_intra(q, k, G, C, prec, with_keys=beta is not None, chunks=chunks,
+                           dtype=q.dtype if _gla.CONFIG["p_lowp"] else torch.float32)
         if beta is not None:
             A, Kp = A
     if beta is not None:
