@@ -81,6 +81,9 @@ CONFIG = {"state_bk": 64, "state_bv": 64, "state_warps": 4, "state_min_programs"
           # 0.96x at B=16, T=2K but 1.00x at B=4, T=8K, DeltaNet's to 1.06x / 1.00x (H100,
           # benchmarks/results/2026-11-26-h100-s17/c2_tune_bvbwd.txt)
           "state_bv_delta": 64, "state_bv_delta_bwd": 64, "out_stages": None, "state_seg_programs": 1024,
+          # the delta rule's state_min_programs: at 128, B·H = 64 keeps V tiles of 64 (256 took them to 32):
+          # DeltaNet's forward+backward 0.94x at B=4, T=8K (H100, benchmarks/results/2026-11-27-h100-s21/c4_tune.txt)
+          "state_min_programs_delta": 128,
           "state_seg_min_chunks": 8,
           "state_seg_gates": (2,), "state_seg_tile_programs": 64, "state_seg_below": 128,
           "state_stages": 4, "state_stages_key": None,
@@ -161,7 +164,8 @@ def _state_tiles(BH: int, K: int, V: int, delta: bool = False, min_programs: int
     """K and V tiles of the sequential state kernels (the delta rule needs all of K in one tile, and its
     reverse pass may take narrower V tiles: ``reverse``), shrunk until B·H·tiles reaches ``min_programs``
     (default ``state_min_programs``); ``C``: the chunk size."""
-    min_programs = CONFIG["state_min_programs"] if min_programs is None else min_programs
+    if min_programs is None:
+        min_programs = CONFIG["state_min_programs_delta" if delta else "state_min_programs"]
     if delta:
         # 64 value columns beside all of K (up to 128) in one tile; at K = 256 that overflows shared memory
         bk = _delta._bk(K)
