@@ -46,7 +46,8 @@ KNOBS = [
     (chunk.CONFIG, "state_stages_key", [None, 2, 3, 4], ["gla"]),
     (chunk.CONFIG, "state_bv_delta", [32, 64], ["deltanet"]),
     # the delta rule's state tiles where B·H is 64 (B=4, T=8K): V tiles of 64 (128 programs) or 32 (256)
-    (chunk.CONFIG, "state_min_programs_delta", [128, 256], ["deltanet", "gated_deltanet", "kda"]),
+    (chunk.CONFIG, "state_min_programs_delta", [(128, 128, 128), (128, 256, 128), (256, 256, 256)],
+     ["deltanet", "gated_deltanet", "kda"]),
     # the delta rule's reverse state pass alone (fla's dhu kernel took 0.67x the time of ours at B=16, T=2K on an
     # H100, benchmarks/results/2026-11-26-h100-s17/c1_profile_16x2k.txt)
     (chunk.CONFIG, "state_bv_delta_bwd", [16, 32, 64, {"state_bv_delta_bwd": 32, "state_stages_delta": 3},

@@ -122,8 +122,8 @@ def _drive(full: bool) -> None:
         one_pass = {"fused_min_programs": 0, "fused_modes": chunk.FUSED_MODES_ALL + chunk.FUSED_MODES_KEY}
         alternatives = (({"state_seg_programs": 1 << 20, "state_seg_min_chunks": 1, "state_seg_gates": (0, 1, 2),
                           "state_seg_below": 1 << 20}, {"inverse": "substitution", "inv_tf32": 0}, 64),
-                        ({"state_min_programs": 1, "state_min_programs_delta": 1}, {}, 64),
-                        ({"state_min_programs": 1, "state_min_programs_delta": 1}, {}, 128),
+                        ({"state_min_programs": 1, "state_min_programs_delta": (1, 1, 1)}, {}, 64),
+                        ({"state_min_programs": 1, "state_min_programs_delta": (1, 1, 1)}, {}, 128),
                         (one_pass, {}, 64), ({**one_pass, "fused_wide_programs": 0, "fused_stages_wide": 2}, {}, 64),
                         # the delta rule's prep: whole-chunk U and W and the inverse's forms for every gate (TF32
                         # blocks with a Newton step; TF32 with 16-row-block U and W; IEEE above), the walk decaying keys

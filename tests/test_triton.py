@@ -166,7 +166,7 @@ def test_state_pass_segments_only_where_they_apply(monkeypatch):
     monkeypatch.setitem(tchunk.CONFIG, "state_seg_tile_programs", 64)
     monkeypatch.setitem(tchunk.CONFIG, "state_seg_below", 128)
     monkeypatch.setitem(tchunk.CONFIG, "state_min_programs", 256)
-    monkeypatch.setitem(tchunk.CONFIG, "state_min_programs_delta", 128)
+    monkeypatch.setitem(tchunk.CONFIG, "state_min_programs_delta", (128, 256, 128))
     monkeypatch.setitem(tchunk.CONFIG, "state_min_tile", 32)
     assert tchunk._segments(1024, 512) == (1, 512)
     assert tchunk._segments(256, 512) == (4, 128)
@@ -179,9 +179,10 @@ def test_state_pass_segments_only_where_they_apply(monkeypatch):
     assert plan(16, 128, 128, 512, gate=0, delta=False, varlen=False) == unsegmented
     assert plan(16, 128, 128, 512, gate=2, delta=False, varlen=True) == unsegmented
     assert plan(16, 128, 128, 512, gate=2, delta=True, varlen=False) == (128, 16, 1, 512)
-    # the delta rule's own target (128 programs): B·H = 64 keeps its V tiles of 64; a target of 256 halves them
-    assert plan(64, 128, 128, 128, gate=1, delta=True, varlen=False) == (128, 64, 1, 128)
-    monkeypatch.setitem(tchunk.CONFIG, "state_min_programs_delta", 256)
+    # the delta rule's own targets by gate: at 128 programs (no gate, per-key gates) B·H = 64 keeps its V tiles
+    # of 64; at 256 (scalar gates) they halve
+    assert plan(64, 128, 128, 128, gate=0, delta=True, varlen=False) == (128, 64, 1, 128)
+    assert plan(64, 128, 128, 128, gate=2, delta=True, varlen=False) == (128, 64, 1, 128)
     assert plan(64, 128, 128, 128, gate=1, delta=True, varlen=False) == (128, 32, 1, 128)
     assert plan(16, 128, 128, 8, gate=2, delta=False, varlen=False) == (32, 32, 1, 8)  # too few chunks
     assert plan(256, 128, 128, 32, gate=2, delta=False, varlen=False) == (64, 64, 1, 32)  # enough programs

@@ -81,9 +81,11 @@ CONFIG = {"state_bk": 64, "state_bv": 64, "state_warps": 4, "state_min_programs"
           # 0.96x at B=16, T=2K but 1.00x at B=4, T=8K, DeltaNet's to 1.06x / 1.00x (H100,
           # benchmarks/results/2026-11-26-h100-s17/c2_tune_bvbwd.txt)
           "state_bv_delta": 64, "state_bv_delta_bwd": 64, "out_stages": None, "state_seg_programs": 1024,
-          # the delta rule's state_min_programs: at 128, B·H = 64 keeps V tiles of 64 (256 took them to 32):
-          # DeltaNet's forward+backward 0.94x at B=4, T=8K (H100, benchmarks/results/2026-11-27-h100-s21/c4_tune.txt)
-          "state_min_programs_delta": 128,
+          # the delta rule's state_min_programs by gate (none, scalar, per key): at 128, B·H = 64 (B=4, T=8K) keeps
+          # V tiles of 64, where 256 halves them. 128 against 256: forward+backward DeltaNet 0.94x, KDA 0.97x,
+          # Gated DeltaNet 1.04x (forward 1.00-1.02x; H100, benchmarks/results/2026-11-27-h100-s21/c4_tune.txt,
+          # c5_tune.txt)
+          "state_min_programs_delta": (128, 256, 128),
           "state_seg_min_chunks": 8,
           "state_seg_gates": (2,), "state_seg_tile_programs": 64, "state_seg_below": 128,
           "state_stages": 4, "state_stages_key": None,
@@ -160,12 +162,13 @@ _tile = _delta._tile
 
 
 def _state_tiles(BH: int, K: int, V: int, delta: bool = False, min_programs: int | None = None,
-                 reverse: bool = False, C: int = 64) -> tuple[int, int]:
+                 reverse: bool = False, C: int = 64, gate: int = 0) -> tuple[int, int]:
     """K and V tiles of the sequential state kernels (the delta rule needs all of K in one tile, and its
     reverse pass may take narrower V tiles: ``reverse``), shrunk until B·H·tiles reaches ``min_programs``
-    (default ``state_min_programs``); ``C``: the chunk size."""
+    (default ``state_min_programs``, the delta rule's ``state_min_programs_delta`` for its ``gate``); ``C``: the
+    chunk size."""
     if min_programs is None:
-        min_programs = CONFIG["state_min_programs_delta" if delta else "state_min_programs"]
+        min_programs = CONFIG["state_min_programs_delta"][gate] if delta else CONFIG["state_min_programs"]
     if delta:
         # 64 value columns beside all of K (up to 128) in one tile; at K = 256 that overflows shared memory
         bk = _delta._bk(K)
@@ -210,7 +213,7 @@ def _state_plan(NS: int, K: int, V: int, NT: int, gate: int, delta: bool, varlen
         segs, seglen = _segments(programs, NT) if programs < CONFIG["state_seg_below"] else (1, NT)
         if segs > 1:
             return bk, bv, segs, seglen
-    return (*_state_tiles(NS, K, V, delta, reverse=reverse, C=C), 1, NT)
+    return (*_state_tiles(NS, K, V, delta, reverse=reverse, C=C, gate=gate), 1, NT)
 
 
 def _state_pass(kernel, plan, NS, args, consts, K, V, device):
