@@ -82,7 +82,7 @@ def _drive(full: bool) -> None:
     gate with and without the delta rule, packed documents with per-key gates and the delta rule (``full``:
     float32 inputs too, and packed documents for every combination)."""
     from longmix import checks
-    from longmix.kernels.triton import _delta, _varlen, chunk, normalizer, recurrent
+    from longmix.kernels.triton import _delta, _gla, _varlen, chunk, normalizer, recurrent
 
     _varlen.READ_HOST_BOUNDS = False  # build the chunk map on the device, as for bounds on a GPU
     checks.cu_seqlens_values = lambda *args: None  # it reads a kernel's (here unwritten) count of bad bounds
@@ -118,20 +118,24 @@ def _drive(full: bool) -> None:
         # then the one-pass forward without gradients in every mode it can serve (these few heads would not
         # reach fused_min_programs), at the default depth and at the one for many programs; then the delta
         # rule's prep variants (below)
-        saved = dict(chunk.CONFIG), dict(_delta.CONFIG)
+        saved = dict(chunk.CONFIG), dict(_delta.CONFIG), dict(_gla.CONFIG)
         one_pass = {"fused_min_programs": 0, "fused_modes": chunk.FUSED_MODES_ALL + chunk.FUSED_MODES_KEY}
-        alternatives = (({"state_seg_programs": 1 << 20, "state_seg_min_chunks": 1, "state_seg_gates": (0, 1, 2),
-                          "state_seg_below": 1 << 20}, {"inverse": "substitution", "inv_tf32": 0}, 64),
-                        ({"state_min_programs": 1, "state_min_programs_delta": (1, 1, 1)}, {}, 64),
-                        ({"state_min_programs": 1, "state_min_programs_delta": (1, 1, 1)}, {}, 128),
-                        (one_pass, {}, 64), ({**one_pass, "fused_wide_programs": 0, "fused_stages_wide": 2}, {}, 64),
+        segments = {"state_seg_programs": 1 << 20, "state_seg_min_chunks": 1, "state_seg_gates": (0, 1, 2),
+                    "state_seg_below": 1 << 20}
+        full = {"state_min_programs": 1, "state_min_programs_delta": (1, 1, 1)}
+        scaled = {"fwd_scaled": True}  # per-key gates' forward reading q ⊙ e^G and k ⊙ e^{G_last − G} from fwd_A
+        alternatives = ((segments, {"inverse": "substitution", "inv_tf32": 0}, {}, 64),
+                        (full, {}, {}, 64), (full, {}, {}, 128),
+                        (one_pass, {}, {}, 64), ({**one_pass, "fused_wide_programs": 0, "fused_stages_wide": 2}, {}, {}, 64),
                         # the delta rule's prep: whole-chunk U and W and the inverse's forms for every gate (TF32
                         # blocks with a Newton step; TF32 with 16-row-block U and W; IEEE above), the walk decaying keys
-                        ({**one_pass, "khat_walk": True}, {"uw_whole": (0, 1, 2), "inv_tf32_gates": (0, 1, 2)}, 64),
-                        ({}, {"uw_whole": (), "inv_tf32": 2, "inv_tf32_gates": (0, 1, 2)}, 64))
-        for chunk_config, delta_config, C in alternatives:
+                        ({**one_pass, "khat_walk": True}, {"uw_whole": (0, 1, 2), "inv_tf32_gates": (0, 1, 2)}, {}, 64),
+                        ({}, {"uw_whole": (), "inv_tf32": 2, "inv_tf32_gates": (0, 1, 2)}, {}, 64),
+                        ({}, {}, scaled, 64), (segments, {}, scaled, 64), (full, {}, scaled, 64))
+        for chunk_config, delta_config, gla_config, C in alternatives:
             chunk.CONFIG.update(chunk_config)
             _delta.CONFIG.update(delta_config)
+            _gla.CONFIG.update(gla_config)
             for gate in (None, "scalar", "key"):
                 for delta in (False, True):
                     q, k, v = (grad(torch.randn(B, T, H, D, generator=gen).to(dtype)) for _ in range(3))
@@ -145,6 +149,7 @@ def _drive(full: bool) -> None:
                             chunk.chunk(q, k, v, g, beta, None, chunk_size=C)
             chunk.CONFIG.update(saved[0])
             _delta.CONFIG.update(saved[1])
+            _gla.CONFIG.update(saved[2])
         # K != V (tiles of two sizes: fwd_uw once bound one name to both, which only the compiler refuses; it
         # failed on an H200 at chunks other than 64), not powers of two, at the default chunk and at the split prep's;
         # then K = 128 with narrow V tiles at chunks of 128 (the delta rule's reverse state pass once needed

@@ -665,6 +665,49 @@ def test_per_key_intra_matrix_stored_in_the_input_dtype(beta, monkeypatch):
         assert torch.isfinite(a).all() and torch.equal(a, b), i
 
 
+@pytest.mark.parametrize("case", ["gla", "kda", "gla-fp16", "kda-fp16", "gla-segments", "kda-documents"])
+def test_per_key_scaled_operands_change_no_result(case, monkeypatch):
+    """``_gla.CONFIG["fwd_scaled"]``: fwd_A also stores q ⊙ e^G and k ⊙ e^{G_last − G}, which the output kernel
+    and the forward state pass read instead of forming them from G's tiles. The same operations in the same
+    order, so the output, the final state and every gradient are bit for bit those without it: float32 and
+    fp16, with an initial state, a ragged last chunk and gates strong enough for the block-split intra matrix;
+    GLA's state pass in segments; KDA with packed documents."""
+    from longmix.kernels.triton import _gla, _state
+    from longmix.kernels.triton import chunk as tchunk
+
+    beta = (0.0, 2.0) if case.startswith("kda") else None
+    dtype = torch.float16 if case.endswith("fp16") else torch.float32
+    bounds = [0, 40, 41, 150] if case.endswith("documents") else None
+    if case.endswith("segments"):
+        monkeypatch.setitem(tchunk.CONFIG, "state_seg_programs", 1 << 20)
+        monkeypatch.setitem(tchunk.CONFIG, "state_seg_min_chunks", 1)
+        monkeypatch.setitem(tchunk.CONFIG, "state_seg_below", 1 << 20)
+    xs = _inputs(1, 150, 2, 32, 24, "key", s0=True, strength=4.0, beta=beta, knorm=1.0 if beta else None, seed=7)
+    if bounds:
+        xs[4] = torch.randn(len(bounds) - 1, 2, 32, 24, generator=torch.Generator().manual_seed(8)).to(DEVICE)
+    cu = None if bounds is None else torch.tensor(bounds, device=DEVICE)
+    do = torch.randn(*xs[2].shape, generator=torch.Generator().manual_seed(1)).to(DEVICE)
+
+    def run():
+        q, k, v = (x.detach().to(dtype).requires_grad_() for x in xs[:3])
+        g, s0 = (x.detach().clone().requires_grad_() for x in xs[3:5])
+        b = None if xs[5] is None else xs[5].detach().clone().requires_grad_()
+        o, S = tri_chunk(q, k, v, g, b, s0, chunk_size=64, cu_seqlens=cu)
+        ((o.float() * do).sum() + S.sum()).backward()
+        return [o, S] + [x.grad for x in (q, k, v, g, s0, b) if x is not None]
+
+    plain = run()
+    monkeypatch.setitem(_gla.CONFIG, "fwd_scaled", True)
+    asked = []
+    real = _gla.fwd_intra
+    monkeypatch.setattr(_gla, "fwd_intra", lambda *a, **kw: asked.append(kw.get("scaled")) or real(*a, **kw))
+    states = _count_launches(monkeypatch, _state, "fwd_states")
+    scaled = run()
+    assert asked == [True] and len(states) == (2 if case.endswith("segments") else 1), (asked, states)
+    for i, (a, b) in enumerate(zip(scaled, plain)):
+        assert torch.isfinite(a).all() and torch.equal(a, b), i
+
+
 # ----------------------------------------------------------------------------- packed documents
 
 # documents of 1, 0, 17, 32 and 33 tokens: a one-token document, an empty one, lengths on and off

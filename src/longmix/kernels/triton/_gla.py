@@ -47,9 +47,12 @@ BC = 16  # rows of a block (and of the diagonal tiles)
 # product, for the intra matrix alone (GLA) / with the key-key matrix (KDA); on an H200 (B=16, T=2K,
 # every tile 3-D then) the loop ran GLA's forward 1.10x slower and KDA's 0.84x faster
 # (benchmarks/results/2026-11-25-h200-kernel-tune.jsonl).
-# p_lowp: the forward stores P (not the key-key matrix) in the inputs' 16-bit dtype, not fp32 (chunk._prologue)
+# p_lowp: the forward stores P (not the key-key matrix) in the inputs' 16-bit dtype, not fp32 (chunk._prologue).
+# fwd_scaled: fwd_A also stores q ⊙ e^G and k ⊙ e^{G_last − G} for the two-kernel forward's output kernel and state
+# pass, which then read neither G's tile (fp32) nor take its exponentials (results bit for bit the same; not yet
+# timed on a GPU, so off)
 CONFIG = {"fwd_bk": 32, "fwd_warps": 4, "bwd_bk": 32, "bwd_warps": 2, "span_max": 60.0,
-          "diag_loop": False, "diag_loop_keys": True, "p_lowp": True}
+          "diag_loop": False, "diag_loop_keys": True, "p_lowp": True, "fwd_scaled": False}
 
 
 @triton.jit
@@ -60,6 +63,15 @@ def _rows(x, G, b, hh, t, i_k, T, H, K, BC: tl.constexpr, BK: tl.constexpr):
     m = (o_t[:, None] < T) & (o_k[None, :] < K)
     off = ((b * T + o_t[:, None]) * H + hh) * K + o_k[None, :]
     return tl.load(x + off, mask=m, other=0.0), tl.load(G + off, mask=m, other=0.0), o_t[:, None] < T
+
+
+@triton.jit
+def _store_rows(x, val, b, hh, t, i_k, T, H, K, BC: tl.constexpr, BK: tl.constexpr):
+    """Store ``val`` [BC, BK] (cast to x's dtype) at rows t..t+BC, key tile i_k of x [B, T, H, K], within T and K."""
+    o_t = t + tl.arange(0, BC)
+    o_k = i_k * BK + tl.arange(0, BK)
+    tl.store(x + ((b * T + o_t[:, None]) * H + hh) * K + o_k[None, :], val.to(x.dtype.element_ty),
+             mask=(o_t[:, None] < T) & (o_k[None, :] < K))
 
 
 @triton.jit
@@ -101,28 +113,31 @@ def _chunk_span(G, b, hh, t0, i_k, T, H, K, BT: tl.constexpr, BK: tl.constexpr):
 
 
 @triton.jit
-def fwd_A(q, k, G, A, A2, CH, T, H, K: tl.constexpr, BT: tl.constexpr, BC: tl.constexpr, BK: tl.constexpr,
+def fwd_A(q, k, G, A, A2, Qg, Kh, CH, T, H, K: tl.constexpr, BT: tl.constexpr, BC: tl.constexpr, BK: tl.constexpr,
           BKA: tl.constexpr, LIM, PREC: tl.constexpr, TWO: tl.constexpr, DIAG_LOOP: tl.constexpr,
-          VARLEN: tl.constexpr):
+          VARLEN: tl.constexpr, SCALED: tl.constexpr = False):
     """One chunk's intra matrix (and with ``TWO`` its key-key matrix into A2): the whole chunk as one
     [BT, BT] product split at its middle row when neither half's gates span more than ``LIM``, else block
-    by block (``_A_rows``)."""
+    by block (``_A_rows``). ``SCALED``: also Qg = q ⊙ e^G and Kh = k ⊙ e^{G_last − G} in q's dtype, from the
+    tiles loaded here: the output kernel's and the state pass's operands, formed as they form them."""
     n, i_bh = tl.program_id(0), tl.program_id(1)
     b, hh = i_bh // H, i_bh % H
     t0, T = span(CH, n, T, BT, VARLEN)
     if empty(t0, T):  # a chunk slot past the last document's chunks
         return
     if _chunk_span(G, b, hh, t0, 0, T, H, K, BT, BKA) <= LIM:
-        _A_rows(q, k, G, A, A2, b, hh, t0, 0, T, H, K, BT, BT, BK, BKA, LIM, PREC, TWO, False, DIAG_LOOP)
+        _A_rows(q, k, G, A, A2, Qg, Kh, b, hh, t0, 0, T, H, K, BT, BT, BK, BKA, LIM, PREC, TWO, False, DIAG_LOOP,
+                SCALED)
     else:
         for i in range(BT // BC):
-            _A_rows(q, k, G, A, A2, b, hh, t0, i, T, H, K, BT, BC, BK, BKA, LIM, PREC, TWO, True, DIAG_LOOP)
+            _A_rows(q, k, G, A, A2, Qg, Kh, b, hh, t0, i, T, H, K, BT, BC, BK, BKA, LIM, PREC, TWO, True, DIAG_LOOP,
+                    SCALED)
 
 
 @triton.jit
-def _A_rows(q, k, G, A, A2, b, hh, t0, i, T, H, K: tl.constexpr, BT: tl.constexpr, BR: tl.constexpr,
+def _A_rows(q, k, G, A, A2, Qg, Kh, b, hh, t0, i, T, H, K: tl.constexpr, BT: tl.constexpr, BR: tl.constexpr,
             BK: tl.constexpr, BKA: tl.constexpr, LIM, PREC: tl.constexpr, TWO: tl.constexpr, SPLIT: tl.constexpr,
-            DIAG_LOOP: tl.constexpr):
+            DIAG_LOOP: tl.constexpr, SCALED: tl.constexpr):
     """Rows [i·BR, (i+1)·BR) of the chunk's intra matrix as one [BR, BT] product
     ``(q_i ⊙ e^{G_i − ref}) (k ⊙ e^{ref − G})ᵀ`` over the columns up to the block's diagonal tile (ref: G at
     the row before a block, 0 for the first; at the middle row for the whole chunk; rows past the
@@ -130,7 +145,8 @@ def _A_rows(q, k, G, A, A2, b, hh, t0, i, T, H, K: tl.constexpr, BT: tl.constexp
     (``_span``; e^{ref − G_u} would then pass e^{LIM}), the product stops before the diagonal tile,
     which is the exact 3-D product instead (``DIAG_LOOP``: column by column, each a [BR, BK] product
     reduced along the keys). ``TWO``: also the key-key matrix (q → k) into A2, sharing the key side and
-    the diagonal's decays (KDA needs both). Columns past the diagonal tile are not written."""
+    the diagonal's decays (KDA needs both). Columns past the diagonal tile are not written. ``SCALED``: the
+    block's rows of Qg and Kh too (``fwd_A``)."""
     ti = t0 + i * BR
     if ti < T:
         dt = q.dtype.element_ty  # the tensor-core operands: float32 for float16 inputs, whose range (6.5e4)
@@ -154,6 +170,10 @@ def _A_rows(q, k, G, A, A2, b, hh, t0, i, T, H, K: tl.constexpr, BT: tl.constexp
             o_k = i_k * BK + tl.arange(0, BK)
             qi, gi, mi = _rows(q, G, b, hh, ti, i_k, T, H, K, BR, BK)
             ki, _, _ = _rows(k, G, b, hh, ti, i_k, T, H, K, BR, BK)
+            if SCALED:  # as fwd_output forms q ⊙ e^G and _state._gate_tile_T k ⊙ e^{G_last − G}, in q's dtype
+                g_end = _grow(G, b, hh, t0, tl.minimum(t0 + BT, T) - 1, i_k, T, H, K, BK)
+                _store_rows(Qg, qi * tl.exp(gi), b, hh, ti, i_k, T, H, K, BR, BK)
+                _store_rows(Kh, ki * tl.exp(g_end[None, :] - gi), b, hh, ti, i_k, T, H, K, BR, BK)
             ref = _grow(G, b, hh, t0, t_ref, i_k, T, H, K, BK)[None, :]
             mc = cols[:, None] & (o_k[None, :] < K)
             off = ((b * T + t0 + o_c[:, None]) * H + hh) * K + o_k[None, :]
@@ -287,22 +307,26 @@ def _dqk_rows(q, k, G, dA, dqi, dki, dG, dq, dk, b, hh, t0, i, i_k, T, H, K: tl.
             tl.store(dk + off, acc_k.to(dk.dtype.element_ty), mask=m)
 
 
-def fwd_intra(q, k, G, C, prec, with_keys=False, chunks: Chunks | None = None, dtype=torch.float32):
+def fwd_intra(q, k, G, C, prec, with_keys=False, chunks: Chunks | None = None, dtype=torch.float32,
+              scaled=False):
     """The intra-chunk matrix P as [B, T, H, C] (row t of chunk n holds P[t − n₀, :], n₀ the chunk's first
     token; entries past the diagonal are not written), summed in fp32 and stored in ``dtype``. ``with_keys``:
     (P, the key-key matrix fwd_intra(k, k), always fp32: the delta rule's triangular system) from one pass
-    (KDA needs both). ``chunks``: the call's ``_varlen.Chunks``."""
+    (KDA needs both). ``chunks``: the call's ``_varlen.Chunks``. ``scaled``: returns (P or (P, key-key),
+    Qg, Kh), Qg = q ⊙ e^G and Kh = k ⊙ e^{G_last − G} (G_last: G at the chunk's last row) in q's dtype."""
     B, T, H, K = k.shape
     chunks = chunks or Chunks(triton.cdiv(T, C), B, False)
     ch = chunks.args(k)[0]
     A = torch.empty(B, T, H, C, device=q.device, dtype=dtype)
     A2 = torch.empty(B, T, H, C, device=q.device, dtype=torch.float32) if with_keys else None
+    Qg, Kh = (torch.empty_like(q), torch.empty_like(k)) if scaled else (q, k)
     fwd_A[(chunks.NT, B * H)](
-        q, k, G, A, A2 if with_keys else A, ch, T, H, K, BT=C, BC=BC, BK=CONFIG["fwd_bk"],
+        q, k, G, A, A2 if with_keys else A, Qg, Kh, ch, T, H, K, BT=C, BC=BC, BK=CONFIG["fwd_bk"],
         BKA=max(16, triton.next_power_of_2(K)), LIM=float(CONFIG["span_max"]), PREC=prec, TWO=with_keys,
-        DIAG_LOOP=CONFIG["diag_loop_keys" if with_keys else "diag_loop"], VARLEN=chunks.varlen,
+        DIAG_LOOP=CONFIG["diag_loop_keys" if with_keys else "diag_loop"], VARLEN=chunks.varlen, SCALED=scaled,
         num_warps=CONFIG["fwd_warps"])
-    return (A, A2) if with_keys else A
+    out = (A, A2) if with_keys else A
+    return (out, Qg, Kh) if scaled else out
 
 
 def bwd_intra(q, k, G, dA, dqi, dki, dG, dq, dk, C, prec, self_pair=False, chunks: Chunks | None = None):

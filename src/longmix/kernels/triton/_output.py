@@ -50,7 +50,8 @@ def _key_gate(G, b, hh, t0, i_k, T, H, K, BT: tl.constexpr, BK: tl.constexpr):
 @triton.jit
 def fwd_output(q, k, v, G, h, A, o, CH, T, H, K: tl.constexpr, V: tl.constexpr, NT, scale,
                GATE: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, PREC: tl.constexpr,
-               VARLEN: tl.constexpr):
+               VARLEN: tl.constexpr, QG: tl.constexpr = False):
+    """``QG`` (per-key gates): q holds q ⊙ e^G already (``_gla.fwd_A``'s Qg, in h's dtype); G is not read."""
     i_v, n, i_bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     b, hh = i_bh // H, i_bh % H
     t0, T = span(CH, n, T, BT, VARLEN)  # with documents: T is the end of this chunk's document
@@ -66,8 +67,10 @@ def fwd_output(q, k, v, G, h, A, o, CH, T, H, K: tl.constexpr, V: tl.constexpr, 
         qq = tl.load(p_q, boundary_check=(0, 1))
         hn = tl.load(p_h, boundary_check=(0, 1))
         if GATE == 2:
-            g, _ = _key_gate(G, b, hh, t0, i_k, T, H, K, BT, BK)
-            acc += tl.dot((qq * tl.exp(g)).to(hn.dtype), hn, input_precision=PREC)
+            if not QG:
+                g, _ = _key_gate(G, b, hh, t0, i_k, T, H, K, BT, BK)
+                qq = (qq * tl.exp(g)).to(hn.dtype)
+            acc += tl.dot(qq, hn, input_precision=PREC)
         else:
             acc += tl.dot(qq, hn, input_precision=PREC)
             p_kT = tl.make_block_ptr(k + (b * T * H + hh) * K, (K, T), (1, H * K), (i_k * BK, t0), (BK, BT), (0, 1))

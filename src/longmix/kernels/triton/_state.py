@@ -139,7 +139,10 @@ def _fold_end(E, GAM, S, i_p, i_k, i_v, K, V, GATE: tl.constexpr, BK: tl.constex
 def fwd_states(k, v, G, h, s0, sT, W, u, CU, CO, T, H, K: tl.constexpr, V: tl.constexpr, NT,
                GATE: tl.constexpr, HAS_S0: tl.constexpr, STORE_ST: tl.constexpr, DELTA: tl.constexpr,
                BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, PREC: tl.constexpr, VARLEN: tl.constexpr,
-               E=None, GAM=None, SEGLEN=1, SEGS: tl.constexpr = 1, ENDS: tl.constexpr = False):
+               E=None, GAM=None, SEGLEN=1, SEGS: tl.constexpr = 1, ENDS: tl.constexpr = False,
+               KH: tl.constexpr = False):
+    """``KH`` (per-key gates): k holds k ⊙ e^{G_last − G} already (``_gla.fwd_A``'s Kh, in v's dtype), so only
+    the state's decay e^{G_last} is read from G."""
     i_k, i_v = tl.program_id(0), tl.program_id(1)
     i_s, j, lo, hi, b, hh, c0, bos, eos = _program(CU, CO, T, H, NT, SEGS, SEGLEN, VARLEN)
     S = tl.zeros([BK, BV], dtype=tl.float32)
@@ -164,7 +167,9 @@ def fwd_states(k, v, G, h, s0, sT, W, u, CU, CO, T, H, K: tl.constexpr, V: tl.co
             vv = (vv.to(tl.float32) - tl.dot(ww, S.to(ww.dtype), input_precision=PREC)).to(vv.dtype)
             p_u = tl.make_block_ptr(u + (b * T * H + hh) * V, (Te, V), (H * V, 1), (t0, i_v * BV), (BT, BV), (1, 0))
             tl.store(p_u, vv, boundary_check=(0, 1))
-        if GATE != 0:
+        if KH:
+            S *= tl.exp(_log_decay(G, b, hh, t0, i_k, Te, H, K, GATE, BT, BK))[:, None]
+        elif GATE != 0:
             w, d_last = _gate_tile_T(G, b, hh, t0, i_k, Te, H, K, GATE, BT, BK)
             S *= d_last
             if GATE == 1:  # (k ⊙ w)ᵀ v = kᵀ (w ⊙ v) for a per-row w: scale v's rows, keep kᵀ as loaded

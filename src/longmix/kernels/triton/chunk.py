@@ -276,25 +276,29 @@ def _prec(x: torch.Tensor) -> str:
     return "ieee" if torch.get_float32_matmul_precision() == "highest" else "tf32"
 
 
-def _prologue(q, k, v, G, gate, beta, C, prec, chunks, keep_inverse=True, khat=False):
+def _prologue(q, k, v, G, gate, beta, C, prec, chunks, keep_inverse=True, khat=False, scaled=False):
     """What the state walk needs first, on the two-kernel and the one-pass forward alike: per-key gates'
     intra-chunk matrix A (in one pass with the delta rule's key-key matrix Kp), and the delta rule's WY/UT
-    transform (Tinv, None unless ``keep_inverse``; U; W; with ``khat``, the keys decayed to their chunk's end
-    where ``_delta.prep`` forms them). Returns (A, Kp, Tinv, U, W, Kh): U is v without the delta rule, A None
-    without per-key gates, the others None where they do not apply."""
-    A = Kp = Tinv = W = Kh = None
+    transform (Tinv, None unless ``keep_inverse``; U; W). Returns (A, Kp, Tinv, U, W, Kh, Qg): U is v without
+    the delta rule, A None without per-key gates; Kh the keys decayed to their chunk's end (scalar gates: from
+    ``_delta.prep`` where ``khat`` asks and it forms them; per-key gates: from ``_gla.fwd_A`` where ``scaled``),
+    Qg = q ⊙ e^G (per-key gates, ``scaled``); None where they do not apply."""
+    A = Kp = Tinv = W = Kh = Qg = None
     U = v
     if gate == 2:
         # P in the inputs' dtype: its readers (the output kernel and the walk, bwd_dv) round it to that dtype for
         # their products, so storing it rounded changes no result and halves its traffic for 16-bit inputs
         A = _gla.fwd_intra(q, k, G, C, prec, with_keys=beta is not None, chunks=chunks,
-                           dtype=q.dtype if _gla.CONFIG["p_lowp"] else torch.float32)
+                           dtype=q.dtype if _gla.CONFIG["p_lowp"] else torch.float32, scaled=scaled)
+        if scaled:
+            A, Qg, Kh = A
         if beta is not None:
             A, Kp = A
     if beta is not None:
-        Tinv, U, W, Kh = _delta.prep(k, v, beta, G, Kp, gate, C, prec, chunks, keep_inverse=keep_inverse,
+        Tinv, U, W, Kd = _delta.prep(k, v, beta, G, Kp, gate, C, prec, chunks, keep_inverse=keep_inverse,
                                      khat=khat)
-    return A, Kp, Tinv, U, W, Kh
+        Kh = Kd if Kd is not None else Kh
+    return A, Kp, Tinv, U, W, Kh, Qg
 
 
 def _forward(q, k, v, G, gate, s0, C, want_state, beta=None, scale=1.0, chunks: Chunks | None = None):
@@ -308,23 +312,25 @@ def _forward(q, k, v, G, gate, s0, C, want_state, beta=None, scale=1.0, chunks: 
     h = q.new_empty(B, H, NT, K, V)
     sT = q.new_empty(chunks.N, H, K, V, dtype=torch.float32) if want_state else None
     Gp = G if G is not None else q
-    A, Kp, Tinv, U, W, _ = _prologue(q, k, v, G, gate, beta, C, prec, chunks)
+    scaled = gate == 2 and _gla.CONFIG["fwd_scaled"]  # the output and state pass read Qg and Kh, not G's tiles
+    A, Kp, Tinv, U, W, Kh, Qg = _prologue(q, k, v, G, gate, beta, C, prec, chunks, scaled=scaled)
     # the delta rule: the state pass writes u = U − W S, which the output reads
     delta = {} if beta is None else {"Kp": Kp, "Tinv": Tinv, "W": W, "u": torch.empty_like(v)}
     W, u = delta.get("W", q), delta.get("u", q)
     plan = _state_plan(NS, K, V, NT, gate, beta is not None, vl)
     _state_pass(
         _state.fwd_states, plan, NS,
-        (k, U, Gp, h, s0 if s0 is not None else q, sT if sT is not None else q, W, u, CU, CO, T, H, K, V, NT),
+        (Kh if scaled else k, U, Gp, h, s0 if s0 is not None else q, sT if sT is not None else q, W, u, CU, CO, T,
+         H, K, V, NT),
         dict(GATE=gate, HAS_S0=s0 is not None, STORE_ST=want_state, DELTA=beta is not None, BT=C,
-             PREC=prec, VARLEN=vl, **_stages(gate, beta is not None, plan[1], C=C, wide32=_wide32(q, C))), K, V,
-        q.device)
+             PREC=prec, VARLEN=vl, KH=scaled,
+             **_stages(gate, beta is not None, plan[1], C=C, wide32=_wide32(q, C))), K, V, q.device)
     vo = delta["u"] if beta is not None else v  # the values the output reads
     o = torch.empty_like(v)
     bk, bv = _tile(K, CONFIG["out_bk"]), _tile(V, CONFIG["out_bv"])
     _output.fwd_output[(triton.cdiv(V, bv), NT, B * H)](
-        q, k, vo, Gp, h, A if A is not None else q, o, CH, T, H, K, V, NT, scale,
-        GATE=gate, BT=C, BK=bk, BV=bv, PREC=prec, VARLEN=vl, num_warps=CONFIG["out_warps"],
+        Qg if scaled else q, k, vo, Gp, h, A if A is not None else q, o, CH, T, H, K, V, NT, scale,
+        GATE=gate, BT=C, BK=bk, BV=bv, PREC=prec, VARLEN=vl, QG=scaled, num_warps=CONFIG["out_warps"],
         **({} if CONFIG["out_stages"] is None else {"num_stages": CONFIG["out_stages"]}))
     return o, sT, h, A, delta
 
@@ -532,7 +538,7 @@ def _fused_forward(q, k, v, g, beta, s0, C, scale, chunks):
     G = chunk_cumsum(g, C, clamp=True, chunks=chunks) if g is not None else None
     # as on the two-kernel path, in parallel before the walk (the delta rule's inverse is not kept)
     khat = beta is not None and CONFIG["fused_khat"] and _delta.khat_ok(k, gate, C)
-    A, _, _, v, W, Kh = _prologue(q, k, v, G, gate, beta, C, prec, chunks, keep_inverse=False,
+    A, _, _, v, W, Kh, _ = _prologue(q, k, v, G, gate, beta, C, prec, chunks, keep_inverse=False,
                                   khat=khat and not CONFIG["khat_walk"])
     o = torch.empty_like(v)
     sT = q.new_empty(B, H, K, V, dtype=torch.float32)
