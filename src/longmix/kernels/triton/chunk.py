@@ -539,7 +539,7 @@ def _fused_forward(q, k, v, g, beta, s0, C, scale, chunks):
     # as on the two-kernel path, in parallel before the walk (the delta rule's inverse is not kept)
     khat = beta is not None and CONFIG["fused_khat"] and _delta.khat_ok(k, gate, C)
     A, _, _, v, W, Kh, _ = _prologue(q, k, v, G, gate, beta, C, prec, chunks, keep_inverse=False,
-                                  khat=khat and not CONFIG["khat_walk"])
+                                     khat=khat and not CONFIG["khat_walk"])
     o = torch.empty_like(v)
     sT = q.new_empty(B, H, K, V, dtype=torch.float32)
     delta = "_delta" if beta is not None else ""
