@@ -633,13 +633,14 @@ def test_per_key_intra_matrix_exact_across_gate_spans(dtype):
             assert _rel(have, want) < 1e-5, (t0, _rel(have, want))
 
 
+@pytest.mark.parametrize("C", [64, 128])
 @pytest.mark.parametrize("beta", [None, (0.0, 2.0)], ids=["gla", "kda"])
-def test_per_key_intra_matrix_stored_in_the_input_dtype(beta, monkeypatch):
+def test_per_key_intra_matrix_stored_in_the_input_dtype(beta, C, monkeypatch):
     """The forward stores the intra matrix P in the inputs' 16-bit dtype, half the bytes of fp32: its readers
     (the output kernel, bwd_dv) round it to that dtype for their products anyway, so the output, the final
     state and every gradient are bit for bit those of P kept in fp32 (fp16 here, bf16 on a GPU; at the
-    default chunk, with a ragged last chunk, an initial state and, for KDA, the delta rule's key-key matrix,
-    which stays fp32)."""
+    default chunk and at 128, with a ragged last chunk, an initial state and, for KDA, the delta rule's
+    key-key matrix, which stays fp32)."""
     from longmix.kernels.triton import _gla
 
     dtype = torch.bfloat16 if DEVICE == "cuda" else torch.float16
@@ -650,7 +651,7 @@ def test_per_key_intra_matrix_stored_in_the_input_dtype(beta, monkeypatch):
         q, k, v = (x.detach().to(dtype).requires_grad_() for x in xs[:3])
         g, s0 = (x.detach().clone().requires_grad_() for x in xs[3:5])
         b = None if xs[5] is None else xs[5].detach().clone().requires_grad_()
-        o, S = tri_chunk(q, k, v, g, b, s0, chunk_size=64)
+        o, S = tri_chunk(q, k, v, g, b, s0, chunk_size=C)
         ((o.float() * do).sum() + S.sum()).backward()
         return [o, S] + [x.grad for x in (q, k, v, g, s0, b) if x is not None]
 
