@@ -633,6 +633,17 @@ def test_per_key_intra_matrix_exact_across_gate_spans(dtype):
             assert _rel(have, want) < 1e-5, (t0, _rel(have, want))
 
 
+def _grads_qkv_as(xs, dtype, do, C, cu=None):
+    """The output, final state and every gradient of ``tri_chunk`` with q, k, v in ``dtype`` (the gates, β and
+    the initial state as given: the backend takes float32 gates), for the loss ⟨o, do⟩ + Σ S."""
+    q, k, v = (x.detach().to(dtype).requires_grad_() for x in xs[:3])
+    g, s0 = (x.detach().clone().requires_grad_() for x in xs[3:5])
+    b = None if xs[5] is None else xs[5].detach().clone().requires_grad_()
+    o, S = tri_chunk(q, k, v, g, b, s0, chunk_size=C, cu_seqlens=cu)
+    ((o.float() * do).sum() + S.sum()).backward()
+    return [o, S] + [x.grad for x in (q, k, v, g, s0, b) if x is not None]
+
+
 @pytest.mark.parametrize("C", [64, 128])
 @pytest.mark.parametrize("beta", [None, (0.0, 2.0)], ids=["gla", "kda"])
 def test_per_key_intra_matrix_stored_in_the_input_dtype(beta, C, monkeypatch):
@@ -647,20 +658,12 @@ def test_per_key_intra_matrix_stored_in_the_input_dtype(beta, C, monkeypatch):
     xs = _inputs(1, 150, 2, 32, 24, "key", s0=True, beta=beta, knorm=1.0 if beta else None, seed=6)
     do = torch.randn(*xs[2].shape, generator=torch.Generator().manual_seed(1)).to(DEVICE)
 
-    def run():
-        q, k, v = (x.detach().to(dtype).requires_grad_() for x in xs[:3])
-        g, s0 = (x.detach().clone().requires_grad_() for x in xs[3:5])
-        b = None if xs[5] is None else xs[5].detach().clone().requires_grad_()
-        o, S = tri_chunk(q, k, v, g, b, s0, chunk_size=C)
-        ((o.float() * do).sum() + S.sum()).backward()
-        return [o, S] + [x.grad for x in (q, k, v, g, s0, b) if x is not None]
-
     seen = []
     real = _gla.fwd_intra
     monkeypatch.setattr(_gla, "fwd_intra", lambda *a, **kw: seen.append(kw["dtype"]) or real(*a, **kw))
-    stored = run()
+    stored = _grads_qkv_as(xs, dtype, do, C)
     monkeypatch.setattr(_gla, "fwd_intra", lambda *a, **kw: real(*a, **{**kw, "dtype": torch.float32}))
-    kept = run()
+    kept = _grads_qkv_as(xs, dtype, do, C)
     assert seen == [dtype]
     for i, (a, b) in enumerate(zip(stored, kept)):
         assert torch.isfinite(a).all() and torch.equal(a, b), i
@@ -689,21 +692,13 @@ def test_per_key_scaled_operands_change_no_result(case, monkeypatch):
     cu = None if bounds is None else torch.tensor(bounds, device=DEVICE)
     do = torch.randn(*xs[2].shape, generator=torch.Generator().manual_seed(1)).to(DEVICE)
 
-    def run():
-        q, k, v = (x.detach().to(dtype).requires_grad_() for x in xs[:3])
-        g, s0 = (x.detach().clone().requires_grad_() for x in xs[3:5])
-        b = None if xs[5] is None else xs[5].detach().clone().requires_grad_()
-        o, S = tri_chunk(q, k, v, g, b, s0, chunk_size=64, cu_seqlens=cu)
-        ((o.float() * do).sum() + S.sum()).backward()
-        return [o, S] + [x.grad for x in (q, k, v, g, s0, b) if x is not None]
-
-    plain = run()
+    plain = _grads_qkv_as(xs, dtype, do, 64, cu)
     monkeypatch.setitem(_gla.CONFIG, "fwd_scaled", True)
     asked = []
     real = _gla.fwd_intra
     monkeypatch.setattr(_gla, "fwd_intra", lambda *a, **kw: asked.append(kw.get("scaled")) or real(*a, **kw))
     states = _count_launches(monkeypatch, _state, "fwd_states")
-    scaled = run()
+    scaled = _grads_qkv_as(xs, dtype, do, 64, cu)
     assert asked == [True] and len(states) == (2 if case.endswith("segments") else 1), (asked, states)
     for i, (a, b) in enumerate(zip(scaled, plain)):
         assert torch.isfinite(a).all() and torch.equal(a, b), i

@@ -35,6 +35,7 @@ import torch
 import triton
 import triton.language as tl
 
+from ._delta import _store_blk
 from ._varlen import Chunks, empty, span
 
 BC = 16  # rows of a block (and of the diagonal tiles)
@@ -63,15 +64,6 @@ def _rows(x, G, b, hh, t, i_k, T, H, K, BC: tl.constexpr, BK: tl.constexpr):
     m = (o_t[:, None] < T) & (o_k[None, :] < K)
     off = ((b * T + o_t[:, None]) * H + hh) * K + o_k[None, :]
     return tl.load(x + off, mask=m, other=0.0), tl.load(G + off, mask=m, other=0.0), o_t[:, None] < T
-
-
-@triton.jit
-def _store_rows(x, val, b, hh, t, i_k, T, H, K, BC: tl.constexpr, BK: tl.constexpr):
-    """Store ``val`` [BC, BK] (cast to x's dtype) at rows t..t+BC, key tile i_k of x [B, T, H, K], within T and K."""
-    o_t = t + tl.arange(0, BC)
-    o_k = i_k * BK + tl.arange(0, BK)
-    tl.store(x + ((b * T + o_t[:, None]) * H + hh) * K + o_k[None, :], val.to(x.dtype.element_ty),
-             mask=(o_t[:, None] < T) & (o_k[None, :] < K))
 
 
 @triton.jit
@@ -172,8 +164,8 @@ def _A_rows(q, k, G, A, A2, Qg, Kh, b, hh, t0, i, T, H, K: tl.constexpr, BT: tl.
             ki, _, _ = _rows(k, G, b, hh, ti, i_k, T, H, K, BR, BK)
             if SCALED:  # as fwd_output forms q ⊙ e^G and _state._gate_tile_T k ⊙ e^{G_last − G}, in q's dtype
                 g_end = _grow(G, b, hh, t0, tl.minimum(t0 + BT, T) - 1, i_k, T, H, K, BK)
-                _store_rows(Qg, qi * tl.exp(gi), b, hh, ti, i_k, T, H, K, BR, BK)
-                _store_rows(Kh, ki * tl.exp(g_end[None, :] - gi), b, hh, ti, i_k, T, H, K, BR, BK)
+                _store_blk(Qg, qi * tl.exp(gi), b, hh, ti, i_k * BK, T, H, K, BR, BK, K)
+                _store_blk(Kh, ki * tl.exp(g_end[None, :] - gi), b, hh, ti, i_k * BK, T, H, K, BR, BK, K)
             ref = _grow(G, b, hh, t0, t_ref, i_k, T, H, K, BK)[None, :]
             mc = cols[:, None] & (o_k[None, :] < K)
             off = ((b * T + t0 + o_c[:, None]) * H + hh) * K + o_k[None, :]
