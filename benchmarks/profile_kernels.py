@@ -7,10 +7,12 @@ it) and of fla (when installed) run a few times under ``torch.profiler``; the ta
 kernel's total time per call, longest first, so a slower implementation shows which stage costs it.
 The inputs are the speed sweep's (``longmix.bench.speed.make_inputs``: bf16, H = 16, D = 128).
 Writes the tables to stdout and to ``$OUT/profile.txt`` when OUT is set. ``IMPLS`` (environment, default
-``longmix,fla``) picks the implementations (``longmix`` alone skips fla's compiles).
+``longmix,fla``) picks the implementations (``longmix`` alone skips fla's compiles); ``CONFIG`` (JSON) changes
+longmix's kernel settings first (``longmix.kernels.triton.configure``).
 """
 from __future__ import annotations
 
+import json
 import os
 import sys
 from collections import defaultdict
@@ -20,6 +22,7 @@ from torch.profiler import ProfilerActivity, profile
 
 from longmix.bench.anchors import ANCHORS, FLA_OPS
 from longmix.bench.speed import _longmix_fns, _time_pass, make_inputs
+from longmix.kernels.triton import configure
 
 REPS = 5
 
@@ -51,7 +54,9 @@ def main(argv):
         print(s, flush=True)
         lines.append(s)
 
-    say(f"{torch.cuda.get_device_name()} · torch {torch.__version__} · B={B} T={T} H=16 D=128 bf16")
+    configure(json.loads(os.environ.get("CONFIG") or "{}"))
+    say(f"{torch.cuda.get_device_name()} · torch {torch.__version__} · B={B} T={T} H=16 D=128 bf16"
+        + (f" · CONFIG={os.environ['CONFIG']}" if os.environ.get("CONFIG") else ""))
     for name in names:
         x = make_inputs(name, B=B, Tq=T, Tk=T, H=16, D=128, device="cuda", dtype=torch.bfloat16)
         impls = {"longmix": _longmix_fns(name, "triton")[0]}

@@ -8,7 +8,9 @@ H = 16, D = 128) with ``triton.testing.do_bench``; the default setting is timed 
 the values in turn, ``ROUNDS`` times (each keeps its best), so a drifting clock favours none.
 ``KNOBS`` (environment): a comma list of the knobs to sweep, by key or as module.key (``_gla.bwd_warps``;
 three modules have a ``bwd_warps``), default all; ``PASSES``: which of fwd, fwdbwd to time (default both);
-``MECHS``: a comma list of the mechanisms to time (default each knob's own).
+``MECHS``: a comma list of the mechanisms to time (default each knob's own); ``CONFIG``: JSON settings applied
+before the sweep (``longmix.kernels.triton.configure``, e.g. ``{"_gla": {"fwd_scaled_bh": 64}}``), the baseline
+the knobs' values then change.
 The table printed at the end gives, per knob, each value's time relative to the default.
 """
 from __future__ import annotations
@@ -21,7 +23,7 @@ import torch
 from triton.testing import do_bench
 
 from longmix.bench.speed import _longmix_fns, _time_pass, make_inputs
-from longmix.kernels.triton import _delta, _gla, chunk
+from longmix.kernels.triton import _delta, _gla, chunk, configure
 
 FUSED_ALL = chunk.FUSED_MODES_ALL
 # (module CONFIG, key, values, mechanisms it affects); a value may be a dict of several keys set together
@@ -98,7 +100,8 @@ KNOBS = [
     (_gla.CONFIG, "p_lowp", [False, True], ["gla", "kda"]),
     # q ⊙ e^G and k ⊙ e^{G_last − G} stored by fwd_A for the output kernel and the forward state pass (sm_90 compile,
     # B=2 T=150: KDA's state pass 143 -> 80 registers and 158 -> 108 KiB of shared memory, fwd_A 148 -> 210 registers)
-    (_gla.CONFIG, "fwd_scaled", [False, True], ["gla", "kda"]),
+    # (where sequences x heads are at most fwd_scaled_bh: 0 never, 1 << 20 at every shape)
+    (_gla.CONFIG, "fwd_scaled_bh", [0, 1 << 20], ["gla", "kda"]),
     (chunk.CONFIG, "out_warps", [4, 8], ["retention", "gla", "kda"]),
     # the per-key output kernel (GLA, KDA) was never swept with KDA: 0.37 ms of its 1.9 ms forward at B=16, T=2K
     (chunk.CONFIG, "out_stages", [None, 2, 3, 4], ["gla", "kda"]),
@@ -160,7 +163,9 @@ def main(argv):
     module = {id(chunk.CONFIG): "chunk", id(_gla.CONFIG): "_gla", id(_delta.CONFIG): "_delta"}
     out = open(os.path.join(os.environ.get("OUT", "."), "tune.jsonl"), "a")
     inputs = {}
-    print(f"{torch.cuda.get_device_name()} · B={B} T={T} H=16 D=128 bf16", flush=True)
+    configure(json.loads(os.environ.get("CONFIG") or "{}"))
+    print(f"{torch.cuda.get_device_name()} · B={B} T={T} H=16 D=128 bf16"
+          + (f" · CONFIG={os.environ['CONFIG']}" if os.environ.get("CONFIG") else ""), flush=True)
     for cfg, key, values, mechs in KNOBS:
         knob = f"{module[id(cfg)]}.{key}"  # two modules may name a knob alike (bwd_warps)
         if only and not {key, knob} & set(only.split(",")):

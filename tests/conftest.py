@@ -21,14 +21,12 @@ def pytest_configure(config):
     wanted = json.loads(os.environ.get("LONGMIX_TEST_CONFIG") or "{}")
     if not wanted:
         return
-    from longmix.kernels.triton import _delta, _gla, chunk
+    from longmix.kernels.triton import configure
 
-    tables = {"chunk": chunk.CONFIG, "_delta": _delta.CONFIG, "_gla": _gla.CONFIG}
-    for name, values in wanted.items():
-        if name not in tables or not set(values) <= set(tables[name]):
-            raise pytest.UsageError(f"LONGMIX_TEST_CONFIG: no setting {name}.{sorted(set(values) - set(tables.get(name, {})))}"
-                                    f" (tables: {sorted(tables)})")
-        tables[name].update({k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+    try:
+        configure(wanted)
+    except KeyError as e:
+        raise pytest.UsageError(f"LONGMIX_TEST_CONFIG: {e.args[0]}") from None
 
 
 def pytest_report_header(config):

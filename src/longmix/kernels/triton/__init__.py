@@ -22,6 +22,21 @@ import importlib.util
 SUPPORTED = ("linear", "transnormer", "retention", "lightning", "mamba2", "gla", "deltanet", "gated_deltanet", "kda")
 
 
+def configure(settings: dict) -> None:
+    """Change kernel settings: ``settings`` maps a table's name (``"chunk"``, ``"_delta"``, ``"_gla"``: those modules'
+    ``CONFIG``) to the keys to set, e.g. ``{"_gla": {"fwd_scaled_bh": 64}}`` (lists become tuples). For benchmarks and
+    for testing a setting before it becomes a default; raises KeyError on a name no table has. Imports Triton."""
+    from . import _delta, _gla, chunk
+
+    tables = {"chunk": chunk.CONFIG, "_delta": _delta.CONFIG, "_gla": _gla.CONFIG}
+    for name, values in settings.items():
+        if name not in tables or not set(values) <= set(tables[name]):
+            raise KeyError(f"no kernel setting {name}.{sorted(set(values) - set(tables.get(name, {})))} "
+                           f"(tables: {sorted(tables)})")
+    for name, values in settings.items():
+        tables[name].update({k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+
+
 def available() -> bool:
     """Whether Triton is installed (the kernels then run on CUDA, or on CPU under TRITON_INTERPRET=1)."""
     return importlib.util.find_spec("triton") is not None
