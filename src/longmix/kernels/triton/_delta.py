@@ -48,7 +48,8 @@ MAX_K = 256
 # forward took 0.93x substitution's time for KDA, 0.98x DeltaNet's, 1.00x Gated DeltaNet's (forward+backward
 # 0.98 / 1.00 / 1.00; H100, bf16, B=16, T=2K, H=16, D=128; prep_warps 1 or 4 were slower; both forms pass
 # tests/test_cuda.py there: benchmarks/results/2026-11-26-h100-s15/c1_*, c2_tune_inverse_16x2k.txt).
-CONFIG = {"prep_warps": 2, "bwd_warps": 4, "bk": 64, "bv": 64, "prep4": True, "uw_lowp": True,
+# prep_warps_128: fwd_prep's warps at chunks of 128 (at 2 its [128, 128] tile of A spilled; 4 spill nothing, sm_90)
+CONFIG = {"prep_warps": 2, "prep_warps_128": 4, "bwd_warps": 4, "bk": 64, "bv": 64, "prep4": True, "uw_lowp": True,
           "inverse": "doubling",
           # prep_split: fwd_prep4 stores Tinv only and fwd_uw (tiles uw_bk / uw_bv, uw_warps) forms U and W with
           # whole-chunk products, as the general (non-64) chunk always does
@@ -178,7 +179,11 @@ def _w_tile(tm, xk, bt, G, W, b, hh, t0, i_k, T, H, K: tl.constexpr, GATE: tl.co
 def fwd_prep(k, beta, G, Kp, Tinv, CH, T, H, K: tl.constexpr, GATE: tl.constexpr, BT: tl.constexpr,
              BC: tl.constexpr, BK: tl.constexpr, PREC: tl.constexpr, VARLEN: tl.constexpr,
              DOUBLING: tl.constexpr = False):
-    """Tinv for any chunk of BC-row blocks, by block rows through global memory (``fwd_uw`` then forms U, W)."""
+    """Tinv for any chunk of BC-row blocks, by block rows through global memory (``fwd_uw`` then forms U, W).
+
+    Block row i of the inverse is Dinv_i (E_i − Σ_{j<i} A_{i,j} Tinv_j), summed block by block: the tiles in
+    registers stay [BC, BT] (a whole [BT, BT] tile a row, as before, spilled 32 KB a thread at BT = 128 and took
+    38 ms for DeltaNet's forward at B=1, T=32K on an H100)."""
     n, i_bh = tl.program_id(0), tl.program_id(1)
     b, hh = i_bh // H, i_bh % H
     t0, T = span(CH, n, T, BT, VARLEN)  # with documents: T is the end of this chunk's document
@@ -195,16 +200,18 @@ def fwd_prep(k, beta, G, Kp, Tinv, CH, T, H, K: tl.constexpr, GATE: tl.constexpr
     for i in range(BT // BC):
         o_r = t0 + i * BC + o_s
         rmask = o_r[:, None] < T
-        p_Ti = Tinv + ((b * T + o_r[:, None]) * H + hh) * BT + o_c[None, :]
-        a = tl.load(p_Ti, mask=rmask & (o_c[None, :] < i * BC), other=0.0)  # A_{i, <i}
-        dinv = _unit_lower_inverse(tl.load(Tinv + ((b * T + o_r[:, None]) * H + hh) * BT + i * BC + o_s[None, :],
-                                           mask=rmask, other=0.0), BC, DOUBLING, "ieee")
-        # block row i of the inverse: Dinv_i (E_i − A_{i,<i} Tinv_{<i, :})
-        prev = tl.load(p_T, mask=(o_c[:, None] < i * BC) & (rows_c[:, None] < T), other=0.0)
-        e = ((i * BC + o_s)[:, None] == o_c[None, :]).to(tl.float32)
-        row = tl.dot(dinv, e - tl.dot(a, prev, input_precision="ieee"), input_precision="ieee")
+        p_Ti = Tinv + ((b * T + o_r[:, None]) * H + hh) * BT
+        acc = ((i * BC + o_s)[:, None] == o_c[None, :]).to(tl.float32)  # E_i
+        for j in range(0, i):
+            o_j = t0 + j * BC + o_s
+            a = tl.load(p_Ti + j * BC + o_s[None, :], mask=rmask, other=0.0)  # A_{i,j} (row i is still A)
+            tj = tl.load(Tinv + ((b * T + o_j[:, None]) * H + hh) * BT + o_c[None, :], mask=o_j[:, None] < T,
+                         other=0.0)  # Tinv_j, already the inverse's
+            acc -= tl.dot(a, tj, input_precision="ieee")
+        dinv = _unit_lower_inverse(tl.load(p_Ti + i * BC + o_s[None, :], mask=rmask, other=0.0), BC, DOUBLING, "ieee")
+        row = tl.dot(dinv, acc, input_precision="ieee")
         tl.debug_barrier()
-        tl.store(p_Ti, row, mask=rmask)
+        tl.store(p_Ti + o_c[None, :], row, mask=rmask)
         tl.debug_barrier()
 
 
@@ -652,7 +659,7 @@ def prep(k, v, beta, G, Kp, gate, C, prec, chunks=None, keep_inverse=True, khat=
     else:
         fwd_prep[(chunks.NT, B * H)](
             k, beta, G_, Kp_, Tinv, ch, T, H, K, GATE=gate, BT=C, BC=BC, BK=bk, PREC=prec, VARLEN=chunks.varlen,
-            DOUBLING=doubling, num_warps=CONFIG["prep_warps"])
+            DOUBLING=doubling, num_warps=CONFIG["prep_warps"] if C <= 64 else CONFIG["prep_warps_128"])
     if split:
         ubk, ubv = _tile(K, CONFIG["uw_bk"]), _tile(V, CONFIG["uw_bv"])
         fwd_uw[(chunks.NT, B * H, triton.cdiv(V, ubv) + triton.cdiv(K, ubk))](
