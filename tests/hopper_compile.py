@@ -123,7 +123,9 @@ def _drive(full: bool) -> None:
         segments = {"state_seg_programs": 1 << 20, "state_seg_min_chunks": 1, "state_seg_gates": (0, 1, 2),
                     "state_seg_below": 1 << 20}
         full = {"state_min_programs": 1, "state_min_programs_delta": (1, 1, 1)}
-        scaled = {"fwd_scaled": True}  # per-key gates' forward reading q ⊙ e^G and k ⊙ e^{G_last − G} from fwd_A
+        # per-key gates' forward reading q ⊙ e^G and k ⊙ e^{G_last − G} from fwd_A (these few heads are at or below
+        # fwd_scaled_bh: the defaults read them), or not (as at many heads)
+        unscaled = {"fwd_scaled_bh": 0}
         alternatives = ((segments, {"inverse": "substitution", "inv_tf32": 0}, {}, 64),
                         (full, {}, {}, 64), (full, {}, {}, 128),
                         (one_pass, {}, {}, 64), ({**one_pass, "fused_wide_programs": 0, "fused_stages_wide": 2}, {}, {}, 64),
@@ -131,7 +133,7 @@ def _drive(full: bool) -> None:
                         # blocks with a Newton step; TF32 with 16-row-block U and W; IEEE above), the walk decaying keys
                         ({**one_pass, "khat_walk": True}, {"uw_whole": (0, 1, 2), "inv_tf32_gates": (0, 1, 2)}, {}, 64),
                         ({}, {"uw_whole": (), "inv_tf32": 2, "inv_tf32_gates": (0, 1, 2)}, {}, 64),
-                        ({}, {}, scaled, 64), (segments, {}, scaled, 64), (full, {}, scaled, 64))
+                        ({}, {}, unscaled, 64), (segments, {}, unscaled, 64), (full, {}, unscaled, 64))
         for chunk_config, delta_config, gla_config, C in alternatives:
             chunk.CONFIG.update(chunk_config)
             _delta.CONFIG.update(delta_config)

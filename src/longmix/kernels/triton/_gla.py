@@ -49,11 +49,16 @@ BC = 16  # rows of a block (and of the diagonal tiles)
 # every tile 3-D then) the loop ran GLA's forward 1.10x slower and KDA's 0.84x faster
 # (benchmarks/results/2026-11-25-h200-kernel-tune.jsonl).
 # p_lowp: the forward stores P (not the key-key matrix) in the inputs' 16-bit dtype, not fp32 (chunk._prologue).
-# fwd_scaled: fwd_A also stores q ⊙ e^G and k ⊙ e^{G_last − G} for the two-kernel forward's output kernel and state
-# pass, which then read neither G's tile (fp32) nor take its exponentials (results bit for bit the same; not yet
-# timed on a GPU, so off)
+# fwd_scaled_bh: where sequences × heads are at most this many (0: never), fwd_A also stores q ⊙ e^G and
+# k ⊙ e^{G_last − G} for the two-kernel forward's output kernel and state pass, which then read neither G's tile (fp32)
+# nor take its exponentials (results bit for bit the same). The state pass's narrow V tiles at few sequences × heads
+# each took those exponentials again. Always on, forward (H100, bf16, H = 16, D = 128): GLA 0.97x / 1.00x,
+# KDA 1.03x / 0.99x at 16x2K / 4x8K; fwd_A's stores took it from 0.31 to 0.52 ms, the state pass and the output
+# kernel gained 0.08-0.15 ms each (benchmarks/results/2026-11-27-h100-s22/c1_tune_*.txt, c2_profile.txt). At few
+# sequences x heads, forward: KDA 0.88x / 0.88x / 0.87x at 1x32K / 2x16K / 1x128K, GLA 0.87x / 0.95x (1x32K / 2x16K);
+# forward+backward 0.95-0.98x (c3_tune_*.txt). Hence 64: B = 4, T = 8K (H = 16) is the largest shape it serves.
 CONFIG = {"fwd_bk": 32, "fwd_warps": 4, "bwd_bk": 32, "bwd_warps": 2, "span_max": 60.0,
-          "diag_loop": False, "diag_loop_keys": True, "p_lowp": True, "fwd_scaled": False}
+          "diag_loop": False, "diag_loop_keys": True, "p_lowp": True, "fwd_scaled_bh": 64}
 
 
 @triton.jit

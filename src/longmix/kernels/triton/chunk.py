@@ -312,7 +312,8 @@ def _forward(q, k, v, G, gate, s0, C, want_state, beta=None, scale=1.0, chunks: 
     h = q.new_empty(B, H, NT, K, V)
     sT = q.new_empty(chunks.N, H, K, V, dtype=torch.float32) if want_state else None
     Gp = G if G is not None else q
-    scaled = gate == 2 and _gla.CONFIG["fwd_scaled"]  # the output and state pass read Qg and Kh, not G's tiles
+    # the output and state pass read Qg and Kh, not G's tiles
+    scaled = gate == 2 and NS <= _gla.CONFIG["fwd_scaled_bh"]
     A, Kp, Tinv, U, W, Kh, Qg = _prologue(q, k, v, G, gate, beta, C, prec, chunks, scaled=scaled)
     # the delta rule: the state pass writes u = U − W S, which the output reads
     delta = {} if beta is None else {"Kp": Kp, "Tinv": Tinv, "W": W, "u": torch.empty_like(v)}
