@@ -125,7 +125,8 @@ def attention(q, k, v, mechanism, *, causal=True, scale=None, g=None, beta=None,
         output_final_state: also return the final state, float32 (float64 for float64 inputs).
         chunk_size: chunk length of the chunkwise form (default 64; 128 query/key tiles for dense).
             The triton backend takes 16, 32, 64 or 128 and is tuned for 64 (128 took 1.2-3.1x its
-            time on an H100, benchmarks/results/2026-11-26-h100-s16/).
+            time on an H100 at B=16, T=2K and at B=1, T=32K, benchmarks/results/2026-11-26-h100-s16/,
+            2026-11-27-h100-s22/).
         form: "auto", "parallel", "chunk" or "recurrent".
         backend: "auto", "reference", "triton" (GPU kernels of the recurrent mechanisms) or "sdpa"
             (PyTorch's fused softmax kernels). "auto" picks triton or sdpa for CUDA tensors when the
