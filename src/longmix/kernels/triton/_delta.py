@@ -181,9 +181,9 @@ def fwd_prep(k, beta, G, Kp, Tinv, CH, T, H, K: tl.constexpr, GATE: tl.constexpr
              DOUBLING: tl.constexpr = False):
     """Tinv for any chunk of BC-row blocks, by block rows through global memory (``fwd_uw`` then forms U, W).
 
-    Block row i of the inverse is Dinv_i (E_i − Σ_{j<i} A_{i,j} Tinv_j), summed block by block: the tiles in
-    registers stay [BC, BT] (a whole [BT, BT] tile a row, as before, spilled 32 KB a thread at BT = 128 and took
-    38 ms for DeltaNet's forward at B=1, T=32K on an H100)."""
+    Block row i of the inverse is Dinv_i (E_i − Σ_{j<i} A_{i,j} Tinv_j), summed block by block, so the tiles in
+    registers stay [BC, BT]. Loading the whole [BT, BT] tile for each block row, as this kernel once did, spilled
+    32 KB a thread at BT = 128 and took 38 ms of DeltaNet's forward at B=1, T=32K on an H100."""
     n, i_bh = tl.program_id(0), tl.program_id(1)
     b, hh = i_bh // H, i_bh % H
     t0, T = span(CH, n, T, BT, VARLEN)  # with documents: T is the end of this chunk's document
