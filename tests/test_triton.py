@@ -673,10 +673,10 @@ def test_per_key_intra_matrix_stored_in_the_input_dtype(beta, C, monkeypatch):
 def test_per_key_scaled_operands_change_no_result(case, monkeypatch):
     """``_gla.CONFIG["fwd_scaled_bh"]`` (at and below that many sequences × heads, taken here at its boundary): fwd_A
     also stores q ⊙ e^G and k ⊙ e^{G_last − G}, which the output kernel and the forward state pass read instead of
-    forming them from G's tiles. The same operations in the same
-    order, so the output, the final state and every gradient are bit for bit those without it: float32 and
-    fp16, with an initial state, a ragged last chunk and gates strong enough for the block-split intra matrix;
-    GLA's state pass in segments; KDA with packed documents."""
+    forming them from G's tiles. The same operations in the same order, so the output, the final state and every
+    gradient are bit for bit those without it: float32 and fp16, with an initial state, a ragged last chunk and
+    gates strong enough for the block-split intra matrix; GLA's state pass in segments; KDA with packed
+    documents."""
     from longmix.kernels.triton import _gla, _state
     from longmix.kernels.triton import chunk as tchunk
 
