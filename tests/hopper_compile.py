@@ -133,7 +133,8 @@ def _drive(full: bool) -> None:
                         # blocks with a Newton step; TF32 with 16-row-block U and W; IEEE above), the walk decaying keys
                         ({**one_pass, "khat_walk": True}, {"uw_whole": (0, 1, 2), "inv_tf32_gates": (0, 1, 2)}, {}, 64),
                         ({}, {"uw_whole": (), "inv_tf32": 2, "inv_tf32_gates": (0, 1, 2)}, {}, 64),
-                        ({}, {}, unscaled, 64), (segments, {}, unscaled, 64), (full, {}, unscaled, 64))
+                        ({}, {}, unscaled, 64), (segments, {}, unscaled, 64), (full, {}, unscaled, 64),
+                        ({}, {}, {"fwd_scaled_q": False}, 64))  # the scaled keys alone
         for chunk_config, delta_config, gla_config, C in alternatives:
             chunk.CONFIG.update(chunk_config)
             _delta.CONFIG.update(delta_config)

@@ -669,14 +669,15 @@ def test_per_key_intra_matrix_stored_in_the_input_dtype(beta, C, monkeypatch):
         assert torch.isfinite(a).all() and torch.equal(a, b), i
 
 
-@pytest.mark.parametrize("case", ["gla", "kda", "gla-fp16", "kda-fp16", "gla-segments", "kda-documents"])
+@pytest.mark.parametrize("case", ["gla", "kda", "gla-fp16", "kda-fp16", "gla-segments", "kda-documents",
+                                  "gla-kh-alone", "kda-kh-alone"])
 def test_per_key_scaled_operands_change_no_result(case, monkeypatch):
     """``_gla.CONFIG["fwd_scaled_bh"]`` (at and below that many sequences × heads, taken here at its boundary): fwd_A
     also stores q ⊙ e^G and k ⊙ e^{G_last − G}, which the output kernel and the forward state pass read instead of
     forming them from G's tiles. The same operations in the same order, so the output, the final state and every
     gradient are bit for bit those without it: float32 and fp16, with an initial state, a ragged last chunk and
     gates strong enough for the block-split intra matrix; GLA's state pass in segments; KDA with packed
-    documents."""
+    documents; Kh alone (``fwd_scaled_q`` False: the output kernel forms q ⊙ e^G itself)."""
     from longmix.kernels.triton import _gla, _state
     from longmix.kernels.triton import chunk as tchunk
 
@@ -695,14 +696,17 @@ def test_per_key_scaled_operands_change_no_result(case, monkeypatch):
 
     asked = []
     real = _gla.fwd_intra
-    monkeypatch.setattr(_gla, "fwd_intra", lambda *a, **kw: asked.append(kw.get("scaled")) or real(*a, **kw))
+    monkeypatch.setattr(_gla, "fwd_intra",
+                        lambda *a, **kw: asked.append((kw.get("scaled"), kw.get("scaled_q"))) or real(*a, **kw))
     ns = (len(bounds) - 1 if bounds else 1) * 2  # sequences × heads: the threshold's boundary
     monkeypatch.setitem(_gla.CONFIG, "fwd_scaled_bh", ns - 1)
     plain = _grads_qkv_as(xs, dtype, do, 64, cu)
     monkeypatch.setitem(_gla.CONFIG, "fwd_scaled_bh", ns)
+    monkeypatch.setitem(_gla.CONFIG, "fwd_scaled_q", not case.endswith("kh-alone"))
     states = _count_launches(monkeypatch, _state, "fwd_states")
     scaled = _grads_qkv_as(xs, dtype, do, 64, cu)
-    assert asked == [False, True] and len(states) == (2 if case.endswith("segments") else 1), (asked, states)
+    want = [(False, True), (True, not case.endswith("kh-alone"))]
+    assert asked == want and len(states) == (2 if case.endswith("segments") else 1), (asked, states)
     for i, (a, b) in enumerate(zip(scaled, plain)):
         assert torch.isfinite(a).all() and torch.equal(a, b), i
 

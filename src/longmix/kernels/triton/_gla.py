@@ -58,7 +58,10 @@ BC = 16  # rows of a block (and of the diagonal tiles)
 # sequences x heads, forward: KDA 0.88x / 0.88x / 0.87x at 1x32K / 2x16K / 1x128K, GLA 0.87x / 0.95x (1x32K / 2x16K);
 # forward+backward 0.95-0.98x (c3_tune_*.txt). Hence 64: B = 4, T = 8K (H = 16) is the largest shape it serves.
 CONFIG = {"fwd_bk": 32, "fwd_warps": 4, "bwd_bk": 32, "bwd_warps": 2, "span_max": 60.0,
-          "diag_loop": False, "diag_loop_keys": True, "p_lowp": True, "fwd_scaled_bh": 64}
+          "diag_loop": False, "diag_loop_keys": True, "p_lowp": True, "fwd_scaled_bh": 64,
+          # fwd_scaled_q: with the scaled operands, Qg too (False: Kh alone, the output kernel forms q ⊙ e^G itself);
+          # not yet timed on a GPU
+          "fwd_scaled_q": True}
 
 
 @triton.jit
@@ -112,11 +115,12 @@ def _chunk_span(G, b, hh, t0, i_k, T, H, K, BT: tl.constexpr, BK: tl.constexpr):
 @triton.jit
 def fwd_A(q, k, G, A, A2, Qg, Kh, CH, T, H, K: tl.constexpr, BT: tl.constexpr, BC: tl.constexpr, BK: tl.constexpr,
           BKA: tl.constexpr, LIM, PREC: tl.constexpr, TWO: tl.constexpr, DIAG_LOOP: tl.constexpr,
-          VARLEN: tl.constexpr, SCALED: tl.constexpr = False):
+          VARLEN: tl.constexpr, SCALED: tl.constexpr = False, QG: tl.constexpr = True):
     """One chunk's intra matrix (and with ``TWO`` its key-key matrix into A2): the whole chunk as one
     [BT, BT] product split at its middle row when neither half's gates span more than ``LIM``, else block
-    by block (``_A_rows``). ``SCALED``: also Qg = q ⊙ e^G and Kh = k ⊙ e^{G_last − G} in q's dtype, from the
-    tiles loaded here: the output kernel's and the state pass's operands, formed as they form them."""
+    by block (``_A_rows``). ``SCALED``: also Qg = q ⊙ e^G (unless not ``QG``) and Kh = k ⊙ e^{G_last − G} in q's
+    dtype, from the tiles loaded here: the output kernel's and the state pass's operands, formed as they form
+    them."""
     n, i_bh = tl.program_id(0), tl.program_id(1)
     b, hh = i_bh // H, i_bh % H
     t0, T = span(CH, n, T, BT, VARLEN)
@@ -124,17 +128,17 @@ def fwd_A(q, k, G, A, A2, Qg, Kh, CH, T, H, K: tl.constexpr, BT: tl.constexpr, B
         return
     if _chunk_span(G, b, hh, t0, 0, T, H, K, BT, BKA) <= LIM:
         _A_rows(q, k, G, A, A2, Qg, Kh, b, hh, t0, 0, T, H, K, BT, BT, BK, BKA, LIM, PREC, TWO, False, DIAG_LOOP,
-                SCALED)
+                SCALED, QG)
     else:
         for i in range(BT // BC):
             _A_rows(q, k, G, A, A2, Qg, Kh, b, hh, t0, i, T, H, K, BT, BC, BK, BKA, LIM, PREC, TWO, True, DIAG_LOOP,
-                    SCALED)
+                    SCALED, QG)
 
 
 @triton.jit
 def _A_rows(q, k, G, A, A2, Qg, Kh, b, hh, t0, i, T, H, K: tl.constexpr, BT: tl.constexpr, BR: tl.constexpr,
             BK: tl.constexpr, BKA: tl.constexpr, LIM, PREC: tl.constexpr, TWO: tl.constexpr, SPLIT: tl.constexpr,
-            DIAG_LOOP: tl.constexpr, SCALED: tl.constexpr):
+            DIAG_LOOP: tl.constexpr, SCALED: tl.constexpr, QG: tl.constexpr):
     """Rows [i·BR, (i+1)·BR) of the chunk's intra matrix as one [BR, BT] product
     ``(q_i ⊙ e^{G_i − ref}) (k ⊙ e^{ref − G})ᵀ`` over the columns up to the block's diagonal tile (ref: G at
     the row before a block, 0 for the first; at the middle row for the whole chunk; rows past the
@@ -143,7 +147,7 @@ def _A_rows(q, k, G, A, A2, Qg, Kh, b, hh, t0, i, T, H, K: tl.constexpr, BT: tl.
     which is the exact 3-D product instead (``DIAG_LOOP``: column by column, each a [BR, BK] product
     reduced along the keys). ``TWO``: also the key-key matrix (q → k) into A2, sharing the key side and
     the diagonal's decays (KDA needs both). Columns past the diagonal tile are not written. ``SCALED``: the
-    block's rows of Qg and Kh too (``fwd_A``)."""
+    block's rows of Qg (where ``QG``) and Kh too (``fwd_A``)."""
     ti = t0 + i * BR
     if ti < T:
         dt = q.dtype.element_ty  # the tensor-core operands: float32 for float16 inputs, whose range (6.5e4)
@@ -169,7 +173,8 @@ def _A_rows(q, k, G, A, A2, Qg, Kh, b, hh, t0, i, T, H, K: tl.constexpr, BT: tl.
             ki, _, _ = _rows(k, G, b, hh, ti, i_k, T, H, K, BR, BK)
             if SCALED:  # as fwd_output forms q ⊙ e^G and _state._gate_tile_T k ⊙ e^{G_last − G}, in q's dtype
                 g_end = _grow(G, b, hh, t0, tl.minimum(t0 + BT, T) - 1, i_k, T, H, K, BK)
-                _store_blk(Qg, qi * tl.exp(gi), b, hh, ti, i_k * BK, T, H, K, BR, BK, K)
+                if QG:
+                    _store_blk(Qg, qi * tl.exp(gi), b, hh, ti, i_k * BK, T, H, K, BR, BK, K)
                 _store_blk(Kh, ki * tl.exp(g_end[None, :] - gi), b, hh, ti, i_k * BK, T, H, K, BR, BK, K)
             ref = _grow(G, b, hh, t0, t_ref, i_k, T, H, K, BK)[None, :]
             mc = cols[:, None] & (o_k[None, :] < K)
@@ -305,23 +310,26 @@ def _dqk_rows(q, k, G, dA, dqi, dki, dG, dq, dk, b, hh, t0, i, i_k, T, H, K: tl.
 
 
 def fwd_intra(q, k, G, C, prec, with_keys=False, chunks: Chunks | None = None, dtype=torch.float32,
-              scaled=False):
+              scaled=False, scaled_q=True):
     """The intra-chunk matrix P as [B, T, H, C] (row t of chunk n holds P[t − n₀, :], n₀ the chunk's first
     token; entries past the diagonal are not written), summed in fp32 and stored in ``dtype``. ``with_keys``:
     (P, the key-key matrix fwd_intra(k, k), always fp32: the delta rule's triangular system) from one pass
     (KDA needs both). ``chunks``: the call's ``_varlen.Chunks``. ``scaled``: returns (P or (P, key-key),
-    Qg, Kh), Qg = q ⊙ e^G and Kh = k ⊙ e^{G_last − G} (G_last: G at the chunk's last row) in q's dtype."""
+    Qg, Kh), Qg = q ⊙ e^G (None unless ``scaled_q``) and Kh = k ⊙ e^{G_last − G} (G_last: G at the chunk's last
+    row) in q's dtype."""
     B, T, H, K = k.shape
     chunks = chunks or Chunks(triton.cdiv(T, C), B, False)
     ch = chunks.args(k)[0]
     A = torch.empty(B, T, H, C, device=q.device, dtype=dtype)
     A2 = torch.empty(B, T, H, C, device=q.device, dtype=torch.float32) if with_keys else None
-    Qg, Kh = (torch.empty_like(q), torch.empty_like(k)) if scaled else (q, k)
+    Qg = torch.empty_like(q) if scaled and scaled_q else None
+    Kh = torch.empty_like(k) if scaled else None
     fwd_A[(chunks.NT, B * H)](
-        q, k, G, A, A2 if with_keys else A, Qg, Kh, ch, T, H, K, BT=C, BC=BC, BK=CONFIG["fwd_bk"],
+        q, k, G, A, A2 if with_keys else A, q if Qg is None else Qg, k if Kh is None else Kh, ch, T, H, K, BT=C,
+        BC=BC, BK=CONFIG["fwd_bk"],
         BKA=max(16, triton.next_power_of_2(K)), LIM=float(CONFIG["span_max"]), PREC=prec, TWO=with_keys,
         DIAG_LOOP=CONFIG["diag_loop_keys" if with_keys else "diag_loop"], VARLEN=chunks.varlen, SCALED=scaled,
-        num_warps=CONFIG["fwd_warps"])
+        **({} if scaled_q else {"QG": False}), num_warps=CONFIG["fwd_warps"])
     out = (A, A2) if with_keys else A
     return (out, Qg, Kh) if scaled else out
 

@@ -276,20 +276,21 @@ def _prec(x: torch.Tensor) -> str:
     return "ieee" if torch.get_float32_matmul_precision() == "highest" else "tf32"
 
 
-def _prologue(q, k, v, G, gate, beta, C, prec, chunks, keep_inverse=True, khat=False, scaled=False):
+def _prologue(q, k, v, G, gate, beta, C, prec, chunks, keep_inverse=True, khat=False, scaled=False, scaled_q=True):
     """What the state walk needs first, on the two-kernel and the one-pass forward alike: per-key gates'
     intra-chunk matrix A (in one pass with the delta rule's key-key matrix Kp), and the delta rule's WY/UT
     transform (Tinv, None unless ``keep_inverse``; U; W). Returns (A, Kp, Tinv, U, W, Kh, Qg): U is v without
     the delta rule, A None without per-key gates; Kh the keys decayed to their chunk's end (scalar gates: from
     ``_delta.prep`` where ``khat`` asks and it forms them; per-key gates: from ``_gla.fwd_A`` where ``scaled``),
-    Qg = q ⊙ e^G (per-key gates, ``scaled``); None where they do not apply."""
+    Qg = q ⊙ e^G (per-key gates, ``scaled`` and ``scaled_q``); None where they do not apply."""
     A = Kp = Tinv = W = Kh = Qg = None
     U = v
     if gate == 2:
         # P in the inputs' dtype: its readers (the output kernel and the walk, bwd_dv) round it to that dtype for
         # their products, so storing it rounded changes no result and halves its traffic for 16-bit inputs
         A = _gla.fwd_intra(q, k, G, C, prec, with_keys=beta is not None, chunks=chunks,
-                           dtype=q.dtype if _gla.CONFIG["p_lowp"] else torch.float32, scaled=scaled)
+                           dtype=q.dtype if _gla.CONFIG["p_lowp"] else torch.float32, scaled=scaled,
+                           scaled_q=scaled_q)
         if scaled:
             A, Qg, Kh = A
         if beta is not None:
@@ -314,7 +315,8 @@ def _forward(q, k, v, G, gate, s0, C, want_state, beta=None, scale=1.0, chunks: 
     Gp = G if G is not None else q
     # the output and state pass read Qg and Kh, not G's tiles
     scaled = gate == 2 and NS <= _gla.CONFIG["fwd_scaled_bh"]
-    A, Kp, Tinv, U, W, Kh, Qg = _prologue(q, k, v, G, gate, beta, C, prec, chunks, scaled=scaled)
+    A, Kp, Tinv, U, W, Kh, Qg = _prologue(q, k, v, G, gate, beta, C, prec, chunks, scaled=scaled,
+                                          scaled_q=_gla.CONFIG["fwd_scaled_q"])
     # the delta rule: the state pass writes u = U − W S, which the output reads
     delta = {} if beta is None else {"Kp": Kp, "Tinv": Tinv, "W": W, "u": torch.empty_like(v)}
     W, u = delta.get("W", q), delta.get("u", q)
@@ -330,8 +332,8 @@ def _forward(q, k, v, G, gate, s0, C, want_state, beta=None, scale=1.0, chunks: 
     o = torch.empty_like(v)
     bk, bv = _tile(K, CONFIG["out_bk"]), _tile(V, CONFIG["out_bv"])
     _output.fwd_output[(triton.cdiv(V, bv), NT, B * H)](
-        Qg if scaled else q, k, vo, Gp, h, A if A is not None else q, o, CH, T, H, K, V, NT, scale,
-        GATE=gate, BT=C, BK=bk, BV=bv, PREC=prec, VARLEN=vl, QG=scaled, num_warps=CONFIG["out_warps"],
+        Qg if Qg is not None else q, k, vo, Gp, h, A if A is not None else q, o, CH, T, H, K, V, NT, scale,
+        GATE=gate, BT=C, BK=bk, BV=bv, PREC=prec, VARLEN=vl, QG=Qg is not None, num_warps=CONFIG["out_warps"],
         **({} if CONFIG["out_stages"] is None else {"num_stages": CONFIG["out_stages"]}))
     return o, sT, h, A, delta
 
