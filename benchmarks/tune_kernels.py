@@ -98,10 +98,10 @@ KNOBS = [
     (_gla.CONFIG, "span_max", [40.0, -1.0], ["gla", "kda"]),
     # the forward's intra matrix P stored in fp32 (False) or in the inputs' dtype (True: half its bytes)
     (_gla.CONFIG, "p_lowp", [False, True], ["gla", "kda"]),
-    # q ⊙ e^G and k ⊙ e^{G_last − G} stored by fwd_A for the output kernel and the forward state pass (sm_90 compile,
-    # B=2 T=150: KDA's state pass 143 -> 80 registers and 158 -> 108 KiB of shared memory, fwd_A 148 -> 210 registers)
-    # (where sequences x heads are at most fwd_scaled_bh: 0 never, 1 << 20 at every shape), and with Kh alone
-    # (fwd_scaled_q False: fwd_A stores one tensor more, not two; the output kernel forms q ⊙ e^G itself)
+    # q ⊙ e^G and k ⊙ e^{G_last − G} stored by fwd_A for the output kernel and the forward state pass, where sequences
+    # x heads are at most fwd_scaled_bh (0: never; 1 << 20: at every shape); and Kh alone (fwd_scaled_q False: fwd_A
+    # stores one tensor more, not two, and the output kernel forms q ⊙ e^G itself). sm_90 compile, B=2 T=150: KDA's
+    # state pass 143 -> 80 registers and 158 -> 108 KiB of shared memory, fwd_A 148 -> 210 registers
     (_gla.CONFIG, "fwd_scaled_bh", [0, 1 << 20, {"fwd_scaled_bh": 1 << 20, "fwd_scaled_q": False}], ["gla", "kda"]),
     (chunk.CONFIG, "out_warps", [4, 8], ["retention", "gla", "kda"]),
     # the per-key output kernel (GLA, KDA) was never swept with KDA: 0.37 ms of its 1.9 ms forward at B=16, T=2K

@@ -325,11 +325,10 @@ def fwd_intra(q, k, G, C, prec, with_keys=False, chunks: Chunks | None = None, d
     Qg = torch.empty_like(q) if scaled and scaled_q else None
     Kh = torch.empty_like(k) if scaled else None
     fwd_A[(chunks.NT, B * H)](
-        q, k, G, A, A2 if with_keys else A, q if Qg is None else Qg, k if Kh is None else Kh, ch, T, H, K, BT=C,
-        BC=BC, BK=CONFIG["fwd_bk"],
-        BKA=max(16, triton.next_power_of_2(K)), LIM=float(CONFIG["span_max"]), PREC=prec, TWO=with_keys,
-        DIAG_LOOP=CONFIG["diag_loop_keys" if with_keys else "diag_loop"], VARLEN=chunks.varlen, SCALED=scaled,
-        **({} if scaled_q else {"QG": False}), num_warps=CONFIG["fwd_warps"])
+        q, k, G, A, A2 if with_keys else A, q if Qg is None else Qg, k if Kh is None else Kh, ch, T, H, K,
+        BT=C, BC=BC, BK=CONFIG["fwd_bk"], BKA=max(16, triton.next_power_of_2(K)), LIM=float(CONFIG["span_max"]),
+        PREC=prec, TWO=with_keys, DIAG_LOOP=CONFIG["diag_loop_keys" if with_keys else "diag_loop"],
+        VARLEN=chunks.varlen, SCALED=scaled, QG=scaled_q, num_warps=CONFIG["fwd_warps"])
     out = (A, A2) if with_keys else A
     return (out, Qg, Kh) if scaled else out
 
