@@ -146,6 +146,13 @@ KNOBS = [
     (_delta.CONFIG, "uw_whole", [(), (0, 1), (0, 1, 2), {"uw_whole": (0, 1, 2), "prep_warps": 4}],
      ["deltanet", "gated_deltanet", "kda"]),
     (_delta.CONFIG, "inv_tf32", [0, 2, 4], ["deltanet", "gated_deltanet", "kda"]),
+    # ... below fused_min_programs (a long single sequence), the walk in segments for no gate and scalar gates:
+    # never (fused_seg_gates empty: the two-kernel forward), or to that many programs, segments of at least
+    # fused_seg_min_chunks chunks
+    (chunk.CONFIG, "fused_seg_programs", [{"fused_seg_gates": ()}, 128, 256, 512, 1024,
+                                          {"fused_seg_programs": 512, "fused_stages_wide": None},
+                                          {"fused_seg_programs": 256, "fused_seg_min_chunks": 32}],
+     ["linear", "retention", "lightning", "mamba2"]),
     (chunk.CONFIG, "fused_bv", [32, 64, 128], ["linear"]),
     (chunk.CONFIG, "fused_warps", [4, 8], ["linear"]),
 ]

@@ -376,7 +376,7 @@ def test_decoder_steps_match_reference_and_replay_as_a_cuda_graph(name, prec):
     torch.testing.assert_close(dec.state, results["triton"][1], rtol=0, atol=0)
 
 
-@pytest.mark.parametrize("modes", ["default", "none", "triton-depth", "key-gates", "khat-walk"])
+@pytest.mark.parametrize("modes", ["default", "none", "triton-depth", "key-gates", "khat-walk", "segments"])
 @pytest.mark.parametrize("D", [64, 128])
 @pytest.mark.parametrize("prec", ["bf16", "fp32"])
 @pytest.mark.parametrize("name", [n for n in TRITON_MECHS if longmix.describe(n).family != "dense"])
@@ -388,8 +388,21 @@ def test_inference_forward_matches_reference(name, prec, D, modes, monkeypatch):
     ``default`` runs the walk at the depth ``fused_stages_wide`` gives many programs (2; as ``two-stages`` it passed
     on an H200 before it became the default), ``triton-depth`` at Triton's default depth (3); ``key-gates``: the
     walk for per-key gates too (``FUSED_MODES_KEY``, GLA and KDA; not in the default modes until this passes);
-    ``khat-walk``: Gated DeltaNet's walk decaying its keys itself (``khat_walk``) instead of reading the prep's."""
+    ``khat-walk``: Gated DeltaNet's walk decaying its keys itself (``khat_walk``) instead of reading the prep's;
+    ``segments``: one sequence (B·H = 16) of T = 16000, whose walk splits into segments (no gate and scalar gates
+    without the delta rule, ``fused_seg_gates``)."""
     from longmix.kernels.triton import chunk as tchunk
+
+    B, T = 16, 1000
+    walks = []
+    if modes == "segments":
+        mech = longmix.describe(name)
+        if mech.family == "delta" or ("g" in mech.required and "D_k" in mech.inputs["g"]):
+            pytest.skip("the walk segments no gate and scalar gates without the delta rule")
+        B, T = 1, 16000
+        real = tchunk._output.fwd_fused
+        spy = type("Spy", (), {"__getitem__": lambda self, grid: walks.append(grid) or real[grid]})
+        monkeypatch.setattr(tchunk._output, "fwd_fused", spy())
 
     if modes == "khat-walk":
         if name != "gated_deltanet":
@@ -405,10 +418,12 @@ def test_inference_forward_matches_reference(name, prec, D, modes, monkeypatch):
     if modes == "triton-depth":
         monkeypatch.setitem(tchunk.CONFIG, "fused_stages_wide", None)
     dtype = torch.bfloat16 if prec == "bf16" else torch.float32
-    qkv, kw = _inputs(name, B=16, T=1000, H=16, D=D, dtype=dtype)
-    S0 = torch.randn(16, 16, D, D + 1 if kw.get("normalize") else D, device="cuda") * 0.1
+    qkv, kw = _inputs(name, B=B, T=T, H=16, D=D, dtype=dtype)
+    S0 = torch.randn(B, 16, D, D + 1 if kw.get("normalize") else D, device="cuda") * 0.1
     with _matmul_precision("highest"), torch.no_grad():
         fast = longmix.attention(*qkv, name, backend="triton", initial_state=S0, output_final_state=True, **kw)
+    if modes == "segments":  # one walk, over B·H = 16 sequences·heads × its segments
+        assert len(walks) == 1 and walks[0][1] > 16, walks
     with torch.no_grad():
         want = longmix.attention(*qkv, name, backend="reference", initial_state=S0, output_final_state=True, **kw)
     _assert_close(["o", "state"], fast, want, TOL[prec], (name, prec, "no grad"))

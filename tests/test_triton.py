@@ -308,6 +308,63 @@ def test_inference_forward_in_one_pass_strong_gates(gate, delta, khat_walk, monk
     _compare_forward((o, ST), (q, k, v, gr, beta, S), 64, floor)
 
 
+@pytest.mark.parametrize("gate", [None, "scalar", "strong"])
+@pytest.mark.parametrize("s0", [False, True], ids=["zero-state", "initial-state"])
+def test_inference_forward_in_segments(gate, s0, monkeypatch):
+    """Below ``fused_min_programs``, the one-pass forward of no gate and scalar gates splits each sequence into
+    segments walked in parallel (their ends from zero first, by ``_state.fwd_states``' ENDS launch; each
+    segment's entering state folded from the ones before it): 13 chunks of 16 in 5 segments of at most 3
+    chunks, the last one short, V over two tiles; ``strong``: gates summing far below −88 and a −inf gate (a
+    reset) inside the second segment. Output and final state against the float64 reference."""
+    from longmix.kernels.triton import _output, _state
+    from longmix.kernels.triton import chunk as tchunk
+
+    monkeypatch.setitem(tchunk.CONFIG, "fused_min_programs", 1 << 20)
+    monkeypatch.setitem(tchunk.CONFIG, "fused_seg_programs", 1 << 20)
+    monkeypatch.setitem(tchunk.CONFIG, "fused_seg_min_chunks", 2)
+    monkeypatch.setitem(tchunk.CONFIG, "fused_bv", 16)
+    walks = _count_launches(monkeypatch, _output, "fwd_fused")
+    ends = _count_launches(monkeypatch, _state, "fwd_states")
+    q, k, v, g, S, _ = _inputs(1, 200, 2, 16, 32, "scalar" if gate else None, s0=s0,
+                               strength=30.0 if gate == "strong" else 1.0, seed=5)
+    if gate == "strong":
+        g[:, 100:, 1] /= 30.0  # the second head ordinary from the middle on
+        g[:, 70, 0] = float("-inf")
+    with torch.no_grad():
+        o, ST = tri_chunk(q, k, v, g, None, S, chunk_size=16)
+    # one ENDS launch and one walk, each over B·H = 2 sequences × 5 segments (the walk: 2 V tiles)
+    assert [w[1] for w in walks] == [10] and [e[2] for e in ends] == [10], (walks, ends)
+    assert walks[0][0] == 2
+    gr = None if g is None else g.clamp_min(-1e4)
+    floor = FLOOR + (0.0 if g is None else _cumsum_floor(g.clamp_min(-200), 16))
+    _compare_forward((o, ST), (q, k, v, gr, None, S), 16, floor)
+
+
+def test_inference_forward_segments_only_where_they_apply(monkeypatch):
+    """The one-pass forward: one segment where its programs reach ``fused_min_programs``; below it, segments
+    for the gates in ``fused_seg_gates`` only (never the delta rule), enough of them to reach
+    ``fused_seg_programs``, each at least ``fused_seg_min_chunks`` chunks long and none empty; None (the
+    two-kernel forward) where they cannot run."""
+    from longmix.kernels.triton import chunk as tchunk
+
+    for key, value in {"fused_min_programs": 128, "fused_seg_programs": 256, "fused_seg_min_chunks": 8,
+                       "fused_seg_gates": (0, 1), "fused_bv": 64, "fused_bv_delta": 64}.items():
+        monkeypatch.setitem(tchunk.CONFIG, key, value)
+    seg = tchunk._fused_segments
+    assert seg(64, 128, 32, gate=1, delta=False) == (1, 32)  # B = 4, T = 8K: 128 programs
+    assert seg(16, 128, 512, gate=1, delta=False) == (8, 64)  # B = 1, T = 32K: 32 programs × 8
+    assert seg(16, 128, 2048, gate=0, delta=False) == (8, 256)
+    assert seg(32, 128, 256, gate=0, delta=False) == (4, 64)
+    assert seg(16, 128, 100, gate=1, delta=False) == (8, 13)  # 13 chunks each, the last 9
+    assert seg(16, 128, 20, gate=1, delta=False) == (2, 10)  # at most 20 // 8 segments
+    assert seg(16, 128, 15, gate=1, delta=False) is None  # too few chunks for two
+    assert seg(16, 128, 512, gate=2, delta=False) is None  # per-key gates: not in fused_seg_gates
+    assert seg(16, 128, 512, gate=1, delta=True) is None  # the delta rule: no diagonal transition
+    assert seg(64, 128, 32, gate=1, delta=True) == (1, 32)
+    monkeypatch.setitem(tchunk.CONFIG, "fused_seg_gates", ())
+    assert seg(16, 128, 512, gate=0, delta=False) is None
+
+
 @pytest.mark.parametrize("gate", [None, "scalar", "key"])
 @pytest.mark.parametrize("delta", [False, True])
 def test_chunks_of_128(gate, delta):

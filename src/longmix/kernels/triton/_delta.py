@@ -49,7 +49,10 @@ MAX_K = 256
 # 0.98 / 1.00 / 1.00; H100, bf16, B=16, T=2K, H=16, D=128; prep_warps 1 or 4 were slower; both forms pass
 # tests/test_cuda.py there: benchmarks/results/2026-11-26-h100-s15/c1_*, c2_tune_inverse_16x2k.txt).
 # prep_warps_128: fwd_prep's warps at chunks of 128 (at 2 its [128, 128] tile of A spilled; 4 spill nothing, sm_90)
-CONFIG = {"prep_warps": 2, "prep_warps_128": 4, "bwd_warps": 4, "bk": 64, "bv": 64, "prep4": True, "uw_lowp": True,
+# bwd_warps_ieee128: bwd_delta's warps for IEEE float32 products at chunks of 128. At 4 warps ptxas took 234 s
+# to compile it (71K PTX lines of unrolled float32 FMAs; a GPU test sat in it for over 200 s), at 8 warps 44-58 s,
+# in 176-208 KiB of shared memory by gate (sm_90, scratch compile of tests/hopper_compile.py's launches)
+CONFIG = {"prep_warps": 2, "prep_warps_128": 4, "bwd_warps": 4, "bwd_warps_ieee128": 8, "bk": 64, "bv": 64, "prep4": True, "uw_lowp": True,
           "inverse": "doubling",
           # prep_split: fwd_prep4 stores Tinv only and fwd_uw (tiles uw_bk / uw_bv, uw_warps) forms U and W with
           # whole-chunk products, as the general (non-64) chunk always does
@@ -683,5 +686,5 @@ def backward(k, v, beta, G, dW, du, Tinv, Kp, dk, dG, gate, C, prec, chunks=None
         k, v, beta, G if G is not None else k, dW, du, Tinv, Kp if Kp is not None else k, dk,
         dG if dG is not None else k, dKp if dKp is not None else k, dv, dbeta, chunks.args(k)[0], T, H, K, V,
         GATE=gate, BT=C, BK=_tile(K, cap or CONFIG["bk"]), BV=_tile(V, cap or CONFIG["bv"]), PREC=prec,
-        VARLEN=chunks.varlen, num_warps=CONFIG["bwd_warps"])
+        VARLEN=chunks.varlen, num_warps=CONFIG["bwd_warps_ieee128" if C > 64 and prec == "ieee" else "bwd_warps"])
     return dv, dbeta, dKp

@@ -93,7 +93,8 @@ def fwd_output(q, k, v, G, h, A, o, CH, T, H, K: tl.constexpr, V: tl.constexpr, 
 @triton.jit
 def fwd_fused(q, k, v, G, W, A, s0, o, sT, T, H, K: tl.constexpr, V: tl.constexpr, scale, HAS_S0: tl.constexpr,
               GATE: tl.constexpr, DELTA: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
-              PREC: tl.constexpr, KHAT: tl.constexpr, SPAN: tl.constexpr, KSCALE: tl.constexpr):
+              PREC: tl.constexpr, KHAT: tl.constexpr, SPAN: tl.constexpr, KSCALE: tl.constexpr,
+              E=None, GAM=None, SEGLEN=1, SEGS: tl.constexpr = 1):
     """The forward without gradients, all of K in one tile: one program per (V tile, batch·head) walks
     the chunks in order with its [K, BV] slice of the state in registers,
 
@@ -114,27 +115,46 @@ def fwd_fused(q, k, v, G, W, A, s0, o, sT, T, H, K: tl.constexpr, V: tl.constexp
     (``fwd_strong_intra``, formed beforehand in parallel for those chunks only). The choice is a select, not
     a branch: a branch in the loop is more than Triton 3.6's pipeliner takes, and the walks as two kernels
     ran one after the other. ``KSCALE`` (with ``KHAT``): k holds the raw keys, and the walk decays them itself
-    (the prep then stores no Kh)."""
-    i_v, i_bh = tl.program_id(0), tl.program_id(1)
+    (the prep then stores no Kh).
+
+    Segments (``SEGS`` > 1; a diagonal transition, so not the delta rule): a long sequence with few (batch·head,
+    V tile) programs splits into ``SEGS`` runs of ``SEGLEN`` chunks, walked in parallel (grid (V tiles, B·H ·
+    SEGS)). Each run's end from a zero state ``E_j`` and total log-decay ``Γ_j`` come first from
+    ``_state.fwd_states``'s ``ENDS`` launch; a run's entering state is folded from the runs before it, as the
+    segmented state pass does (``_state``)."""
+    i_v, i_p = tl.program_id(0), tl.program_id(1)
+    i_bh = i_p // SEGS if SEGS > 1 else i_p
     b, hh = i_bh // H, i_bh % H
     S = tl.zeros([BK, BV], dtype=tl.float32)
     if HAS_S0:
         p_s = tl.make_block_ptr(s0 + i_bh * K * V, (K, V), (V, 1), (0, i_v * BV), (BK, BV), (1, 0))
         S += tl.load(p_s, boundary_check=(0, 1)).to(tl.float32)
-    S = _walk(q, k, v, G, W, A, o, S, b, hh, i_v, T, H, K, V, scale, GATE, DELTA, BT, BK, BV, PREC, KHAT, SPAN,
-              KSCALE)
-    p_st = tl.make_block_ptr(sT + i_bh * K * V, (K, V), (V, 1), (0, i_v * BV), (BK, BV), (1, 0))
-    tl.store(p_st, S, boundary_check=(0, 1))
+    if SEGS > 1:
+        j = i_p % SEGS
+        for jj in range(0, j):
+            S = _state._fold_end(E, GAM, S, i_bh * SEGS + jj, 0, i_v, K, V, GATE, BK, BV)
+        t_lo = j * SEGLEN * BT
+        t_hi = tl.minimum(t_lo + SEGLEN * BT, T)
+    else:
+        j = 0
+        t_lo = 0
+        t_hi = T
+    S = _walk(q, k, v, G, W, A, o, S, b, hh, i_v, t_lo, t_hi, T, H, K, V, scale, GATE, DELTA, BT, BK, BV, PREC, KHAT,
+              SPAN, KSCALE)
+    if j == SEGS - 1:
+        p_st = tl.make_block_ptr(sT + i_bh * K * V, (K, V), (V, 1), (0, i_v * BV), (BK, BV), (1, 0))
+        tl.store(p_st, S, boundary_check=(0, 1))
 
 
 @triton.jit
-def _walk(q, k, v, G, W, A, o, S, b, hh, i_v, T, H, K: tl.constexpr, V: tl.constexpr, scale, GATE: tl.constexpr,
-          DELTA: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, PREC: tl.constexpr,
-          KHAT: tl.constexpr, SPAN: tl.constexpr, KSCALE: tl.constexpr):
-    """``fwd_fused``'s walk over the chunks from state S; the output written, the final state returned."""
+def _walk(q, k, v, G, W, A, o, S, b, hh, i_v, t_lo, t_hi, T, H, K: tl.constexpr, V: tl.constexpr, scale,
+          GATE: tl.constexpr, DELTA: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
+          PREC: tl.constexpr, KHAT: tl.constexpr, SPAN: tl.constexpr, KSCALE: tl.constexpr):
+    """``fwd_fused``'s walk over the chunks of tokens [t_lo, t_hi) from state S; the output written, the state
+    leaving them returned."""
     o_r = tl.arange(0, BT)
     causal = o_r[:, None] >= o_r[None, :]
-    for t0 in range(0, T, BT):
+    for t0 in range(t_lo, t_hi, BT):
         p_q = tl.make_block_ptr(q + (b * T * H + hh) * K, (T, K), (H * K, 1), (t0, 0), (BT, BK), (1, 0))
         p_kT = tl.make_block_ptr(k + (b * T * H + hh) * K, (K, T), (1, H * K), (0, t0), (BK, BT), (0, 1))
         p_v = tl.make_block_ptr(v + (b * T * H + hh) * V, (T, V), (H * V, 1), (t0, i_v * BV), (BT, BV), (1, 0))

@@ -120,6 +120,11 @@ CONFIG = {"state_bk": 64, "state_bv": 64, "state_warps": 4, "state_min_programs"
           # 128 programs); 1.22x at B·H = 16 (T = 32K); 8 warps or a V tile of 32 or 128 were slower
           # (benchmarks/results/2026-11-26-h200-decoder-and-forward/)
           "fused_bv": 64, "fused_warps": 4, "fused_min_programs": 128,
+          # ... and below fused_min_programs, for the gates in fused_seg_gates (0 none, 1 scalar; never the delta
+          # rule), the walk splits each sequence into segments of at least fused_seg_min_chunks chunks, walked in
+          # parallel, until it has fused_seg_programs programs (the segments' ends first, from _state.fwd_states'
+          # ENDS launch); with too few chunks for two segments, the two-kernel forward
+          "fused_seg_gates": (0, 1), "fused_seg_programs": 256, "fused_seg_min_chunks": 8,
           # which (gate, delta rule) modes the one-pass forward serves (gate 0 none, 1 scalar; per-key gates, 2,
           # only where FUSED_MODES_KEY is added),
           # and its V tile, warps and pipeline depth for the delta rule (whose walk also forms u = U − W S), with
@@ -528,9 +533,26 @@ def _fused(q, k, v, g, beta, s0, chunks: Chunks, C: int) -> bool:
         return False  # (256 KiB with per-key gates; without the delta rule their walk takes 208, hopper_compile)
     if torch.is_grad_enabled() and any(x is not None and x.requires_grad for x in (q, k, v, g, beta, s0)):
         return False
-    B, _, H, _ = k.shape
-    bv = CONFIG["fused_bv_delta" if beta is not None else "fused_bv"]
-    return B * H * triton.cdiv(v.shape[-1], bv) >= CONFIG["fused_min_programs"]
+    return _fused_segments(k.shape[0] * k.shape[2], v.shape[-1], chunks.NT, _gate_mode(g), beta is not None) \
+        is not None
+
+
+def _fused_segments(NS: int, V: int, NT: int, gate: int, delta: bool) -> tuple[int, int] | None:
+    """(segments, chunks per segment) of the one-pass forward over ``NS`` sequence·heads of ``NT`` chunks, or
+    None where it should not run: one segment where the (sequence·head, V tile) programs reach
+    ``fused_min_programs``; below that, for the gates in ``fused_seg_gates`` (a diagonal transition: never the
+    delta rule), enough segments of at least ``fused_seg_min_chunks`` chunks to reach ``fused_seg_programs``
+    programs; None where there are too few chunks for two."""
+    programs = NS * triton.cdiv(V, CONFIG["fused_bv_delta" if delta else "fused_bv"])
+    if programs >= CONFIG["fused_min_programs"]:
+        return 1, NT
+    if delta or gate not in CONFIG["fused_seg_gates"]:
+        return None
+    segs = min(triton.cdiv(CONFIG["fused_seg_programs"], programs), NT // CONFIG["fused_seg_min_chunks"])
+    if segs <= 1:
+        return None
+    seglen = triton.cdiv(NT, segs)
+    return triton.cdiv(NT, seglen), seglen
 
 
 def _fused_forward(q, k, v, g, beta, s0, C, scale, chunks):
@@ -547,7 +569,18 @@ def _fused_forward(q, k, v, g, beta, s0, C, scale, chunks):
     sT = q.new_empty(B, H, K, V, dtype=torch.float32)
     delta = "_delta" if beta is not None else ""
     bv = _tile(V, CONFIG["fused_bv" + delta])
-    grid = (triton.cdiv(V, bv), B * H)
+    segs, seglen = _fused_segments(B * H, V, chunks.NT, gate, beta is not None)
+    grid = (triton.cdiv(V, bv), B * H * segs)
+    seg = {}
+    if segs > 1:  # each segment's end from a zero state first (the state pass's ENDS launch), in parallel
+        NS, NP = B * H, B * H * segs
+        seg = {"E": torch.empty(NP, K, V, device=q.device, dtype=torch.float32),
+               "GAM": torch.empty(NP, K, device=q.device, dtype=torch.float32), "SEGLEN": seglen, "SEGS": segs}
+        ebk, ebv = _state_tiles(NP, K, V)
+        _state.fwd_states[(triton.cdiv(K, ebk), triton.cdiv(V, ebv), NP)](
+            k, v, G if G is not None else q, q, q, q, q, q, q, q, T, H, K, V, chunks.NT,
+            GATE=gate, HAS_S0=False, STORE_ST=False, DELTA=False, BT=C, PREC=prec, VARLEN=False, BK=ebk, BV=ebv,
+            **seg, ENDS=True, **_stages(gate, False, ebv))
     if gate == 2:
         opts, stages = {"num_warps": CONFIG["fused_warps_key"]}, CONFIG["fused_stages_key"]
     else:
@@ -566,5 +599,5 @@ def _fused_forward(q, k, v, g, beta, s0, C, scale, chunks):
         q, Kh if Kh is not None else k, v, G if G is not None else q, W if W is not None else q,
         A if A is not None else q, s0 if s0 is not None else q, o, sT, T, H, K, V, scale, HAS_S0=s0 is not None,
         GATE=gate, DELTA=beta is not None, BT=C, BK=_tile(K, 128), BV=bv, PREC=prec, KHAT=khat,
-        SPAN=KHAT_SPAN, KSCALE=khat and Kh is None, **opts)
+        SPAN=KHAT_SPAN, KSCALE=khat and Kh is None, **seg, **opts)
     return o, sT
