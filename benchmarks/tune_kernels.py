@@ -153,6 +153,8 @@ KNOBS = [
                                           {"fused_seg_programs": 512, "fused_stages_wide": None},
                                           {"fused_seg_programs": 256, "fused_seg_min_chunks": 32}],
      ["linear", "retention", "lightning", "mamba2"]),
+    # the training forward by the same walk, storing each chunk's entering state: never, where it segments, always
+    (chunk.CONFIG, "train_walk", [0, 1, 2], ["linear", "retention", "lightning", "mamba2"]),
     (chunk.CONFIG, "fused_bv", [32, 64, 128], ["linear"]),
     (chunk.CONFIG, "fused_warps", [4, 8], ["linear"]),
 ]

@@ -117,7 +117,7 @@ def _drive(full: bool) -> None:
         # (the narrow ones at 128 passed test_cuda.py on an H100 for the additive, scalar-gate and GLA paths);
         # then the one-pass forward without gradients in every mode it can serve (these few heads would not
         # reach fused_min_programs), at the default depth and at the one for many programs; then the delta
-        # rule's prep variants (below); last, the one-pass forward in segments
+        # rule's prep variants (below); last, the one-pass forward in segments and the training forward by the walk
         saved = dict(chunk.CONFIG), dict(_delta.CONFIG), dict(_gla.CONFIG)
         one_pass = {"fused_min_programs": 0, "fused_modes": chunk.FUSED_MODES_ALL + chunk.FUSED_MODES_KEY}
         segments = {"state_seg_programs": 1 << 20, "state_seg_min_chunks": 1, "state_seg_gates": (0, 1, 2),
@@ -135,9 +135,11 @@ def _drive(full: bool) -> None:
                         ({}, {"uw_whole": (), "inv_tf32": 2, "inv_tf32_gates": (0, 1, 2)}, {}, 64),
                         ({}, {}, unscaled, 64), (segments, {}, unscaled, 64), (full, {}, unscaled, 64),
                         ({}, {}, {"fwd_scaled_q": False}, 64),  # the scaled keys alone
-                        # the one-pass forward in segments (below fused_min_programs: a long single sequence)
+                        # the one-pass forward in segments (below fused_min_programs: a long single sequence), with
+                        # and without gradients; then the training forward by one walk (train_walk 2)
                         ({"fused_min_programs": 1 << 30, "fused_seg_programs": 1 << 20, "fused_seg_min_chunks": 1,
-                          "fused_modes": chunk.FUSED_MODES_ALL}, {}, {}, 64))
+                          "fused_modes": chunk.FUSED_MODES_ALL, "train_walk": 1}, {}, {}, 64),
+                        ({"fused_min_programs": 0, "train_walk": 2}, {}, {}, 64))
         for chunk_config, delta_config, gla_config, C in alternatives:
             chunk.CONFIG.update(chunk_config)
             _delta.CONFIG.update(delta_config)

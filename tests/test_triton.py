@@ -340,6 +340,37 @@ def test_inference_forward_in_segments(gate, s0, monkeypatch):
     _compare_forward((o, ST), (q, k, v, gr, None, S), 16, floor)
 
 
+@pytest.mark.parametrize("gate", [None, "scalar", "strong"])
+@pytest.mark.parametrize("segments", [False, True], ids=["one-walk", "segments"])
+def test_training_forward_by_the_walk(gate, segments, monkeypatch):
+    """``train_walk``: the training forward of no gate and scalar gates takes the one-pass walk, which also stores
+    each chunk's entering state for the backward (no state pass, no output kernel), in one walk (2) or in
+    segments (1, where the walk segments): output, final state and every gradient (initial state included)
+    against the float64 reference, 13 chunks of 16 (5 segments, the last one short), V over two tiles;
+    ``strong``: gates summing far below −88 and a −inf gate (a reset)."""
+    from longmix.kernels.triton import _output, _state
+    from longmix.kernels.triton import chunk as tchunk
+
+    monkeypatch.setitem(tchunk.CONFIG, "train_walk", 1 if segments else 2)
+    monkeypatch.setitem(tchunk.CONFIG, "fused_min_programs", 1 << 20 if segments else 0)
+    monkeypatch.setitem(tchunk.CONFIG, "fused_seg_programs", 1 << 20)
+    monkeypatch.setitem(tchunk.CONFIG, "fused_seg_min_chunks", 2)
+    monkeypatch.setitem(tchunk.CONFIG, "fused_bv", 16)
+    walks = _count_launches(monkeypatch, _output, "fwd_fused")
+    outputs = _count_launches(monkeypatch, _output, "fwd_output")
+    states = _count_launches(monkeypatch, _state, "fwd_states")
+    xs = _inputs(1, 200, 2, 16, 32, "scalar" if gate else None, s0=True, strength=30.0 if gate == "strong" else 1.0,
+                 seed=11)
+    if gate == "strong":
+        xs[3][:, 100:, 1] /= 30.0
+        xs[3][:, 70, 0] = float("-inf")
+        xs[3] = xs[3].clamp_min(-1e4)  # as the mechanisms hand −inf to the kernels (the reference's exp needs it)
+    _compare(xs, C=16)
+    # the forward (three times: float64 and float32 references apart, _compare runs the kernel once)
+    assert [w[1] for w in walks] == [10 if segments else 2] and not outputs, (walks, outputs)
+    assert [s[2] for s in states] == ([10] if segments else []), states  # the segments' ends
+
+
 def test_inference_forward_segments_only_where_they_apply(monkeypatch):
     """The one-pass forward: one segment where its programs reach ``fused_min_programs``; below it, segments
     for the gates in ``fused_seg_gates`` only (never the delta rule), enough of them to reach

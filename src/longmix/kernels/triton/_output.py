@@ -94,7 +94,7 @@ def fwd_output(q, k, v, G, h, A, o, CH, T, H, K: tl.constexpr, V: tl.constexpr, 
 def fwd_fused(q, k, v, G, W, A, s0, o, sT, T, H, K: tl.constexpr, V: tl.constexpr, scale, HAS_S0: tl.constexpr,
               GATE: tl.constexpr, DELTA: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
               PREC: tl.constexpr, KHAT: tl.constexpr, SPAN: tl.constexpr, KSCALE: tl.constexpr,
-              E=None, GAM=None, SEGLEN=1, SEGS: tl.constexpr = 1):
+              E=None, GAM=None, SEGLEN=1, SEGS: tl.constexpr = 1, h=None, NT=1, STORE_H: tl.constexpr = False):
     """The forward without gradients, all of K in one tile: one program per (V tile, batch·head) walks
     the chunks in order with its [K, BV] slice of the state in registers,
 
@@ -121,7 +121,11 @@ def fwd_fused(q, k, v, G, W, A, s0, o, sT, T, H, K: tl.constexpr, V: tl.constexp
     V tile) programs splits into ``SEGS`` runs of ``SEGLEN`` chunks, walked in parallel (grid (V tiles, B·H ·
     SEGS)). Each run's end from a zero state ``E_j`` and total log-decay ``Γ_j`` come first from
     ``_state.fwd_states``'s ``ENDS`` launch; a run's entering state is folded from the runs before it, as the
-    segmented state pass does (``_state``)."""
+    segmented state pass does (``_state``).
+
+    ``STORE_H`` (the training forward, no gate or a scalar one, without the delta rule): the walk also stores the
+    state entering each chunk in ``h`` [B·H, NT, K, V] (in h's dtype, as ``_state.fwd_states`` does) for the
+    backward, in place of the state pass and the output kernel that reads h back."""
     i_v, i_p = tl.program_id(0), tl.program_id(1)
     i_bh = i_p // SEGS if SEGS > 1 else i_p
     b, hh = i_bh // H, i_bh % H
@@ -140,7 +144,7 @@ def fwd_fused(q, k, v, G, W, A, s0, o, sT, T, H, K: tl.constexpr, V: tl.constexp
         t_lo = 0
         t_hi = T
     S = _walk(q, k, v, G, W, A, o, S, b, hh, i_v, t_lo, t_hi, T, H, K, V, scale, GATE, DELTA, BT, BK, BV, PREC, KHAT,
-              SPAN, KSCALE)
+              SPAN, KSCALE, h, NT, STORE_H)
     if j == SEGS - 1:
         p_st = tl.make_block_ptr(sT + i_bh * K * V, (K, V), (V, 1), (0, i_v * BV), (BK, BV), (1, 0))
         tl.store(p_st, S, boundary_check=(0, 1))
@@ -149,9 +153,10 @@ def fwd_fused(q, k, v, G, W, A, s0, o, sT, T, H, K: tl.constexpr, V: tl.constexp
 @triton.jit
 def _walk(q, k, v, G, W, A, o, S, b, hh, i_v, t_lo, t_hi, T, H, K: tl.constexpr, V: tl.constexpr, scale,
           GATE: tl.constexpr, DELTA: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
-          PREC: tl.constexpr, KHAT: tl.constexpr, SPAN: tl.constexpr, KSCALE: tl.constexpr):
-    """``fwd_fused``'s walk over the chunks of tokens [t_lo, t_hi) from state S; the output written, the state
-    leaving them returned."""
+          PREC: tl.constexpr, KHAT: tl.constexpr, SPAN: tl.constexpr, KSCALE: tl.constexpr, h, NT,
+          STORE_H: tl.constexpr):
+    """``fwd_fused``'s walk over the chunks of tokens [t_lo, t_hi) from state S; the output written (and, with
+    ``STORE_H``, each entering state), the state leaving them returned."""
     o_r = tl.arange(0, BT)
     causal = o_r[:, None] >= o_r[None, :]
     for t0 in range(t_lo, t_hi, BT):
@@ -166,6 +171,10 @@ def _walk(q, k, v, G, W, A, o, S, b, hh, i_v, t_lo, t_hi, T, H, K: tl.constexpr,
             if KSCALE:  # the keys decayed to the chunk's end here, as fwd_prep4's Kh would hold them
                 kT = (kT * tl.exp(g_last - g)[None, :]).to(kT.dtype)
         Sq = S.to(qq.dtype)
+        if STORE_H:
+            p_h = tl.make_block_ptr(h + ((b * H + hh) * NT + t0 // BT) * K * V, (K, V), (V, 1), (0, i_v * BV),
+                                    (BK, BV), (1, 0))
+            tl.store(p_h, Sq.to(h.dtype.element_ty), boundary_check=(0, 1))
         if DELTA:
             p_w = tl.make_block_ptr(W + (b * T * H + hh) * K, (T, K), (H * K, 1), (t0, 0), (BT, BK), (1, 0))
             vv = (vv.to(tl.float32) - tl.dot(tl.load(p_w, boundary_check=(0, 1)), Sq, input_precision=PREC)

@@ -125,6 +125,10 @@ CONFIG = {"state_bk": 64, "state_bv": 64, "state_warps": 4, "state_min_programs"
           # parallel, until it has fused_seg_programs programs (the segments' ends first, from _state.fwd_states'
           # ENDS launch); with too few chunks for two segments, the two-kernel forward
           "fused_seg_gates": (0, 1), "fused_seg_programs": 256, "fused_seg_min_chunks": 8,
+          # the training forward of no gate and scalar gates (without the delta rule) by the same walk, which then
+          # also stores each chunk's entering state for the backward: 0 never (the state pass, then the output
+          # kernel), 1 where the walk runs in segments, 2 wherever it would run without gradients
+          "train_walk": 0,
           # which (gate, delta rule) modes the one-pass forward serves (gate 0 none, 1 scalar; per-key gates, 2,
           # only where FUSED_MODES_KEY is added),
           # and its V tile, warps and pipeline depth for the delta rule (whose walk also forms u = U − W S), with
@@ -316,6 +320,9 @@ def _forward(q, k, v, G, gate, s0, C, want_state, beta=None, scale=1.0, chunks: 
     CH, CO, CU = chunks.args(q)
     prec = _prec(q)
     h = q.new_empty(B, H, NT, K, V)
+    if _train_walk(NS, K, V, C, gate, beta is not None, chunks):  # one walk stores h and writes o
+        o, sT = _walk_forward(q, k, v, G, gate, None, s0, C, scale, chunks, h=h)
+        return o, sT, h, None, {}
     sT = q.new_empty(chunks.N, H, K, V, dtype=torch.float32) if want_state else None
     Gp = G if G is not None else q
     # the output and state pass read Qg and Kh, not G's tiles
@@ -556,11 +563,28 @@ def _fused_segments(NS: int, V: int, NT: int, gate: int, delta: bool) -> tuple[i
 
 
 def _fused_forward(q, k, v, g, beta, s0, C, scale, chunks):
+    G = chunk_cumsum(g, C, clamp=True, chunks=chunks) if g is not None else None
+    return _walk_forward(q, k, v, G, _gate_mode(g), beta, s0, C, scale, chunks)
+
+
+def _train_walk(NS: int, K: int, V: int, C: int, gate: int, delta: bool, chunks: Chunks) -> bool:
+    """Whether the training forward (no gate or a scalar one, without the delta rule) takes the one-pass walk
+    that also stores each chunk's entering state (``_walk_forward`` with h), instead of the state pass and the
+    output kernel: ``train_walk`` 1 where the walk runs in segments (few sequences·heads), 2 wherever the
+    inference walk would run; never with documents, K > 128 or chunks over 64 (as ``_fused``)."""
+    if not CONFIG["train_walk"] or delta or gate == 2 or chunks.varlen or K > 128 or C > 64 \
+            or (gate, False) not in CONFIG["fused_modes"]:
+        return False
+    plan = _fused_segments(NS, V, chunks.NT, gate, False)
+    return plan is not None and (CONFIG["train_walk"] == 2 or plan[0] > 1)
+
+
+def _walk_forward(q, k, v, G, gate, beta, s0, C, scale, chunks, h=None):
+    """The one-pass forward (``_output.fwd_fused``) from the chunk-local cumulative log-gates G: o and the final
+    state; ``h`` (the training forward): also each chunk's entering state, stored there."""
     B, T, H, K = k.shape
     V = v.shape[-1]
     prec = _prec(q)
-    gate = _gate_mode(g)
-    G = chunk_cumsum(g, C, clamp=True, chunks=chunks) if g is not None else None
     # as on the two-kernel path, in parallel before the walk (the delta rule's inverse is not kept)
     khat = beta is not None and CONFIG["fused_khat"] and _delta.khat_ok(k, gate, C)
     A, _, _, v, W, Kh, _ = _prologue(q, k, v, G, gate, beta, C, prec, chunks, keep_inverse=False,
@@ -573,7 +597,7 @@ def _fused_forward(q, k, v, g, beta, s0, C, scale, chunks):
     grid = (triton.cdiv(V, bv), B * H * segs)
     seg = {}
     if segs > 1:  # each segment's end from a zero state first (the state pass's ENDS launch), in parallel
-        NS, NP = B * H, B * H * segs
+        NP = B * H * segs
         seg = {"E": torch.empty(NP, K, V, device=q.device, dtype=torch.float32),
                "GAM": torch.empty(NP, K, device=q.device, dtype=torch.float32), "SEGLEN": seglen, "SEGS": segs}
         ebk, ebv = _state_tiles(NP, K, V)
@@ -599,5 +623,6 @@ def _fused_forward(q, k, v, g, beta, s0, C, scale, chunks):
         q, Kh if Kh is not None else k, v, G if G is not None else q, W if W is not None else q,
         A if A is not None else q, s0 if s0 is not None else q, o, sT, T, H, K, V, scale, HAS_S0=s0 is not None,
         GATE=gate, DELTA=beta is not None, BT=C, BK=_tile(K, 128), BV=bv, PREC=prec, KHAT=khat,
-        SPAN=KHAT_SPAN, KSCALE=khat and Kh is None, **seg, **opts)
+        SPAN=KHAT_SPAN, KSCALE=khat and Kh is None, **seg, **opts,
+        **({} if h is None else {"h": h, "NT": chunks.NT, "STORE_H": True}))
     return o, sT
