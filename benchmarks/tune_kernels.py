@@ -153,8 +153,12 @@ KNOBS = [
                                           {"fused_seg_programs": 512, "fused_stages_wide": None},
                                           {"fused_seg_programs": 256, "fused_seg_min_chunks": 32}],
      ["linear", "retention", "lightning", "mamba2"]),
-    # the training forward by the same walk, storing each chunk's entering state: never, where it segments, always
-    (chunk.CONFIG, "train_walk", [0, 1, 2], ["linear", "retention", "lightning", "mamba2"]),
+    # the training forward by the same walk, storing each chunk's entering state: never, in one pass (no segments),
+    # in one pass and in segments (stop 23's call 3 timed it as train_walk 0 / 1 / 2: never, segments only, both)
+    (chunk.CONFIG, "train_walk_gates", [{"train_walk_gates": (), "train_walk_seg_gates": ()},
+                                        {"train_walk_gates": (0, 1), "train_walk_seg_gates": ()},
+                                        {"train_walk_gates": (0, 1), "train_walk_seg_gates": (0, 1)}],
+     ["linear", "retention", "lightning", "mamba2"]),
     (chunk.CONFIG, "fused_bv", [32, 64, 128], ["linear"]),
     (chunk.CONFIG, "fused_warps", [4, 8], ["linear"]),
 ]

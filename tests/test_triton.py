@@ -238,8 +238,8 @@ def test_inference_forward_in_one_pass(mode, T, K, V, C, s0, monkeypatch):
     float64 reference, T = 1, T not a multiple of the chunk, K and V not powers of two, V over several
     tiles, several chunks of 64 (the delta rule's register-resident prep), β up to 2; per-key gates
     (``FUSED_MODES_KEY``, not in the default modes) read the intra matrix from ``_gla.fwd_intra``. With
-    gradients wanted, a mode not listed (per-key gates by default), or chunks of 128, the two-kernel path
-    runs instead."""
+    gradients wanted (where the training walk, ``test_training_forward_by_the_walk``, is off), a mode not
+    listed (per-key gates by default), or chunks of 128, the two-kernel path runs instead."""
     from longmix.kernels.triton import _output, chunk as chunk_mod
 
     monkeypatch.setitem(chunk_mod.CONFIG, "fused_min_programs", 0)  # the test's few heads would not fill a GPU
@@ -269,8 +269,9 @@ def test_inference_forward_in_one_pass(mode, T, K, V, C, s0, monkeypatch):
         tri_chunk(q, k, v, g, beta, S, chunk_size=C)
         assert len(calls) == 1  # a mode not listed
         monkeypatch.setitem(chunk_mod.CONFIG, "fused_modes", modes)
+    monkeypatch.setitem(chunk_mod.CONFIG, "train_walk_gates", ())
     tri_chunk(q.requires_grad_(), k, v, g, beta, S, chunk_size=C)
-    assert len(calls) == 1  # gradients wanted: the stored-state path
+    assert len(calls) == 1  # gradients wanted (and the training walk off): the stored-state path
 
 
 @pytest.mark.parametrize("gate,delta,khat_walk", [("scalar", False, False), ("key", False, False),
@@ -343,15 +344,16 @@ def test_inference_forward_in_segments(gate, s0, monkeypatch):
 @pytest.mark.parametrize("gate", [None, "scalar", "strong"])
 @pytest.mark.parametrize("segments", [False, True], ids=["one-walk", "segments"])
 def test_training_forward_by_the_walk(gate, segments, monkeypatch):
-    """``train_walk``: the training forward of no gate and scalar gates takes the one-pass walk, which also stores
-    each chunk's entering state for the backward (no state pass, no output kernel), in one walk (2) or in
-    segments (1, where the walk segments): output, final state and every gradient (initial state included)
+    """``train_walk_gates`` / ``train_walk_seg_gates``: the training forward of no gate and scalar gates takes the
+    one-pass walk, which also stores each chunk's entering state for the backward (no state pass, no output
+    kernel), in one walk or in segments: output, final state and every gradient (initial state included)
     against the float64 reference, 13 chunks of 16 (5 segments, the last one short), V over two tiles;
     ``strong``: gates summing far below −88 and a −inf gate (a reset)."""
     from longmix.kernels.triton import _output, _state
     from longmix.kernels.triton import chunk as tchunk
 
-    monkeypatch.setitem(tchunk.CONFIG, "train_walk", 1 if segments else 2)
+    monkeypatch.setitem(tchunk.CONFIG, "train_walk_gates", () if segments else (0, 1))
+    monkeypatch.setitem(tchunk.CONFIG, "train_walk_seg_gates", (0, 1) if segments else ())
     monkeypatch.setitem(tchunk.CONFIG, "fused_min_programs", 1 << 20 if segments else 0)
     monkeypatch.setitem(tchunk.CONFIG, "fused_seg_programs", 1 << 20)
     monkeypatch.setitem(tchunk.CONFIG, "fused_seg_min_chunks", 2)
@@ -369,6 +371,29 @@ def test_training_forward_by_the_walk(gate, segments, monkeypatch):
     # the forward (three times: float64 and float32 references apart, _compare runs the kernel once)
     assert [w[1] for w in walks] == [10 if segments else 2] and not outputs, (walks, outputs)
     assert [s[2] for s in states] == ([10] if segments else []), states  # the segments' ends
+
+
+def test_training_walk_only_where_it_applies(monkeypatch):
+    """The training forward takes the walk for the gates listed for its form (one pass or segments), never with
+    the delta rule, per-key gates, documents, K > 128 or chunks over 64."""
+    from longmix.kernels.triton import chunk as tchunk
+
+    for key, value in {"fused_min_programs": 128, "fused_seg_programs": 256, "fused_seg_min_chunks": 8,
+                       "fused_bv": 64, "fused_seg_gates": (0, 1), "fused_modes": tchunk.FUSED_MODES_ALL,
+                       "train_walk_gates": (0, 1), "train_walk_seg_gates": (0,)}.items():
+        monkeypatch.setitem(tchunk.CONFIG, key, value)
+    plain, docs = tchunk.Chunks(32, 4, False), tchunk.Chunks(512, 1, True)
+    walk = tchunk._train_walk
+    assert walk(64, 128, 128, 64, 1, False, plain) and walk(64, 128, 128, 64, 0, False, plain)  # one pass
+    long = tchunk.Chunks(512, 1, False)
+    assert walk(16, 128, 128, 64, 0, False, long) and not walk(16, 128, 128, 64, 1, False, long)  # segments
+    assert not walk(64, 128, 128, 64, 2, False, plain)  # per-key gates
+    assert not walk(64, 128, 128, 64, 1, True, plain)  # the delta rule
+    assert not walk(64, 128, 128, 64, 0, False, docs)
+    assert not walk(64, 256, 128, 64, 0, False, plain) and not walk(64, 128, 128, 128, 0, False, plain)
+    assert not walk(16, 128, 128, 64, 0, False, tchunk.Chunks(15, 1, False))  # too few chunks to segment
+    monkeypatch.setitem(tchunk.CONFIG, "fused_modes", ())
+    assert not walk(64, 128, 128, 64, 0, False, plain)
 
 
 def test_inference_forward_segments_only_where_they_apply(monkeypatch):

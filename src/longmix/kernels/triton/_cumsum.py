@@ -8,6 +8,7 @@ import torch
 import triton
 import triton.language as tl
 
+from ._host import cdiv, next_pow2
 from ._varlen import Chunks, empty, span
 
 
@@ -42,9 +43,9 @@ def chunk_cumsum(g: torch.Tensor, C: int, reverse: bool = False, clamp: bool = F
     ``chunks``: the call's ``_varlen.Chunks``, whose chunks restart at every document)."""
     B, T = g.shape[:2]
     D = g[0, 0].numel()
-    chunks = chunks or Chunks(triton.cdiv(T, C), B, False)
+    chunks = chunks or Chunks(cdiv(T, C), B, False)
     out = torch.empty(g.shape, device=g.device, dtype=torch.float32)
-    BD = min(128, max(16, triton.next_power_of_2(D)))
-    chunk_cumsum_kernel[(triton.cdiv(D, BD), chunks.NT, B)](g, out, chunks.args(g)[0], T, D, BT=C, BD=BD,
+    BD = min(128, max(16, next_pow2(D)))
+    chunk_cumsum_kernel[(cdiv(D, BD), chunks.NT, B)](g, out, chunks.args(g)[0], T, D, BT=C, BD=BD,
                                                             REVERSE=reverse, CLAMP=clamp, VARLEN=chunks.varlen)
     return out

@@ -34,6 +34,7 @@ import triton
 import triton.language as tl
 
 from ._cumsum import pair_decay
+from ._host import cdiv, next_pow2
 from ._varlen import Chunks, empty, span
 
 BC = 16  # diagonal block of the triangular inverse
@@ -608,13 +609,13 @@ def bwd_delta(k, v, beta, G, dW, du, Tinv, Kp, dk, dG, dKp, dv, dbeta, CH, T, H,
 
 def _tile(d: int, cap: int) -> int:
     """The tile for a dimension d: its next power of two, between 16 and ``cap`` (every Triton wrapper's rule)."""
-    return max(16, min(cap, triton.next_power_of_2(d)))
+    return max(16, min(cap, next_pow2(d)))
 
 
 def _bk(K: int) -> int:
     if K > MAX_K:
         raise ValueError(f"the triton delta-rule kernels need D_k ≤ {MAX_K} (one key tile), got {K}")
-    return max(16, triton.next_power_of_2(K))
+    return max(16, next_pow2(K))
 
 
 def _four(C: int) -> bool:
@@ -637,7 +638,7 @@ def prep(k, v, beta, G, Kp, gate, C, prec, chunks=None, keep_inverse=True, khat=
     fwd_prep4 does not store Tinv, and None comes back for it."""
     B, T, H, K = k.shape
     V = v.shape[-1]
-    chunks = chunks or Chunks(triton.cdiv(T, C), B, False)
+    chunks = chunks or Chunks(cdiv(T, C), B, False)
     four = _four(C)  # the default chunk: the inverse in registers
     lowp = four and CONFIG["uw_lowp"] and k.dtype != torch.float32
     split = not four or CONFIG["prep_split"]  # Tinv first, then U and W by fwd_uw
@@ -665,7 +666,7 @@ def prep(k, v, beta, G, Kp, gate, C, prec, chunks=None, keep_inverse=True, khat=
             DOUBLING=doubling, num_warps=CONFIG["prep_warps"] if C <= 64 else CONFIG["prep_warps_128"])
     if split:
         ubk, ubv = _tile(K, CONFIG["uw_bk"]), _tile(V, CONFIG["uw_bv"])
-        fwd_uw[(chunks.NT, B * H, triton.cdiv(V, ubv) + triton.cdiv(K, ubk))](
+        fwd_uw[(chunks.NT, B * H, cdiv(V, ubv) + cdiv(K, ubk))](
             k, v, beta, G_, Tinv, U, W, ch, T, H, K, V, GATE=gate, BT=C, BK=ubk, BV=ubv, PREC=prec,
             VARLEN=chunks.varlen, num_warps=CONFIG["uw_warps"])
     return Tinv if keep_inverse else None, U, W, Kh
@@ -676,7 +677,7 @@ def backward(k, v, beta, G, dW, du, Tinv, Kp, dk, dG, gate, C, prec, chunks=None
     entry) += the W and Kp parts (GATE 2: the W part; ``_gla.bwd_intra`` adds the Kp part from dKp), and dG."""
     B, T, H, K = k.shape
     V = v.shape[-1]
-    chunks = chunks or Chunks(triton.cdiv(T, C), B, False)
+    chunks = chunks or Chunks(cdiv(T, C), B, False)
     dv = torch.empty_like(v)
     dbeta = torch.empty(B, T, H, device=k.device, dtype=torch.float32)
     dKp = torch.empty(B, T, H, C, device=k.device, dtype=torch.float32) if gate == 2 else None

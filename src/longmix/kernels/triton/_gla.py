@@ -36,6 +36,7 @@ import triton
 import triton.language as tl
 
 from ._delta import _store_blk
+from ._host import cdiv, next_pow2
 from ._varlen import Chunks, empty, span
 
 BC = 16  # rows of a block (and of the diagonal tiles)
@@ -318,7 +319,7 @@ def fwd_intra(q, k, G, C, prec, with_keys=False, chunks: Chunks | None = None, d
     Qg, Kh), Qg = q ⊙ e^G (None unless ``scaled_q``) and Kh = k ⊙ e^{G_last − G} (G_last: G at the chunk's last
     row) in q's dtype."""
     B, T, H, K = k.shape
-    chunks = chunks or Chunks(triton.cdiv(T, C), B, False)
+    chunks = chunks or Chunks(cdiv(T, C), B, False)
     ch = chunks.args(k)[0]
     A = torch.empty(B, T, H, C, device=q.device, dtype=dtype)
     A2 = torch.empty(B, T, H, C, device=q.device, dtype=torch.float32) if with_keys else None
@@ -326,7 +327,7 @@ def fwd_intra(q, k, G, C, prec, with_keys=False, chunks: Chunks | None = None, d
     Kh = torch.empty_like(k) if scaled else None
     fwd_A[(chunks.NT, B * H)](
         q, k, G, A, A2 if with_keys else A, q if Qg is None else Qg, k if Kh is None else Kh, ch, T, H, K,
-        BT=C, BC=BC, BK=CONFIG["fwd_bk"], BKA=max(16, triton.next_power_of_2(K)), LIM=float(CONFIG["span_max"]),
+        BT=C, BC=BC, BK=CONFIG["fwd_bk"], BKA=max(16, next_pow2(K)), LIM=float(CONFIG["span_max"]),
         PREC=prec, TWO=with_keys, DIAG_LOOP=CONFIG["diag_loop_keys" if with_keys else "diag_loop"],
         VARLEN=chunks.varlen, SCALED=scaled, QG=scaled_q, num_warps=CONFIG["fwd_warps"])
     out = (A, A2) if with_keys else A
@@ -338,7 +339,7 @@ def bwd_intra(q, k, G, dA, dqi, dki, dG, dq, dk, C, prec, self_pair=False, chunk
 
     ``self_pair`` (q is k, dki and dq unused): dk = dqi + both intra parts, dG += k⊙(row part − column part)."""
     B, T, H, K = k.shape
-    chunks = chunks or Chunks(triton.cdiv(T, C), B, False)
-    bwd_intra_kernel[(triton.cdiv(K, CONFIG["bwd_bk"]), chunks.NT, B * H)](
+    chunks = chunks or Chunks(cdiv(T, C), B, False)
+    bwd_intra_kernel[(cdiv(K, CONFIG["bwd_bk"]), chunks.NT, B * H)](
         q, k, G, dA, dqi, dki, dG, dq, dk, chunks.args(k)[0], T, H, K, BT=C, BC=BC, BK=CONFIG["bwd_bk"],
         LIM=float(CONFIG["span_max"]), PREC=prec, SELF=self_pair, VARLEN=chunks.varlen, num_warps=CONFIG["bwd_warps"])

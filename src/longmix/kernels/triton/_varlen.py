@@ -23,6 +23,8 @@ import torch
 import triton
 import triton.language as tl
 
+from ._host import cdiv, next_pow2
+
 
 @triton.jit
 def span(CH, n, T, BT: tl.constexpr, VARLEN: tl.constexpr):
@@ -178,10 +180,10 @@ def chunks(B: int, T: int, C: int, docs: Documents | None) -> Chunks:
     send them out of bounds; its error is raised when the values check resolves (on the host at
     once; on CUDA inside ``attention`` after the launch, ``checks.cu_seqlens_values``)."""
     if docs is None:
-        return Chunks(triton.cdiv(T, C), B, False)
+        return Chunks(cdiv(T, C), B, False)
     N = docs.cu.numel() - 1
     if docs.host is not None:
-        NT = sum(triton.cdiv(e - s, C) for s, e in zip(docs.host, docs.host[1:]))
+        NT = sum(cdiv(e - s, C) for s, e in zip(docs.host, docs.host[1:]))
     else:
         NT = T // C + N
     cu_out, co = bounds(docs, T, C)
@@ -189,7 +191,7 @@ def chunks(B: int, T: int, C: int, docs: Documents | None) -> Chunks:
     ch = torch.empty(max(NT, 1), 2, device=dev, dtype=torch.int32)
     doc = torch.empty(max(NT, 1), device=dev, dtype=torch.int64)
     if NT:
-        map_chunks[(triton.cdiv(NT, 256),)](cu_out, co, ch, doc, N, NT, T, max(1, N).bit_length(), C=C, BLOCK=256)
+        map_chunks[(cdiv(NT, 256),)](cu_out, co, ch, doc, N, NT, T, max(1, N).bit_length(), C=C, BLOCK=256)
     return Chunks(NT, N, True, ch, co, doc, cu_out)
 
 
@@ -208,7 +210,7 @@ def bounds(docs: Documents, T: int, C: int = 16) -> tuple[torch.Tensor, torch.Te
     cu_out = torch.empty(N + 1, device=cu.device, dtype=torch.int32)
     co = torch.empty(N + 1, device=cu.device, dtype=torch.int32)
     bad_count = torch.empty(1, device=cu.device, dtype=torch.int32)
-    map_documents[(1,)](cu, cu_out, co, bad_count, N, T, C=C, BLOCK=min(1024, max(16, triton.next_power_of_2(N + 1))))
+    map_documents[(1,)](cu, cu_out, co, bad_count, N, T, C=C, BLOCK=min(1024, max(16, next_pow2(N + 1))))
     if docs.host is None:
         cu_seqlens_values(cu, bad_count, T)
     return cu_out, co

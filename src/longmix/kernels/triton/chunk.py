@@ -41,10 +41,10 @@ from __future__ import annotations
 import os
 
 import torch
-import triton
 
 from . import _delta, _gla, _interp, _output, _state
 from ._cumsum import chunk_cumsum
+from ._host import cdiv
 from ._varlen import Chunks, chunks as chunk_map, documents
 
 _interp.apply()
@@ -125,10 +125,14 @@ CONFIG = {"state_bk": 64, "state_bv": 64, "state_warps": 4, "state_min_programs"
           # parallel, until it has fused_seg_programs programs (the segments' ends first, from _state.fwd_states'
           # ENDS launch); with too few chunks for two segments, the two-kernel forward
           "fused_seg_gates": (0, 1), "fused_seg_programs": 256, "fused_seg_min_chunks": 8,
-          # the training forward of no gate and scalar gates (without the delta rule) by the same walk, which then
-          # also stores each chunk's entering state for the backward: 0 never (the state pass, then the output
-          # kernel), 1 where the walk runs in segments, 2 wherever it would run without gradients
-          "train_walk": 0,
+          # the training forward by the same walk, which then also stores each chunk's entering state for the
+          # backward (in place of the state pass and the output kernel reading it back): for the gates in
+          # train_walk_gates where the walk runs in one pass (many sequences·heads), and for those in
+          # train_walk_seg_gates where it runs in segments (0 none, 1 scalar; never the delta rule). Against the
+          # two kernels, forward+backward (H100, bf16, H = 16, D = 128): in one pass, linear 0.93-0.94x, RetNet,
+          # Lightning and Mamba-2 0.96-0.97x at 16x2K and 0.91-0.92x at 4x8K; in segments (B = 1), linear 0.96-0.97x
+          # at 32K / 128K, the scalar gates 1.01-1.04x (benchmarks/results/2026-11-27-h100-s23/c3_tune_*.txt)
+          "train_walk_gates": (0, 1), "train_walk_seg_gates": (0,),
           # which (gate, delta rule) modes the one-pass forward serves (gate 0 none, 1 scalar; per-key gates, 2,
           # only where FUSED_MODES_KEY is added),
           # and its V tile, warps and pipeline depth for the delta rule (whose walk also forms u = U − W S), with
@@ -184,11 +188,11 @@ def _state_tiles(BH: int, K: int, V: int, delta: bool = False, min_programs: int
         bv = _tile(V, CONFIG["state_bv_delta_bwd" if reverse else "state_bv_delta"] if bk <= 128 else 32)
         if reverse and C > 64:  # chunks of 128: the reverse pass's q, dO, k, W and du tiles at V tiles of 64 need
             bv = min(bv, 32)    # 248 KiB of shared memory (hopper_compile), more than an H100 gives a block
-        while BH * triton.cdiv(V, bv) < min_programs and bv > 16:
+        while BH * cdiv(V, bv) < min_programs and bv > 16:
             bv //= 2
         return bk, bv
     bk, bv = _tile(K, CONFIG["state_bk"]), _tile(V, CONFIG["state_bv"])
-    while BH * triton.cdiv(K, bk) * triton.cdiv(V, bv) < min_programs and max(bk, bv) > CONFIG["state_min_tile"]:
+    while BH * cdiv(K, bk) * cdiv(V, bv) < min_programs and max(bk, bv) > CONFIG["state_min_tile"]:
         if bv >= bk:
             bv //= 2
         else:
@@ -202,11 +206,11 @@ def _segments(programs: int, NT: int) -> tuple[int, int]:
     target = CONFIG["state_seg_programs"]
     if programs >= target:
         return 1, NT
-    segs = min(triton.cdiv(target, programs), NT // CONFIG["state_seg_min_chunks"])
+    segs = min(cdiv(target, programs), NT // CONFIG["state_seg_min_chunks"])
     if segs <= 1:
         return 1, NT
-    seglen = triton.cdiv(NT, segs)
-    return triton.cdiv(NT, seglen), seglen
+    seglen = cdiv(NT, segs)
+    return cdiv(NT, seglen), seglen
 
 
 def _state_plan(NS: int, K: int, V: int, NT: int, gate: int, delta: bool, varlen: bool,
@@ -216,7 +220,7 @@ def _state_plan(NS: int, K: int, V: int, NT: int, gate: int, delta: bool, varlen
     run only for the gates in ``state_seg_gates``; where they run, the tiles stay larger."""
     if not (delta or varlen) and gate in CONFIG["state_seg_gates"]:
         bk, bv = _state_tiles(NS, K, V, min_programs=CONFIG["state_seg_tile_programs"])
-        programs = NS * triton.cdiv(K, bk) * triton.cdiv(V, bv)
+        programs = NS * cdiv(K, bk) * cdiv(V, bv)
         # only where the full tiles leave the GPU nearly idle: from state_seg_below programs on, segments (whose
         # ends launch walks every chunk a second time) cost more than smaller tiles
         segs, seglen = _segments(programs, NT) if programs < CONFIG["state_seg_below"] else (1, NT)
@@ -229,7 +233,7 @@ def _state_pass(kernel, plan, NS, args, consts, K, V, device):
     """Launch a state kernel (``_state.fwd_states`` / ``bwd_states``) on grid (K tiles, V tiles, NS) as
     ``plan`` (``_state_plan``) says: in one walk, or in segments, the segments' ends first, then the states."""
     bk, bv, segs, seglen = plan
-    grid = (triton.cdiv(K, bk), triton.cdiv(V, bv), NS)
+    grid = (cdiv(K, bk), cdiv(V, bv), NS)
     consts = dict(consts, BK=bk, BV=bv)
     if segs == 1:
         kernel[grid](*args, **consts)
@@ -315,7 +319,7 @@ def _forward(q, k, v, G, gate, s0, C, want_state, beta=None, scale=1.0, chunks: 
     """o, final state, and what the backward needs (entering states h, intra matrices, delta-rule parts)."""
     B, T, H, K = k.shape
     V = v.shape[-1]
-    chunks = chunks or Chunks(triton.cdiv(T, C), B, False)
+    chunks = chunks or Chunks(cdiv(T, C), B, False)
     NT, NS, vl = chunks.NT, chunks.N * H, chunks.varlen  # NS: sequences × heads, one state each
     CH, CO, CU = chunks.args(q)
     prec = _prec(q)
@@ -343,7 +347,7 @@ def _forward(q, k, v, G, gate, s0, C, want_state, beta=None, scale=1.0, chunks: 
     vo = delta["u"] if beta is not None else v  # the values the output reads
     o = torch.empty_like(v)
     bk, bv = _tile(K, CONFIG["out_bk"]), _tile(V, CONFIG["out_bv"])
-    _output.fwd_output[(triton.cdiv(V, bv), NT, B * H)](
+    _output.fwd_output[(cdiv(V, bv), NT, B * H)](
         Qg if Qg is not None else q, k, vo, Gp, h, A if A is not None else q, o, CH, T, H, K, V, NT, scale,
         GATE=gate, BT=C, BK=bk, BV=bv, PREC=prec, VARLEN=vl, QG=Qg is not None, num_warps=CONFIG["out_warps"],
         **({} if CONFIG["out_stages"] is None else {"num_stages": CONFIG["out_stages"]}))
@@ -356,7 +360,7 @@ def _backward(q, k, v, G, gate, h, A, do, dsT, has_s0, C, beta=None, delta=None,
     the kernels that read dO)."""
     B, T, H, K = k.shape
     V = v.shape[-1]
-    chunks = chunks or Chunks(triton.cdiv(T, C), B, False)
+    chunks = chunks or Chunks(cdiv(T, C), B, False)
     NT, NS, vl = chunks.NT, chunks.N * H, chunks.varlen
     CH, CO, CU = chunks.args(q)
     prec = _prec(q)
@@ -369,10 +373,10 @@ def _backward(q, k, v, G, gate, h, A, do, dsT, has_s0, C, beta=None, delta=None,
     qbk = _tile(K, CONFIG["dqk_bk_delta" + dqk]) if is_delta else bk  # bwd_dqk's K tile (the delta rule: + dW)
     if is_delta and C > 64:  # chunks of 128: all of K in one tile needs 240 KiB of shared memory (hopper_compile),
         qbk = min(qbk, 32 if _wide32(q, C) else 64)  # and float32 tiles of 64 up to 256 KiB
-    NK = triton.cdiv(K, qbk)
+    NK = cdiv(K, qbk)
     if is_delta:  # du starts as Pᵀ dO; the reverse state pass adds (k ⊙ e^{G_last − G}) dS (in v's dtype, as U)
         du = torch.empty_like(v)
-        _output.bwd_dv[(triton.cdiv(V, bv), NT, B * H)](
+        _output.bwd_dv[(cdiv(V, bv), NT, B * H)](
             q, k, Gp, A if A is not None else q, do, dh, du, CH, T, H, K, V, NT, scale,
             GATE=gate, BT=C, BK=bk, BV=bv, PREC=prec, VARLEN=vl, HAS_DH=False, num_warps=CONFIG["bwd_warps"])
         v_out = delta["u"]
@@ -388,7 +392,7 @@ def _backward(q, k, v, G, gate, h, A, do, dsT, has_s0, C, beta=None, delta=None,
              VARLEN=vl, **_stages(gate, is_delta, plan[1], reverse=True, C=C, wide32=_wide32(q, C))), K, V, q.device)
     if not is_delta:
         dv = torch.empty_like(v)
-        _output.bwd_dv[(triton.cdiv(V, bv), NT, B * H)](
+        _output.bwd_dv[(cdiv(V, bv), NT, B * H)](
             q, k, Gp, A if A is not None else q, do, dh, dv, CH, T, H, K, V, NT, scale,
             GATE=gate, BT=C, BK=bk, BV=bv, PREC=prec, VARLEN=vl, num_warps=CONFIG["bwd_warps"])
     dq = torch.empty_like(q)
@@ -550,16 +554,16 @@ def _fused_segments(NS: int, V: int, NT: int, gate: int, delta: bool) -> tuple[i
     ``fused_min_programs``; below that, for the gates in ``fused_seg_gates`` (a diagonal transition: never the
     delta rule), enough segments of at least ``fused_seg_min_chunks`` chunks to reach ``fused_seg_programs``
     programs; None where there are too few chunks for two."""
-    programs = NS * triton.cdiv(V, CONFIG["fused_bv_delta" if delta else "fused_bv"])
+    programs = NS * cdiv(V, CONFIG["fused_bv_delta" if delta else "fused_bv"])
     if programs >= CONFIG["fused_min_programs"]:
         return 1, NT
     if delta or gate not in CONFIG["fused_seg_gates"]:
         return None
-    segs = min(triton.cdiv(CONFIG["fused_seg_programs"], programs), NT // CONFIG["fused_seg_min_chunks"])
+    segs = min(cdiv(CONFIG["fused_seg_programs"], programs), NT // CONFIG["fused_seg_min_chunks"])
     if segs <= 1:
         return None
-    seglen = triton.cdiv(NT, segs)
-    return triton.cdiv(NT, seglen), seglen
+    seglen = cdiv(NT, segs)
+    return cdiv(NT, seglen), seglen
 
 
 def _fused_forward(q, k, v, g, beta, s0, C, scale, chunks):
@@ -570,13 +574,13 @@ def _fused_forward(q, k, v, g, beta, s0, C, scale, chunks):
 def _train_walk(NS: int, K: int, V: int, C: int, gate: int, delta: bool, chunks: Chunks) -> bool:
     """Whether the training forward (no gate or a scalar one, without the delta rule) takes the one-pass walk
     that also stores each chunk's entering state (``_walk_forward`` with h), instead of the state pass and the
-    output kernel: ``train_walk`` 1 where the walk runs in segments (few sequences·heads), 2 wherever the
-    inference walk would run; never with documents, K > 128 or chunks over 64 (as ``_fused``)."""
-    if not CONFIG["train_walk"] or delta or gate == 2 or chunks.varlen or K > 128 or C > 64 \
-            or (gate, False) not in CONFIG["fused_modes"]:
+    output kernel: for the gates in ``train_walk_gates`` where the walk runs in one pass, in
+    ``train_walk_seg_gates`` where it runs in segments; never with documents, K > 128 or chunks over 64 (as
+    ``_fused``)."""
+    if delta or gate == 2 or chunks.varlen or K > 128 or C > 64 or (gate, False) not in CONFIG["fused_modes"]:
         return False
     plan = _fused_segments(NS, V, chunks.NT, gate, False)
-    return plan is not None and (CONFIG["train_walk"] == 2 or plan[0] > 1)
+    return plan is not None and gate in CONFIG["train_walk_seg_gates" if plan[0] > 1 else "train_walk_gates"]
 
 
 def _walk_forward(q, k, v, G, gate, beta, s0, C, scale, chunks, h=None):
@@ -594,14 +598,14 @@ def _walk_forward(q, k, v, G, gate, beta, s0, C, scale, chunks, h=None):
     delta = "_delta" if beta is not None else ""
     bv = _tile(V, CONFIG["fused_bv" + delta])
     segs, seglen = _fused_segments(B * H, V, chunks.NT, gate, beta is not None)
-    grid = (triton.cdiv(V, bv), B * H * segs)
+    grid = (cdiv(V, bv), B * H * segs)
     seg = {}
     if segs > 1:  # each segment's end from a zero state first (the state pass's ENDS launch), in parallel
         NP = B * H * segs
         seg = {"E": torch.empty(NP, K, V, device=q.device, dtype=torch.float32),
                "GAM": torch.empty(NP, K, device=q.device, dtype=torch.float32), "SEGLEN": seglen, "SEGS": segs}
         ebk, ebv = _state_tiles(NP, K, V)
-        _state.fwd_states[(triton.cdiv(K, ebk), triton.cdiv(V, ebv), NP)](
+        _state.fwd_states[(cdiv(K, ebk), cdiv(V, ebv), NP)](
             k, v, G if G is not None else q, q, q, q, q, q, q, q, T, H, K, V, chunks.NT,
             GATE=gate, HAS_S0=False, STORE_ST=False, DELTA=False, BT=C, PREC=prec, VARLEN=False, BK=ebk, BV=ebv,
             **seg, ENDS=True, **_stages(gate, False, ebv))
@@ -617,7 +621,7 @@ def _walk_forward(q, k, v, G, gate, beta, s0, C, scale, chunks, h=None):
     if khat:  # the walk with keys decayed to their chunk's end; chunks past KHAT_SPAN read A
         opts["num_warps"] = CONFIG["fused_warps_delta_gated_khat"]
         A = torch.empty(B, T, H, C, device=q.device, dtype=q.dtype)
-        _output.fwd_strong_intra[(triton.cdiv(T, C), B * H)](q, k, G, A, T, H, K, BT=C, BK=_tile(K, 64), PREC=prec,
+        _output.fwd_strong_intra[(cdiv(T, C), B * H)](q, k, G, A, T, H, K, BT=C, BK=_tile(K, 64), PREC=prec,
                                                                SPAN=KHAT_SPAN, num_warps=CONFIG["strong_warps"])
     _output.fwd_fused[grid](
         q, Kh if Kh is not None else k, v, G if G is not None else q, W if W is not None else q,

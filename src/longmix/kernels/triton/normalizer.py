@@ -29,6 +29,7 @@ import triton.language as tl
 
 from . import _interp
 from ._delta import _tile
+from ._host import cdiv
 from ._varlen import Chunks, chunks as chunk_map, documents, empty, span
 
 _interp.apply()
@@ -135,7 +136,7 @@ def _sums(x: torch.Tensor, w: torch.Tensor | None, chunks: Chunks) -> torch.Tens
     B, T, H, K = x.shape
     bk = _tile(K, CONFIG["bk"])
     out = torch.empty(B, chunks.NT, H, K, device=x.device, dtype=torch.float32)
-    chunk_sums[(chunks.NT, B * H, triton.cdiv(K, bk))](x, w if w is not None else x, out, chunks.args(x)[0], T, H, K,
+    chunk_sums[(chunks.NT, B * H, cdiv(K, bk))](x, w if w is not None else x, out, chunks.args(x)[0], T, H, K,
                                                         chunks.NT, BT=BT, BK=bk, HAS_W=w is not None,
                                                         VARLEN=chunks.varlen, num_warps=CONFIG["warps"])
     return out
@@ -243,7 +244,7 @@ class Normalized(torch.autograd.Function):
         if dzT is not None:  # z_T = z0 + Σ_j k_j: every key of the sequence gets ∂L/∂z_T
             Qs = Qs + (dzT[chunks.doc][None] if chunks.varlen else dzT[:, None])
         dq, dk = torch.empty_like(q), torch.empty_like(k)
-        den_bwd[(chunks.NT, B * H, triton.cdiv(K, bk))](q, k, Z, Qs, dden, dq, dk, CH, T, H, K, chunks.NT, BT=BT,
+        den_bwd[(chunks.NT, B * H, cdiv(K, bk))](q, k, Z, Qs, dden, dq, dk, CH, T, H, K, chunks.NT, BT=BT,
                                                          BK=bk, CAUSAL=ctx.causal, VARLEN=chunks.varlen,
                                                          num_warps=CONFIG["warps"])
         dz0 = None

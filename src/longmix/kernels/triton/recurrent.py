@@ -23,6 +23,7 @@ import triton
 import triton.language as tl
 
 from . import _interp
+from ._host import next_pow2
 
 _interp.apply()
 
@@ -162,8 +163,8 @@ def _launch(q, k, v, g, beta, s0, sT, o, cu, scale, phi: int = 0, norm: bool = F
     gate = 0 if g is None else (1 if g.dim() == 3 else 2)
     if gate == 1 and g.stride(0) == 0 and g.stride(1) == 0:  # a per-head constant expanded over batch and time:
         gate, g = 3, g[0, 0]  # read its [H] values instead of copying the expansion
-    BK = max(16, 1 << (K - 1).bit_length())  # (plain Python: triton.cdiv / next_power_of_2 cost µs a call)
-    BV = max(16, 1 << (V - 1).bit_length())  # with the norm, all of V in one program
+    BK = max(16, next_pow2(K))
+    BV = max(16, next_pow2(V))  # with the norm, all of V in one program
     BV = BV if norm else min(CONFIG["bv"], BV)
     q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
     fused_recurrent[(-(-V // BV), sT.shape[0] * H)](
