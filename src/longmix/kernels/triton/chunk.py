@@ -15,7 +15,10 @@ docstring derives the chunkwise math). Pipeline, for ``beta=None``:
 Without gradients, a mode in ``CONFIG["fused_modes"]`` (no gate or a scalar one, with or without the delta
 rule; per-key gates too where ``FUSED_MODES_KEY`` is added, after step 3) and enough batch·heads to fill the
 GPU (``_fused``), steps 2 and 4 (and the delta rule's u) are one walk over the chunks with the state in
-registers (``_output.fwd_fused``): nothing per chunk is stored.
+registers (``_output.fwd_fused``): nothing per chunk is stored. Where too few batch·heads would leave the GPU
+idle, no gate and scalar gates walk segments of each sequence in parallel from entering states folded from the
+segments' ends (``_fused_segments``). With gradients, the same walk also stores each h[n] for the backward in
+place of steps 2 and 4 for the gates ``train_walk_gates`` / ``train_walk_seg_gates`` list (``_train_walk``).
 
 Backward: ``_state.bwd_states`` (dh, reverse), ``_output.bwd_dv``, ``_output.bwd_dqk``
 (and ``_gla.bwd_intra`` for per-key gates), then ∂L/∂g = reverse chunk-local cumsum
