@@ -538,8 +538,9 @@ def _fused(q, k, v, g, beta, s0, chunks: Chunks, C: int) -> bool:
     ``fused_modes`` (by default no gate or a scalar one, with or without the delta rule; per-key gates where
     FUSED_MODES_KEY is added; never the delta rule with float32 inputs and K > 64), no documents, K ≤ 128,
     chunks of at most 64 (at 128 with K = 128 its tiles need 256 KiB of shared memory, more than an H100
-    has), and enough (batch·head, V tile) programs to fill the GPU (its walk over the chunks is sequential;
-    a long single sequence keeps the two-kernel path)."""
+    has), and enough (batch·head, V tile) programs to fill the GPU, or, for no gate and scalar gates, enough
+    chunks to walk in segments (``_fused_segments``; its walk over the chunks is sequential, so a long single
+    sequence of the delta rule or per-key gates keeps the two-kernel path)."""
     if (_gate_mode(g), beta is not None) not in CONFIG["fused_modes"] or chunks.varlen or k.shape[-1] > 128 \
             or C > 64:
         return False
