@@ -53,8 +53,8 @@ MAX_K = 256
 # bwd_warps_ieee128: bwd_delta's warps for IEEE float32 products at chunks of 128. At 4 warps ptxas took 234 s
 # to compile it (71K PTX lines of unrolled float32 FMAs; a GPU test sat in it for over 200 s), at 8 warps 44-58 s,
 # in 176-208 KiB of shared memory by gate (sm_90, scratch compile of tests/hopper_compile.py's launches)
-CONFIG = {"prep_warps": 2, "prep_warps_128": 4, "bwd_warps": 4, "bwd_warps_ieee128": 8, "bk": 64, "bv": 64, "prep4": True, "uw_lowp": True,
-          "inverse": "doubling",
+CONFIG = {"prep_warps": 2, "prep_warps_128": 4, "bwd_warps": 4, "bwd_warps_ieee128": 8, "bk": 64, "bv": 64,
+          "prep4": True, "uw_lowp": True, "inverse": "doubling",
           # prep_split: fwd_prep4 stores Tinv only and fwd_uw (tiles uw_bk / uw_bv, uw_warps) forms U and W with
           # whole-chunk products, as the general (non-64) chunk always does
           "prep_split": False, "uw_bk": 64, "uw_bv": 64, "uw_warps": 4,
