@@ -60,8 +60,9 @@ BC = 16  # rows of a block (and of the diagonal tiles)
 # forward+backward 0.95-0.98x (c3_tune_*.txt). Hence 64: B = 4, T = 8K (H = 16) is the largest shape it serves.
 CONFIG = {"fwd_bk": 32, "fwd_warps": 4, "bwd_bk": 32, "bwd_warps": 2, "span_max": 60.0,
           "diag_loop": False, "diag_loop_keys": True, "p_lowp": True, "fwd_scaled_bh": 64,
-          # fwd_scaled_q: with the scaled operands, Qg too (False: Kh alone, the output kernel forms q ⊙ e^G itself);
-          # not yet timed on a GPU
+          # fwd_scaled_q: with the scaled operands, Qg too (False: Kh alone, the output kernel forms q ⊙ e^G itself).
+          # Kh alone at every shape against the default took KDA's forward 1.03x at 4x8K and 1.06x at 16x2K (H100,
+          # benchmarks/results/2026-11-27-h100-s23/c2_tune_*.txt)
           "fwd_scaled_q": True}
 
 

@@ -203,13 +203,15 @@ def _state_tiles(BH: int, K: int, V: int, delta: bool = False, min_programs: int
     return bk, bv
 
 
-def _segments(programs: int, NT: int) -> tuple[int, int]:
-    """(segments, chunks per segment) of a state pass of ``programs`` (sequence·head, tile) programs
-    over ``NT`` chunks, for a pass that may segment."""
-    target = CONFIG["state_seg_programs"]
+def _segments(programs: int, NT: int, target: int | None = None, min_chunks: int | None = None) -> tuple[int, int]:
+    """(segments, chunks per segment) of a walk of ``programs`` (sequence·head, tile) programs over ``NT`` chunks,
+    for a walk that may segment: enough segments of at least ``min_chunks`` chunks to reach ``target`` programs,
+    none empty (defaults: the state passes' ``state_seg_programs`` and ``state_seg_min_chunks``)."""
+    target = CONFIG["state_seg_programs"] if target is None else target
+    min_chunks = CONFIG["state_seg_min_chunks"] if min_chunks is None else min_chunks
     if programs >= target:
         return 1, NT
-    segs = min(cdiv(target, programs), NT // CONFIG["state_seg_min_chunks"])
+    segs = min(cdiv(target, programs), NT // min_chunks)
     if segs <= 1:
         return 1, NT
     seglen = cdiv(NT, segs)
@@ -241,12 +243,16 @@ def _state_pass(kernel, plan, NS, args, consts, K, V, device):
     if segs == 1:
         kernel[grid](*args, **consts)
         return
-    NP = NS * segs
-    E = torch.empty(NP, K, V, device=device, dtype=torch.float32)
-    GAM = torch.empty(NP, K, device=device, dtype=torch.float32)
-    seg = {"E": E, "GAM": GAM, "SEGLEN": seglen, "SEGS": segs}
-    kernel[(grid[0], grid[1], NP)](*args, **consts, **seg, ENDS=True)
-    kernel[(grid[0], grid[1], NP)](*args, **consts, **seg)
+    seg = _segment_ends(NS * segs, segs, seglen, K, V, device)
+    kernel[(grid[0], grid[1], NS * segs)](*args, **consts, **seg, ENDS=True)
+    kernel[(grid[0], grid[1], NS * segs)](*args, **consts, **seg)
+
+
+def _segment_ends(NP: int, segs: int, seglen: int, K: int, V: int, device) -> dict:
+    """The segment arguments of a walk in segments over ``NP`` = sequence·heads × ``segs`` programs: buffers for
+    each segment's end state ``E`` and log-decay ``GAM`` (fp32; the ENDS launch writes them), and the layout."""
+    return {"E": torch.empty(NP, K, V, device=device, dtype=torch.float32),
+            "GAM": torch.empty(NP, K, device=device, dtype=torch.float32), "SEGLEN": seglen, "SEGS": segs}
 
 
 def _stages(gate: int, delta: bool, bv: int, reverse: bool = False, C: int = 64, wide32: bool = False) -> dict:
@@ -327,8 +333,9 @@ def _forward(q, k, v, G, gate, s0, C, want_state, beta=None, scale=1.0, chunks: 
     CH, CO, CU = chunks.args(q)
     prec = _prec(q)
     h = q.new_empty(B, H, NT, K, V)
-    if _train_walk(NS, K, V, C, gate, beta is not None, chunks):  # one walk stores h and writes o
-        o, sT = _walk_forward(q, k, v, G, gate, None, s0, C, scale, chunks, h=h)
+    walk = _train_walk(NS, K, V, C, gate, beta is not None, chunks)
+    if walk is not None:  # one walk stores h and writes o
+        o, sT = _walk_forward(q, k, v, G, gate, None, s0, C, scale, chunks, walk, h=h)
         return o, sT, h, None, {}
     sT = q.new_empty(chunks.N, H, K, V, dtype=torch.float32) if want_state else None
     Gp = G if G is not None else q
@@ -521,8 +528,9 @@ def chunk(q, k, v, g=None, beta=None, initial_state=None, *, chunk_size: int = 6
     g = None if g is None else g.contiguous()
     beta = None if beta is None else beta.contiguous()
     q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
-    if _fused(q, k, v, g, beta, s0, chunks, chunk_size):
-        return _fused_forward(q, k, v, g, beta, s0, chunk_size, float(scale), chunks)
+    plan = _fused(q, k, v, g, beta, s0, chunks, chunk_size)
+    if plan is not None:
+        return _fused_forward(q, k, v, g, beta, s0, chunk_size, float(scale), chunks, plan)
     return _ChunkFn.apply(q, k, v, g, beta, s0, chunk_size, float(scale), chunks)
 
 
@@ -533,8 +541,9 @@ def chunk(q, k, v, g=None, beta=None, initial_state=None, *, chunk_size: int = 6
 KHAT_SPAN = 80.0
 
 
-def _fused(q, k, v, g, beta, s0, chunks: Chunks, C: int) -> bool:
-    """Whether the one-pass inference forward serves this call: no gradient needed, a mode in
+def _fused(q, k, v, g, beta, s0, chunks: Chunks, C: int) -> tuple[int, int] | None:
+    """The one-pass inference forward's (segments, chunks per segment) where it serves this call, else None.
+    It serves: no gradient needed, a mode in
     ``fused_modes`` (by default no gate or a scalar one, with or without the delta rule; per-key gates where
     FUSED_MODES_KEY is added; never the delta rule with float32 inputs and K > 64), no documents, K ≤ 128,
     chunks of at most 64 (at 128 with K = 128 its tiles need 256 KiB of shared memory, more than an H100
@@ -543,13 +552,12 @@ def _fused(q, k, v, g, beta, s0, chunks: Chunks, C: int) -> bool:
     sequence of the delta rule or per-key gates keeps the two-kernel path)."""
     if (_gate_mode(g), beta is not None) not in CONFIG["fused_modes"] or chunks.varlen or k.shape[-1] > 128 \
             or C > 64:
-        return False
+        return None
     if beta is not None and _wide32(q, C):  # float32 tiles of q, k, W and U overflow shared memory at K = 128
-        return False  # (256 KiB with per-key gates; without the delta rule their walk takes 208, hopper_compile)
+        return None  # (256 KiB with per-key gates; without the delta rule their walk takes 208, hopper_compile)
     if torch.is_grad_enabled() and any(x is not None and x.requires_grad for x in (q, k, v, g, beta, s0)):
-        return False
-    return _fused_segments(k.shape[0] * k.shape[2], v.shape[-1], chunks.NT, _gate_mode(g), beta is not None) \
-        is not None
+        return None
+    return _fused_segments(k.shape[0] * k.shape[2], v.shape[-1], chunks.NT, _gate_mode(g), beta is not None)
 
 
 def _fused_segments(NS: int, V: int, NT: int, gate: int, delta: bool) -> tuple[int, int] | None:
@@ -563,33 +571,33 @@ def _fused_segments(NS: int, V: int, NT: int, gate: int, delta: bool) -> tuple[i
         return 1, NT
     if delta or gate not in CONFIG["fused_seg_gates"]:
         return None
-    segs = min(cdiv(CONFIG["fused_seg_programs"], programs), NT // CONFIG["fused_seg_min_chunks"])
-    if segs <= 1:
-        return None
-    seglen = cdiv(NT, segs)
-    return cdiv(NT, seglen), seglen
+    plan = _segments(programs, NT, CONFIG["fused_seg_programs"], CONFIG["fused_seg_min_chunks"])
+    return plan if plan[0] > 1 else None
 
 
-def _fused_forward(q, k, v, g, beta, s0, C, scale, chunks):
+def _fused_forward(q, k, v, g, beta, s0, C, scale, chunks, plan):
     G = chunk_cumsum(g, C, clamp=True, chunks=chunks) if g is not None else None
-    return _walk_forward(q, k, v, G, _gate_mode(g), beta, s0, C, scale, chunks)
+    return _walk_forward(q, k, v, G, _gate_mode(g), beta, s0, C, scale, chunks, plan)
 
 
-def _train_walk(NS: int, K: int, V: int, C: int, gate: int, delta: bool, chunks: Chunks) -> bool:
-    """Whether the training forward (no gate or a scalar one, without the delta rule) takes the one-pass walk
-    that also stores each chunk's entering state (``_walk_forward`` with h), instead of the state pass and the
-    output kernel: for the gates in ``train_walk_gates`` where the walk runs in one pass, in
-    ``train_walk_seg_gates`` where it runs in segments; never with documents, K > 128 or chunks over 64 (as
-    ``_fused``)."""
+def _train_walk(NS: int, K: int, V: int, C: int, gate: int, delta: bool, chunks: Chunks) -> tuple[int, int] | None:
+    """The walk's (segments, chunks per segment) where the training forward (no gate or a scalar one, without the
+    delta rule) takes the one-pass walk that also stores each chunk's entering state (``_walk_forward`` with h)
+    instead of the state pass and the output kernel, else None: for the gates in ``train_walk_gates`` where the
+    walk runs in one pass, in ``train_walk_seg_gates`` where it runs in segments; never with documents, K > 128
+    or chunks over 64 (as ``_fused``)."""
     if delta or gate == 2 or chunks.varlen or K > 128 or C > 64 or (gate, False) not in CONFIG["fused_modes"]:
-        return False
+        return None
     plan = _fused_segments(NS, V, chunks.NT, gate, False)
-    return plan is not None and gate in CONFIG["train_walk_seg_gates" if plan[0] > 1 else "train_walk_gates"]
+    if plan is None or gate not in CONFIG["train_walk_seg_gates" if plan[0] > 1 else "train_walk_gates"]:
+        return None
+    return plan
 
 
-def _walk_forward(q, k, v, G, gate, beta, s0, C, scale, chunks, h=None):
-    """The one-pass forward (``_output.fwd_fused``) from the chunk-local cumulative log-gates G: o and the final
-    state; ``h`` (the training forward): also each chunk's entering state, stored there."""
+def _walk_forward(q, k, v, G, gate, beta, s0, C, scale, chunks, plan, h=None):
+    """The one-pass forward (``_output.fwd_fused``) from the chunk-local cumulative log-gates G, in ``plan``'s
+    (segments, chunks per segment): o and the final state; ``h`` (the training forward): also each chunk's
+    entering state, stored there."""
     B, T, H, K = k.shape
     V = v.shape[-1]
     prec = _prec(q)
@@ -601,13 +609,12 @@ def _walk_forward(q, k, v, G, gate, beta, s0, C, scale, chunks, h=None):
     sT = q.new_empty(B, H, K, V, dtype=torch.float32)
     delta = "_delta" if beta is not None else ""
     bv = _tile(V, CONFIG["fused_bv" + delta])
-    segs, seglen = _fused_segments(B * H, V, chunks.NT, gate, beta is not None)
+    segs, seglen = plan
     grid = (cdiv(V, bv), B * H * segs)
     seg = {}
     if segs > 1:  # each segment's end from a zero state first (the state pass's ENDS launch), in parallel
         NP = B * H * segs
-        seg = {"E": torch.empty(NP, K, V, device=q.device, dtype=torch.float32),
-               "GAM": torch.empty(NP, K, device=q.device, dtype=torch.float32), "SEGLEN": seglen, "SEGS": segs}
+        seg = _segment_ends(NP, segs, seglen, K, V, q.device)
         ebk, ebv = _state_tiles(NP, K, V)
         _state.fwd_states[(cdiv(K, ebk), cdiv(V, ebv), NP)](
             k, v, G if G is not None else q, q, q, q, q, q, q, q, T, H, K, V, chunks.NT,
